@@ -1,6 +1,14 @@
-//! What the dashboard and the workers share: the message contract and the request/reply machinery.
+//! What the dashboard and the workers share: the message contract (topics, payloads, headers,
+//! codecs) and the request/reply machinery (a requester that sends and receives replies, a
+//! responder loop that consumes, handles, replies and commits), plus config loading and shutdown.
 
+pub mod admin;
 pub mod codec;
 pub mod config;
 pub mod contract;
 pub mod headers;
+pub mod kafka;
+pub mod requester;
+pub mod responder;
+pub mod shutdown;
+pub mod telemetry;

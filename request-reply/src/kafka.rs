@@ -1,0 +1,101 @@
+//! Small adapters between rdkafka's types and ours, used by both sides of request/reply.
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+
+/// Sets `key` unless the user's configuration already did: our defaults never override config.ini.
+pub fn set_default(config: &mut ClientConfig, key: &str, value: &str) {
+    if config.get(key).is_none() {
+        config.set(key, value);
+    }
+}
+
+/// The headers of a consumed message, copied out so the message itself can be released.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderList(Vec<(String, Option<Vec<u8>>)>);
+
+impl HeaderList {
+    pub fn from_message(message: &impl Message) -> Self {
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        HeaderList(headers)
+    }
+
+    /// The value of the last header called `name` (Kafka allows repeats; the last one wins, as
+    /// in Spring's `lastHeader`).
+    pub fn last(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.as_deref())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.0
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_deref()))
+    }
+}
+
+/// A message to produce, owned so it can be re-sent if delivery fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub topic: String,
+    pub partition: Option<i32>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Outgoing {
+    pub fn new(topic: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
+        Outgoing {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            payload: payload.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn header(mut self, key: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((key.to_owned(), value.into()));
+        self
+    }
+
+    pub fn record(&self) -> FutureRecord<'_, [u8], [u8]> {
+        let headers = self
+            .headers
+            .iter()
+            .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(value.as_slice()),
+                })
+            });
+        let mut record = FutureRecord::to(&self.topic)
+            .payload(self.payload.as_slice())
+            .headers(headers);
+        if let Some(key) = &self.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(partition) = self.partition {
+            record = record.partition(partition);
+        }
+        record
+    }
+}

@@ -1,0 +1,355 @@
+//! The requesting side: send correlated requests and receive every reply.
+//!
+//! [`Requester`] produces requests; [`ReplyListener`] reads the reply topics. The listener does not
+//! join a consumer group: it is assigned every partition of the reply topics directly, starting at
+//! the offsets it looked up before returning, so several dashboard instances each see every reply
+//! (and keep the ones for their own requests), and no reply that arrives after start-up is missed.
+//! [`Client`] combines the two into a `call` that awaits the matching reply, for programs that
+//! want a plain function call (the benchmarks, the tests).
+
+use crate::admin::{AdminError, ensure_topics};
+use crate::codec::{ReplyBody, decode_reply};
+use crate::config::{KafkaSettings, TopicSettings};
+use crate::contract::legacy::{LegacyReply, parse_reply_text};
+use crate::contract::{Invoice, Outcome, RequestKind, Score, Topics};
+use crate::headers::{self, CorrelationId};
+use crate::kafka::{HeaderList, Outgoing, set_default};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Bound on each metadata and watermark look-up at start-up.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("cannot create Kafka client: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot look up the reply topics: {0}")]
+    Lookup(#[source] KafkaError),
+    #[error("request not accepted by the broker: {0}")]
+    Send(#[source] KafkaError),
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    #[error("the reply listener stopped")]
+    ListenerStopped,
+}
+
+/// Where a produced request landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentRequest {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Produces correlated requests to the request topics.
+#[derive(Clone)]
+pub struct Requester {
+    producer: FutureProducer,
+    topics: Topics,
+}
+
+impl std::fmt::Debug for Requester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requester").field("topics", &self.topics).finish_non_exhaustive()
+    }
+}
+
+impl Requester {
+    /// `send_timeout` bounds how long a request may wait for the broker's acknowledgement, so an
+    /// outage shows up as an error instead of a hang.
+    pub fn new(kafka: &KafkaSettings, topics: Topics, send_timeout: Duration) -> Result<Self, RequestError> {
+        let mut config = kafka.producer_config();
+        set_default(&mut config, "enable.idempotence", "true");
+        set_default(&mut config, "linger.ms", "1");
+        set_default(&mut config, "message.timeout.ms", &send_timeout.as_millis().to_string());
+        let producer = config.create().map_err(RequestError::Client)?;
+        Ok(Requester { producer, topics })
+    }
+
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Produces a JSON request with its correlation ID and reply topic, and waits for the broker
+    /// to acknowledge it.
+    pub async fn send<T: Serialize>(
+        &self,
+        kind: RequestKind,
+        correlation_id: &CorrelationId,
+        request: &T,
+    ) -> Result<SentRequest, RequestError> {
+        let payload = serde_json::to_vec(request).unwrap_or_default();
+        let outgoing = Outgoing::new(self.topics.request(kind), payload)
+            .header(headers::CORRELATION_ID, correlation_id.as_bytes())
+            .header(headers::REPLY_TOPIC, self.topics.reply(kind))
+            .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE);
+        self.send_outgoing(&outgoing).await
+    }
+
+    /// Produces an arbitrary message (plain-text requests, tests) and waits for its acknowledgement.
+    pub async fn send_outgoing(&self, outgoing: &Outgoing) -> Result<SentRequest, RequestError> {
+        let delivery = self
+            .producer
+            .send(outgoing.record(), Duration::ZERO)
+            .await
+            .map_err(|(error, _)| RequestError::Send(error))?;
+        Ok(SentRequest {
+            topic: outgoing.topic.clone(),
+            partition: delivery.partition,
+            offset: delivery.offset,
+        })
+    }
+}
+
+/// A reply payload, decoded as far as it can be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplyContent {
+    Invoice(Outcome<Invoice>),
+    Score(Outcome<Score>),
+    /// Plain text, with the number read out of it when it is one of the original forms.
+    Text {
+        text: String,
+        legacy: Option<LegacyReply>,
+    },
+    /// Nothing we can read; kept so it is shown, not dropped.
+    Undecodable(String),
+}
+
+/// One reply as read from a reply topic, with its Kafka metadata.
+#[derive(Clone, Debug)]
+pub struct IncomingReply {
+    pub kind: RequestKind,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub correlation_id: Option<CorrelationId>,
+    pub headers: HeaderList,
+    pub content: ReplyContent,
+}
+
+impl IncomingReply {
+    fn decode(kind: RequestKind, message: &impl Message) -> Self {
+        let headers = HeaderList::from_message(message);
+        let content_type = headers.last(headers::CONTENT_TYPE);
+        let payload = message.payload();
+        let content = match kind {
+            RequestKind::Invoice => decode_reply::<Invoice>(payload, content_type)
+                .map(|body| content_from(body, ReplyContent::Invoice)),
+            RequestKind::Score => decode_reply::<Score>(payload, content_type)
+                .map(|body| content_from(body, ReplyContent::Score)),
+        }
+        .unwrap_or_else(|error| ReplyContent::Undecodable(error.to_string()));
+        IncomingReply {
+            kind,
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            correlation_id: headers.last(headers::CORRELATION_ID).map(CorrelationId::from_bytes),
+            headers,
+            content,
+        }
+    }
+}
+
+fn content_from<T>(body: ReplyBody<T>, wrap: fn(Outcome<T>) -> ReplyContent) -> ReplyContent {
+    match body {
+        ReplyBody::Json(reply) => wrap(reply.outcome),
+        ReplyBody::Text(text) => {
+            let legacy = parse_reply_text(&text);
+            ReplyContent::Text { text, legacy }
+        }
+    }
+}
+
+/// Where the listener starts reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// Only replies that arrive after start-up.
+    End,
+    /// Everything still in the log.
+    Beginning,
+}
+
+/// Reads both reply topics, assigned directly (no consumer group).
+pub struct ReplyListener {
+    consumer: StreamConsumer,
+    topics: Topics,
+}
+
+impl std::fmt::Debug for ReplyListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyListener").field("topics", &self.topics).finish_non_exhaustive()
+    }
+}
+
+impl ReplyListener {
+    /// Creates the reply topics if needed and assigns all their partitions. When this returns, every
+    /// reply produced from then on will be received.
+    pub async fn start(
+        kafka: &KafkaSettings,
+        topic_settings: &TopicSettings,
+        start_at: StartAt,
+    ) -> Result<Self, RequestError> {
+        let topics = Topics::with_prefix(&topic_settings.prefix);
+        let reply_topics: Vec<String> = RequestKind::ALL.iter().map(|kind| topics.reply(*kind)).collect();
+        ensure_topics(kafka, topic_settings, &reply_topics).await?;
+        let mut config = kafka.consumer_config();
+        set_default(&mut config, "group.id", "dashboard");
+        // Assigned, not subscribed: nothing to commit, and every instance reads every partition.
+        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.offset.store", "false");
+        let consumer: StreamConsumer = config.create().map_err(RequestError::Client)?;
+        let consumer = tokio::task::spawn_blocking(move || {
+            assign_reply_partitions(&consumer, &reply_topics, start_at).map(|()| consumer)
+        })
+        .await
+        .map_err(|_| RequestError::ListenerStopped)?
+        .map_err(RequestError::Lookup)?;
+        Ok(ReplyListener { consumer, topics })
+    }
+
+    /// The next reply. Consumer errors (broker briefly unreachable) are logged and skipped;
+    /// librdkafka reconnects by itself.
+    pub async fn next(&self) -> IncomingReply {
+        loop {
+            match self.consumer.recv().await {
+                Ok(message) => match self.topics.kind_of_reply_topic(message.topic()) {
+                    Some(kind) => return IncomingReply::decode(kind, &message),
+                    None => tracing::warn!(topic = message.topic(), "message from an unexpected topic"),
+                },
+                Err(error) => tracing::warn!(%error, "reply consumer error"),
+            }
+        }
+    }
+}
+
+fn assign_reply_partitions(
+    consumer: &StreamConsumer,
+    reply_topics: &[String],
+    start_at: StartAt,
+) -> Result<(), KafkaError> {
+    let mut assignment = TopicPartitionList::new();
+    for topic in reply_topics {
+        let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
+        for topic_metadata in metadata.topics() {
+            if let Some(error) = topic_metadata.error() {
+                return Err(KafkaError::MetadataFetch(error.into()));
+            }
+            for partition in topic_metadata.partitions() {
+                let offset = match start_at {
+                    StartAt::Beginning => Offset::Beginning,
+                    // The exact end offset now, rather than `Offset::End` resolved later, so a
+                    // reply that lands between start-up and the first fetch is not skipped.
+                    StartAt::End => {
+                        let (_, high) = consumer.fetch_watermarks(topic, partition.id(), LOOKUP_TIMEOUT)?;
+                        Offset::Offset(high)
+                    }
+                };
+                assignment.add_partition_offset(topic, partition.id(), offset)?;
+            }
+        }
+    }
+    consumer.assign(&assignment)
+}
+
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<IncomingReply>>>>;
+
+/// Request/reply as a function call: send, then await the reply with the same correlation ID.
+#[derive(Debug)]
+pub struct Client {
+    requester: Requester,
+    waiters: Waiters,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    pub async fn connect(kafka: &KafkaSettings, topic_settings: &TopicSettings) -> Result<Self, RequestError> {
+        let listener = ReplyListener::start(kafka, topic_settings, StartAt::End).await?;
+        let requester = Requester::new(
+            kafka,
+            Topics::with_prefix(&topic_settings.prefix),
+            Duration::from_secs(30),
+        )?;
+        let waiters = Waiters::default();
+        let dispatch_to = Arc::clone(&waiters);
+        let listener = tokio::spawn(async move {
+            loop {
+                let reply = listener.next().await;
+                let Some(key) = reply.correlation_id.as_ref().map(CorrelationId::key) else {
+                    continue;
+                };
+                let waiter = dispatch_to.lock().unwrap_or_else(|poison| poison.into_inner()).remove(&key);
+                if let Some(waiter) = waiter {
+                    // The caller may have given up (timeout); nothing else to do then.
+                    let _ = waiter.send(reply);
+                }
+            }
+        });
+        Ok(Client {
+            requester,
+            waiters,
+            listener,
+        })
+    }
+
+    pub fn requester(&self) -> &Requester {
+        &self.requester
+    }
+
+    /// Sends `request` and waits up to `timeout` for its reply.
+    pub async fn call<T: Serialize>(
+        &self,
+        kind: RequestKind,
+        request: &T,
+        timeout: Duration,
+    ) -> Result<IncomingReply, RequestError> {
+        let correlation_id = CorrelationId::generate();
+        let reply = self.expect_reply(&correlation_id);
+        self.requester.send(kind, &correlation_id, request).await?;
+        self.await_reply(&correlation_id, reply, timeout).await
+    }
+
+    /// Registers interest in the reply to `correlation_id` before its request is sent, for callers
+    /// that produce the request themselves (other encodings, other headers).
+    pub fn expect_reply(&self, correlation_id: &CorrelationId) -> oneshot::Receiver<IncomingReply> {
+        let (sender, receiver) = oneshot::channel();
+        self.lock_waiters().insert(correlation_id.key(), sender);
+        receiver
+    }
+
+    pub async fn await_reply(
+        &self,
+        correlation_id: &CorrelationId,
+        reply: oneshot::Receiver<IncomingReply>,
+        timeout: Duration,
+    ) -> Result<IncomingReply, RequestError> {
+        let outcome = tokio::time::timeout(timeout, reply).await;
+        self.lock_waiters().remove(&correlation_id.key());
+        match outcome {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(RequestError::ListenerStopped),
+            Err(_) => Err(RequestError::Timeout(timeout)),
+        }
+    }
+
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<IncomingReply>>> {
+        self.waiters.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}

@@ -1,0 +1,584 @@
+//! The worker side of request/reply: consume a request topic, call the business function, reply,
+//! and only then let the request's offset be committed (at-least-once).
+//!
+//! A worker crate implements [`Service`] and calls [`run`]; everything about Kafka lives here.
+//!
+//! Pipeline: messages are consumed in order, each is turned into the messages it causes (a reply,
+//! and for a bad request a dead-letter copy plus an error reply) by the pure function [`plan`],
+//! those are queued in the producer at once, and the deliveries are awaited in consumption order.
+//! A request's offset is stored only when everything it caused is acknowledged by the broker, so a
+//! crash at any point leads to redelivery, never to a lost reply.
+
+use crate::admin::{AdminError, ensure_topics};
+use crate::codec::{RequestBody, decode_request};
+use crate::config::{ConfigError, ConfigFile, KafkaSettings, TopicSettings};
+use crate::contract::{ErrorCode, Reply, RequestKind, Topics, Validate};
+use crate::headers::{self, CorrelationId};
+use crate::kafka::{HeaderList, Outgoing, set_default};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::consumer::RebalanceProtocol;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeSet, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::{Instrument, info_span};
+
+/// Most requests whose replies may be awaiting acknowledgement at once (backpressure).
+const MAX_IN_FLIGHT: usize = 4096;
+/// How long shutdown waits for in-flight replies before leaving them to redelivery.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest pause between attempts to deliver a reply while the broker is unavailable.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A worker's business function, and how it answers the original system's plain-text requests.
+pub trait Service: Send + Sync + 'static {
+    /// Which request topic this service consumes and which reply topic it answers on.
+    const KIND: RequestKind;
+    type Request: DeserializeOwned + Validate;
+    type Response: Serialize;
+
+    /// Answers a valid request. Must be deterministic: redelivery must give the same reply.
+    fn handle(&self, request: Self::Request, origin: Origin) -> Self::Response;
+
+    /// Answers a plain-text request in the plain-text form of the original Python workers.
+    fn handle_text(&self, text: &str, origin: Origin) -> String;
+}
+
+/// Where a request sits in the log; stable across redeliveries, unique within a topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Everything a worker needs to run, usually read from its config.ini.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub kafka: KafkaSettings,
+    pub topics: TopicSettings,
+    /// `--reset`: the first time this process is assigned a partition it reads it from the
+    /// beginning, as the original workers' `--reset` did.
+    pub reset: bool,
+    /// Reply topics a request may name in `kafka_replyTopic` besides the default reply topic and
+    /// the NestJS `<request-topic>.reply`; any other name is refused, so requests cannot make a
+    /// worker write into arbitrary topics.
+    pub extra_reply_topics: Vec<String>,
+}
+
+impl WorkerConfig {
+    /// Reads `[default]`, `[consumer]`, `[producer]`, `[topics]` and `[worker] reply_topics`
+    /// (comma-separated).
+    pub fn from_file(file: &ConfigFile, reset: bool) -> Result<Self, ConfigError> {
+        let extra_reply_topics = file
+            .section("worker")
+            .get("reply_topics")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(WorkerConfig {
+            kafka: file.kafka(),
+            topics: file.topics()?,
+            reset,
+            extra_reply_topics,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("cannot create Kafka {role} for {servers}: {source}")]
+    Client {
+        role: &'static str,
+        servers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("cannot subscribe to {topic}: {source}")]
+    Subscribe {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// The topics one worker reads from and writes to.
+#[derive(Clone, Debug)]
+pub struct Routing {
+    pub request_topic: String,
+    pub default_reply_topic: String,
+    pub dead_letter_topic: String,
+    pub allowed_reply_topics: HashSet<String>,
+}
+
+impl Routing {
+    pub fn new(kind: RequestKind, topics: &Topics, extra_reply_topics: &[String]) -> Self {
+        let mut allowed_reply_topics: HashSet<String> = extra_reply_topics.iter().cloned().collect();
+        allowed_reply_topics.insert(topics.reply(kind));
+        allowed_reply_topics.insert(topics.nest_reply(kind));
+        Routing {
+            request_topic: topics.request(kind),
+            default_reply_topic: topics.reply(kind),
+            dead_letter_topic: topics.dead_letter(kind),
+            allowed_reply_topics,
+        }
+    }
+
+    /// Every topic the worker needs to exist, sorted for stable logs.
+    fn all_topics(&self) -> Vec<String> {
+        let mut all: BTreeSet<String> = self.allowed_reply_topics.iter().cloned().collect();
+        all.insert(self.request_topic.clone());
+        all.insert(self.dead_letter_topic.clone());
+        all.into_iter().collect()
+    }
+}
+
+/// A consumed request, copied out of the consumer so it can be released at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inbound {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: HeaderList,
+}
+
+impl Inbound {
+    pub fn from_message(message: &impl Message) -> Self {
+        Inbound {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers: HeaderList::from_message(message),
+        }
+    }
+
+    fn correlation_id(&self) -> Option<CorrelationId> {
+        self.headers
+            .last(headers::CORRELATION_ID)
+            .map(CorrelationId::from_bytes)
+    }
+
+    /// A copy for the dead-letter topic: same key, payload and headers, plus why and whence.
+    pub fn dead_letter(&self, topic: &str, reason: &str) -> Outgoing {
+        let mut copy = Outgoing::new(topic, self.payload.clone().unwrap_or_default());
+        copy.key.clone_from(&self.key);
+        copy.headers = self
+            .headers
+            .iter()
+            .filter_map(|(key, value)| Some((key.to_owned(), value?.to_vec())))
+            .collect();
+        copy.header(headers::DEAD_LETTER_REASON, reason).header(
+            headers::DEAD_LETTER_SOURCE,
+            format!("{}/{}/{}", self.topic, self.partition, self.offset),
+        )
+    }
+}
+
+/// Where a reply goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ReplyTarget {
+    topic: String,
+    partition: Option<i32>,
+}
+
+fn reply_target(routing: &Routing, inbound: &Inbound) -> Result<ReplyTarget, String> {
+    let topic = match inbound.headers.last(headers::REPLY_TOPIC) {
+        None => routing.default_reply_topic.clone(),
+        Some(bytes) => {
+            let topic = std::str::from_utf8(bytes)
+                .map_err(|_| format!("{} is not UTF-8", headers::REPLY_TOPIC))?;
+            if !routing.allowed_reply_topics.contains(topic) {
+                return Err(format!("reply topic {topic:?} is not allowed"));
+            }
+            topic.to_owned()
+        }
+    };
+    let partition = match inbound.headers.last(headers::REPLY_PARTITION) {
+        None => None,
+        Some(bytes) => Some(headers::decode_reply_partition(bytes).ok_or_else(|| {
+            format!("{} {bytes:?} is not a partition number", headers::REPLY_PARTITION)
+        })?),
+    };
+    Ok(ReplyTarget { topic, partition })
+}
+
+/// Decides what one consumed request causes: its reply, or for a bad request a dead-letter copy
+/// and (when the requester can be told) an error reply. Pure, so every case is unit-tested.
+pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Vec<Outgoing> {
+    let correlation_id = inbound.correlation_id();
+    let origin = Origin {
+        partition: inbound.partition,
+        offset: inbound.offset,
+    };
+    let target = match reply_target(routing, inbound) {
+        Ok(target) => target,
+        Err(reason) => {
+            let fallback = ReplyTarget {
+                topic: routing.default_reply_topic.clone(),
+                partition: None,
+            };
+            return reject::<S>(routing, inbound, &fallback, correlation_id, ErrorCode::InvalidHeaders, &reason);
+        }
+    };
+    let content_type = inbound.headers.last(headers::CONTENT_TYPE);
+    match decode_request::<S::Request>(inbound.payload.as_deref(), content_type) {
+        Ok(RequestBody::Json(request)) => {
+            let reply = Reply::ok(service.handle(request, origin));
+            tracing::info!("answered request");
+            vec![json_reply(&target, inbound, correlation_id.as_ref(), &reply)]
+        }
+        Ok(RequestBody::Text(text)) => {
+            let answer = service.handle_text(&text, origin);
+            tracing::info!(request = %text, reply = %answer, "answered plain-text request");
+            let mut reply = Outgoing::new(&target.topic, answer);
+            reply.partition = target.partition;
+            // The original system's messages carry no headers; answer them the same way.
+            if !inbound.headers.is_empty() {
+                if let Some(id) = &correlation_id {
+                    reply = reply.header(headers::CORRELATION_ID, id.as_bytes());
+                }
+                reply = reply.header(headers::CONTENT_TYPE, headers::TEXT_CONTENT_TYPE);
+            }
+            vec![reply]
+        }
+        Err(error) => reject::<S>(routing, inbound, &target, correlation_id, error.code(), &error.to_string()),
+    }
+}
+
+fn json_reply<T: Serialize>(
+    target: &ReplyTarget,
+    inbound: &Inbound,
+    correlation_id: Option<&CorrelationId>,
+    reply: &Reply<T>,
+) -> Outgoing {
+    // Serializing our own contract types cannot fail: they are plain structs with string keys.
+    let payload = serde_json::to_vec(reply).unwrap_or_default();
+    let mut outgoing = Outgoing::new(&target.topic, payload);
+    outgoing.partition = target.partition;
+    outgoing.key.clone_from(&inbound.key);
+    if let Some(id) = correlation_id {
+        outgoing = outgoing.header(headers::CORRELATION_ID, id.as_bytes());
+    }
+    outgoing.header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE)
+}
+
+fn reject<S: Service>(
+    routing: &Routing,
+    inbound: &Inbound,
+    target: &ReplyTarget,
+    correlation_id: Option<CorrelationId>,
+    code: ErrorCode,
+    reason: &str,
+) -> Vec<Outgoing> {
+    tracing::warn!(reason, "rejected request; copied to the dead-letter topic");
+    let mut caused = vec![inbound.dead_letter(&routing.dead_letter_topic, reason)];
+    if let Some(id) = correlation_id {
+        let reply: Reply<S::Response> = Reply::error(code, reason);
+        caused.push(json_reply(target, inbound, Some(&id), &reply));
+    }
+    caused
+}
+
+/// Delivery errors that retrying cannot fix; the request goes to the dead-letter topic instead.
+fn is_permanent(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            UnknownPartition
+                | UnknownTopic
+                | UnknownTopicOrPartition
+                | InvalidTopic
+                | MessageSizeTooLarge
+                | InvalidMessageSize
+                | InvalidMessage
+                | InvalidRecord
+                | TopicAuthorizationFailed
+        )
+    )
+}
+
+/// Queues a message in the producer, waiting while its local queue is full.
+async fn enqueue(producer: &FutureProducer, outgoing: &Outgoing) -> Result<DeliveryFuture, KafkaError> {
+    loop {
+        match producer.send_result(outgoing.record()) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
+}
+
+async fn delivered(queued: Result<DeliveryFuture, KafkaError>) -> Result<(), KafkaError> {
+    match queued?.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((error, _))) => Err(error),
+        Err(_) => Err(KafkaError::Canceled),
+    }
+}
+
+/// Waits until one message is acknowledged, re-sending it while the failure is transient. A reply
+/// that can never be delivered turns into a dead-letter copy of its request.
+async fn deliver(
+    producer: &FutureProducer,
+    mut outgoing: Outgoing,
+    mut queued: Result<DeliveryFuture, KafkaError>,
+    inbound: &Inbound,
+    routing: &Routing,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match delivered(queued).await {
+            Ok(()) => return,
+            Err(error) if is_permanent(&error) && outgoing.topic != routing.dead_letter_topic => {
+                let reason = format!("reply to {} could not be delivered: {error}", outgoing.topic);
+                tracing::warn!(%reason, "dead-lettering request");
+                outgoing = inbound.dead_letter(&routing.dead_letter_topic, &reason);
+            }
+            Err(error) if is_permanent(&error) => {
+                tracing::error!(%error, "cannot write to the dead-letter topic; dropping the copy");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, topic = %outgoing.topic, ?backoff, "delivery failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
+            }
+        }
+        queued = enqueue(producer, &outgoing).await;
+    }
+}
+
+/// The consumer's context: logs rebalances and implements `--reset`.
+struct WorkerContext {
+    /// Partitions still to be rewound to the beginning on their first assignment (`--reset`).
+    reset: bool,
+    already_reset: Mutex<HashSet<(String, i32)>>,
+}
+
+impl ClientContext for WorkerContext {}
+
+impl ConsumerContext for WorkerContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        error: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let result = match error {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if self.reset {
+                    self.rewind_new_partitions(partitions);
+                }
+                tracing::info!(partitions = ?partition_numbers(partitions), "assigned partitions");
+                if cooperative {
+                    consumer.incremental_assign(partitions)
+                } else {
+                    consumer.assign(partitions)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = ?partition_numbers(partitions), "partitions revoked");
+                // Hand over what is acknowledged so far, so the next owner does not redo it.
+                if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    tracing::debug!(%error, "nothing committed on revoke");
+                }
+                if cooperative {
+                    consumer.incremental_unassign(partitions)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed");
+                consumer.unassign()
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "cannot apply the new partition assignment");
+        }
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            if error != KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset) {
+                tracing::warn!(%error, "offset commit failed");
+            }
+        }
+    }
+}
+
+impl WorkerContext {
+    fn rewind_new_partitions(&self, partitions: &mut TopicPartitionList) {
+        let mut already_reset = self.already_reset.lock().unwrap_or_else(|poison| poison.into_inner());
+        let fresh: Vec<(String, i32)> = partitions
+            .elements()
+            .iter()
+            .map(|element| (element.topic().to_owned(), element.partition()))
+            .filter(|key| !already_reset.contains(key))
+            .collect();
+        for (topic, partition) in fresh {
+            if let Err(error) = partitions.set_partition_offset(&topic, partition, Offset::Beginning) {
+                tracing::error!(%error, topic, partition, "cannot rewind partition");
+            }
+            tracing::info!(topic, partition, "--reset: reading partition from the beginning");
+            already_reset.insert((topic, partition));
+        }
+    }
+}
+
+fn partition_numbers(partitions: &TopicPartitionList) -> Vec<i32> {
+    partitions.elements().iter().map(|element| element.partition()).collect()
+}
+
+/// Runs a worker until `shutdown` resolves, then finishes what is in flight, commits, leaves the
+/// consumer group and flushes the producer.
+pub async fn run<S: Service>(
+    service: S,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let topics = Topics::with_prefix(&config.topics.prefix);
+    let routing = Arc::new(Routing::new(S::KIND, &topics, &config.extra_reply_topics));
+    ensure_topics(&config.kafka, &config.topics, &routing.all_topics()).await?;
+
+    let servers = config.kafka.bootstrap_servers().to_owned();
+    let client_error = |role| {
+        let servers = servers.clone();
+        move |source| WorkerError::Client { role, servers, source }
+    };
+    let mut consumer_config = config.kafka.consumer_config();
+    set_default(&mut consumer_config, "group.id", S::KIND.base_request_topic());
+    set_default(&mut consumer_config, "auto.offset.reset", "earliest");
+    set_default(&mut consumer_config, "enable.auto.commit", "true");
+    set_default(&mut consumer_config, "auto.commit.interval.ms", "1000");
+    // A killed replica's partitions move on after this, not after librdkafka's 45 s default.
+    set_default(&mut consumer_config, "session.timeout.ms", "10000");
+    // Not overridable: offsets are stored by hand once the reply is acknowledged.
+    consumer_config.set("enable.auto.offset.store", "false");
+    let context = WorkerContext {
+        reset: config.reset,
+        already_reset: Mutex::default(),
+    };
+    let consumer: StreamConsumer<WorkerContext> = consumer_config
+        .create_with_context(context)
+        .map_err(client_error("consumer"))?;
+    consumer
+        .subscribe(&[&routing.request_topic])
+        .map_err(|source| WorkerError::Subscribe {
+            topic: routing.request_topic.clone(),
+            source,
+        })?;
+
+    let mut producer_config = config.kafka.producer_config();
+    set_default(&mut producer_config, "enable.idempotence", "true");
+    set_default(&mut producer_config, "linger.ms", "1");
+    let producer: FutureProducer = producer_config.create().map_err(client_error("producer"))?;
+    tracing::info!(
+        request_topic = %routing.request_topic,
+        reply_topic = %routing.default_reply_topic,
+        servers = %servers,
+        "worker started"
+    );
+
+    let mut in_flight = FuturesOrdered::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => store_offset(&consumer, &done),
+            received = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => match received {
+                Err(error) => tracing::warn!(%error, "consumer error"),
+                Ok(message) => {
+                    let inbound = Inbound::from_message(&message);
+                    drop(message);
+                    in_flight.push_back(process(&service, &routing, &producer, inbound).await);
+                }
+            },
+        }
+    }
+
+    tracing::info!(in_flight = in_flight.len(), "shutting down: finishing in-flight requests");
+    let drain = async {
+        while let Some(done) = in_flight.next().await {
+            store_offset(&consumer, &done);
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        tracing::warn!("gave up waiting for in-flight replies; those requests will be redelivered");
+    }
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(%error, "final commit had nothing to do");
+    }
+    consumer.unsubscribe();
+    if let Err(error) = producer.flush(Duration::from_secs(10)) {
+        tracing::warn!(%error, "producer flush incomplete");
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Plans and queues everything one request causes; the returned future resolves with the
+/// request once all of it is acknowledged.
+async fn process<S: Service>(
+    service: &S,
+    routing: &Arc<Routing>,
+    producer: &FutureProducer,
+    inbound: Inbound,
+) -> impl Future<Output = Inbound> + use<S> {
+    let correlation_id = inbound
+        .correlation_id()
+        .map_or_else(|| "-".to_owned(), |id| id.key());
+    let span = info_span!(
+        "request",
+        correlation_id = %correlation_id,
+        partition = inbound.partition,
+        offset = inbound.offset
+    );
+    let caused = span.in_scope(|| plan(service, routing, &inbound));
+    let mut queued = Vec::with_capacity(caused.len());
+    for outgoing in caused {
+        let delivery = enqueue(producer, &outgoing).await;
+        queued.push((outgoing, delivery));
+    }
+    let producer = producer.clone();
+    let routing = Arc::clone(routing);
+    async move {
+        for (outgoing, delivery) in queued {
+            deliver(&producer, outgoing, delivery, &inbound, &routing).await;
+        }
+        inbound
+    }
+    .instrument(span)
+}
+
+fn store_offset(consumer: &StreamConsumer<WorkerContext>, done: &Inbound) {
+    if let Err(error) = consumer.store_offset(&done.topic, done.partition, done.offset) {
+        // The partition was revoked meanwhile; its new owner will redo this request.
+        tracing::debug!(%error, partition = done.partition, offset = done.offset, "offset not stored");
+    }
+}
