@@ -1,1 +1,12 @@
-fn main() {}
+//! `invoice-generator config/config.ini [--reset]`
+
+use anyhow::Context;
+use request_reply::worker_cli::WorkerArgs;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = WorkerArgs::parse_and_load().context("cannot read the configuration")?;
+    invoice_generator::run(config, request_reply::shutdown::signal())
+        .await
+        .context("invoice-generator stopped with an error")
+}
