@@ -63,14 +63,19 @@ impl Service for InvoiceGenerator {
 }
 
 /// Runs the invoice generator until `shutdown` resolves.
-pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
     responder::run(InvoiceGenerator, config, shutdown).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use request_reply::contract::{LineItem, MAX_LINES, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS, SCHEMA_VERSION};
+    use request_reply::contract::{
+        LineItem, MAX_LINES, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS, SCHEMA_VERSION,
+    };
 
     fn line(description: &str, quantity: u32, unit_price_cents: u64) -> LineItem {
         LineItem {
@@ -88,11 +93,17 @@ mod tests {
         }
     }
 
-    const ORIGIN: Origin = Origin { partition: 2, offset: 41 };
+    const ORIGIN: Origin = Origin {
+        partition: 2,
+        offset: 41,
+    };
 
     #[test]
     fn prices_lines_and_adds_rounded_tax() {
-        let invoice = generate_invoice(request(vec![line("Widget", 3, 1250), line("Bolt", 1, 5)]), ORIGIN);
+        let invoice = generate_invoice(
+            request(vec![line("Widget", 3, 1250), line("Bolt", 1, 5)]),
+            ORIGIN,
+        );
         assert_eq!(invoice.lines[0].amount_cents, 3750);
         assert_eq!(invoice.subtotal_cents, 3755);
         // 10 % of 37.55 is 3.755, rounded half up to 3.76.
@@ -104,14 +115,22 @@ mod tests {
     #[test]
     fn number_comes_from_the_log_position() {
         assert_eq!(invoice_number(ORIGIN), 41_002);
-        assert_ne!(invoice_number(Origin { partition: 0, offset: 41 }), invoice_number(ORIGIN));
+        assert_ne!(
+            invoice_number(Origin {
+                partition: 0,
+                offset: 41
+            }),
+            invoice_number(ORIGIN)
+        );
         let again = generate_invoice(request(vec![line("Widget", 1, 1)]), ORIGIN);
         assert_eq!(again.number, 41_002);
     }
 
     #[test]
     fn largest_allowed_invoice_does_not_overflow() {
-        let lines = (0..MAX_LINES).map(|_| line("x", MAX_QUANTITY, MAX_UNIT_PRICE_CENTS)).collect();
+        let lines = (0..MAX_LINES)
+            .map(|_| line("x", MAX_QUANTITY, MAX_UNIT_PRICE_CENTS))
+            .collect();
         let invoice = generate_invoice(request(lines), ORIGIN);
         assert_eq!(invoice.subtotal_cents, 100 * 1_000_000 * 10_000_000_000);
         assert!(invoice.total_cents > invoice.subtotal_cents);

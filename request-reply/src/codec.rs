@@ -148,7 +148,10 @@ mod tests {
 
     const JSON: Option<&[u8]> = Some(JSON_CONTENT_TYPE.as_bytes());
 
-    fn score_request(payload: &[u8], content_type: Option<&[u8]>) -> Result<RequestBody<ScoreRequest>, DecodeError> {
+    fn score_request(
+        payload: &[u8],
+        content_type: Option<&[u8]>,
+    ) -> Result<RequestBody<ScoreRequest>, DecodeError> {
         decode_request(Some(payload), content_type)
     }
 
@@ -158,8 +161,14 @@ mod tests {
             schema_version: 1,
             customer: "ACME".into(),
         });
-        assert_eq!(score_request(br#"{"customer":"ACME"}"#, JSON), Ok(expected.clone()));
-        assert_eq!(score_request(br#" {"customer":"ACME"}"#, None), Ok(expected));
+        assert_eq!(
+            score_request(br#"{"customer":"ACME"}"#, JSON),
+            Ok(expected.clone())
+        );
+        assert_eq!(
+            score_request(br#" {"customer":"ACME"}"#, None),
+            Ok(expected)
+        );
     }
 
     #[test]
@@ -176,19 +185,34 @@ mod tests {
 
     #[test]
     fn each_kind_of_bad_payload_has_its_own_error() {
-        assert_eq!(decode_request::<ScoreRequest>(None, None), Err(DecodeError::Empty));
+        assert_eq!(
+            decode_request::<ScoreRequest>(None, None),
+            Err(DecodeError::Empty)
+        );
         assert_eq!(score_request(b"  ", None), Err(DecodeError::Empty));
         assert_eq!(score_request(b"ok\xff", None), Err(DecodeError::NotUtf8(2)));
         let huge = vec![b'a'; MAX_REQUEST_BYTES + 1];
-        assert_eq!(score_request(&huge, None), Err(DecodeError::TooLarge(huge.len())));
+        assert_eq!(
+            score_request(&huge, None),
+            Err(DecodeError::TooLarge(huge.len()))
+        );
         assert!(matches!(
             score_request(b"x", Some(b"application/xml")),
             Err(DecodeError::UnsupportedContentType(_))
         ));
-        assert!(matches!(score_request(b"{\"customer\":", JSON), Err(DecodeError::MalformedJson(_))));
-        assert!(matches!(score_request(br#"{"customer":"a"} trailing"#, JSON), Err(DecodeError::MalformedJson(_))));
+        assert!(matches!(
+            score_request(b"{\"customer\":", JSON),
+            Err(DecodeError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            score_request(br#"{"customer":"a"} trailing"#, JSON),
+            Err(DecodeError::MalformedJson(_))
+        ));
         let nested = format!("{}{}", "[".repeat(500), "]".repeat(500));
-        assert!(matches!(score_request(nested.as_bytes(), JSON), Err(DecodeError::MalformedJson(_)) | Err(DecodeError::Invalid(_))));
+        assert!(matches!(
+            score_request(nested.as_bytes(), JSON),
+            Err(DecodeError::MalformedJson(_)) | Err(DecodeError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -227,7 +251,13 @@ mod tests {
             JSON,
         )
         .unwrap();
-        assert!(matches!(reply, ReplyBody::Json(Reply { outcome: Outcome::Ok(Score { score: 5, .. }), .. })));
+        assert!(matches!(
+            reply,
+            ReplyBody::Json(Reply {
+                outcome: Outcome::Ok(Score { score: 5, .. }),
+                ..
+            })
+        ));
         assert_eq!(
             decode_reply::<Score>(Some(b"Calculated score: 42."), None),
             Ok(ReplyBody::Text("Calculated score: 42.".into()))

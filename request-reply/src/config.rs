@@ -233,12 +233,15 @@ impl ConfigFile {
     {
         match self.sections.get(section).and_then(|keys| keys.get(key)) {
             None => Ok(default),
-            Some(value) => value.trim().parse().map_err(|error: T::Err| ConfigError::Invalid {
-                section: section.into(),
-                key: key.into(),
-                value: value.clone(),
-                problem: error.to_string(),
-            }),
+            Some(value) => value
+                .trim()
+                .parse()
+                .map_err(|error: T::Err| ConfigError::Invalid {
+                    section: section.into(),
+                    key: key.into(),
+                    value: value.clone(),
+                    problem: error.to_string(),
+                }),
         }
     }
 
@@ -333,7 +336,10 @@ mod tests {
         let kafka = config.kafka();
         assert_eq!(kafka.bootstrap_servers(), "from-env:9093");
         assert_eq!(kafka.common.get("sasl.password").unwrap(), "hunter2");
-        assert_eq!(config.section("dashboard").get("listen").unwrap(), "0.0.0.0:80");
+        assert_eq!(
+            config.section("dashboard").get("listen").unwrap(),
+            "0.0.0.0:80"
+        );
         assert_eq!(config.topics().unwrap().partitions, 6);
         assert!(!format!("{kafka:?}").contains("hunter2"));
     }
@@ -351,6 +357,9 @@ mod tests {
     #[test]
     fn missing_file_is_a_clear_error() {
         let error = ConfigFile::load(Path::new("/nonexistent/config.ini"), &[]).unwrap_err();
-        assert!(error.to_string().contains("/nonexistent/config.ini"), "{error}");
+        assert!(
+            error.to_string().contains("/nonexistent/config.ini"),
+            "{error}"
+        );
     }
 }

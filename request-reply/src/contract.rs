@@ -75,7 +75,9 @@ pub struct Topics {
 
 impl Topics {
     pub fn with_prefix(prefix: impl Into<String>) -> Self {
-        Topics { prefix: prefix.into() }
+        Topics {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn request(&self, kind: RequestKind) -> String {
@@ -446,7 +448,8 @@ mod tests {
             serde_json::to_string(&ok).unwrap(),
             r#"{"schema_version":1,"ok":{"customer":"a","score":512,"explanation":"e"}}"#
         );
-        let error: Reply<Score> = Reply::error(ErrorCode::InvalidRequest, "customer: must not be empty");
+        let error: Reply<Score> =
+            Reply::error(ErrorCode::InvalidRequest, "customer: must not be empty");
         let golden = r#"{"schema_version":1,"error":{"code":"invalid_request","message":"customer: must not be empty"}}"#;
         assert_eq!(serde_json::to_string(&error).unwrap(), golden);
         assert_eq!(serde_json::from_str::<Reply<Score>>(golden).unwrap(), error);
@@ -460,7 +463,10 @@ mod tests {
         assert_eq!(plain.reply(RequestKind::Invoice), "invoice-generated");
         assert_eq!(plain.reply(RequestKind::Score), "score-calculated");
         assert_eq!(plain.dead_letter(RequestKind::Score), "calculate-score.dlq");
-        assert_eq!(plain.nest_reply(RequestKind::Invoice), "generate-invoice.reply");
+        assert_eq!(
+            plain.nest_reply(RequestKind::Invoice),
+            "generate-invoice.reply"
+        );
         let prefixed = Topics::with_prefix("t1.");
         assert_eq!(prefixed.reply(RequestKind::Score), "t1.score-calculated");
         assert_eq!(
@@ -503,7 +509,10 @@ mod tests {
 
     #[test]
     fn legacy_reply_texts_round_trip() {
-        assert_eq!(invoice_reply_text(12345), "Invoice number: #12345 generated.");
+        assert_eq!(
+            invoice_reply_text(12345),
+            "Invoice number: #12345 generated."
+        );
         assert_eq!(score_reply_text(512), "Calculated score: 512.");
         assert_eq!(
             parse_reply_text("Invoice number: #12345 generated."),

@@ -12,6 +12,6 @@ pub mod requester;
 pub mod responder;
 pub mod shutdown;
 pub mod telemetry;
-pub mod worker_cli;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod worker_cli;

@@ -61,18 +61,28 @@ pub struct Requester {
 
 impl std::fmt::Debug for Requester {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Requester").field("topics", &self.topics).finish_non_exhaustive()
+        f.debug_struct("Requester")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
     }
 }
 
 impl Requester {
     /// `send_timeout` bounds how long a request may wait for the broker's acknowledgement, so an
     /// outage shows up as an error instead of a hang.
-    pub fn new(kafka: &KafkaSettings, topics: Topics, send_timeout: Duration) -> Result<Self, RequestError> {
+    pub fn new(
+        kafka: &KafkaSettings,
+        topics: Topics,
+        send_timeout: Duration,
+    ) -> Result<Self, RequestError> {
         let mut config = kafka.producer_config();
         set_default(&mut config, "enable.idempotence", "true");
         set_default(&mut config, "linger.ms", "1");
-        set_default(&mut config, "message.timeout.ms", &send_timeout.as_millis().to_string());
+        set_default(
+            &mut config,
+            "message.timeout.ms",
+            &send_timeout.as_millis().to_string(),
+        );
         let producer = config.create().map_err(RequestError::Client)?;
         Ok(Requester { producer, topics })
     }
@@ -155,7 +165,9 @@ impl IncomingReply {
             topic: message.topic().to_owned(),
             partition: message.partition(),
             offset: message.offset(),
-            correlation_id: headers.last(headers::CORRELATION_ID).map(CorrelationId::from_bytes),
+            correlation_id: headers
+                .last(headers::CORRELATION_ID)
+                .map(CorrelationId::from_bytes),
             headers,
             content,
         }
@@ -189,7 +201,9 @@ pub struct ReplyListener {
 
 impl std::fmt::Debug for ReplyListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplyListener").field("topics", &self.topics).finish_non_exhaustive()
+        f.debug_struct("ReplyListener")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
     }
 }
 
@@ -202,7 +216,10 @@ impl ReplyListener {
         start_at: StartAt,
     ) -> Result<Self, RequestError> {
         let topics = Topics::with_prefix(&topic_settings.prefix);
-        let reply_topics: Vec<String> = RequestKind::ALL.iter().map(|kind| topics.reply(*kind)).collect();
+        let reply_topics: Vec<String> = RequestKind::ALL
+            .iter()
+            .map(|kind| topics.reply(*kind))
+            .collect();
         ensure_topics(kafka, topic_settings, &reply_topics).await?;
         let mut config = kafka.consumer_config();
         set_default(&mut config, "group.id", "dashboard");
@@ -226,7 +243,9 @@ impl ReplyListener {
             match self.consumer.recv().await {
                 Ok(message) => match self.topics.kind_of_reply_topic(message.topic()) {
                     Some(kind) => return IncomingReply::decode(kind, &message),
-                    None => tracing::warn!(topic = message.topic(), "message from an unexpected topic"),
+                    None => {
+                        tracing::warn!(topic = message.topic(), "message from an unexpected topic")
+                    }
                 },
                 Err(error) => tracing::warn!(%error, "reply consumer error"),
             }
@@ -241,26 +260,61 @@ fn assign_reply_partitions(
 ) -> Result<(), KafkaError> {
     let mut assignment = TopicPartitionList::new();
     for topic in reply_topics {
-        let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
-        for topic_metadata in metadata.topics() {
-            if let Some(error) = topic_metadata.error() {
-                return Err(KafkaError::MetadataFetch(error.into()));
-            }
-            for partition in topic_metadata.partitions() {
-                let offset = match start_at {
-                    StartAt::Beginning => Offset::Beginning,
-                    // The exact end offset now, rather than `Offset::End` resolved later, so a
-                    // reply that lands between start-up and the first fetch is not skipped.
-                    StartAt::End => {
-                        let (_, high) = consumer.fetch_watermarks(topic, partition.id(), LOOKUP_TIMEOUT)?;
-                        Offset::Offset(high)
-                    }
-                };
-                assignment.add_partition_offset(topic, partition.id(), offset)?;
-            }
+        for (partition, offset) in start_offsets(consumer, topic, start_at)? {
+            assignment.add_partition_offset(topic, partition, offset)?;
         }
     }
     consumer.assign(&assignment)
+}
+
+/// The partitions of `topic` with the offset to start each at. A topic created moments ago may
+/// not have leaders yet, so look-ups are retried until [`LOOKUP_TIMEOUT`].
+fn start_offsets(
+    consumer: &StreamConsumer,
+    topic: &str,
+    start_at: StartAt,
+) -> Result<Vec<(i32, Offset)>, KafkaError> {
+    let deadline = std::time::Instant::now() + LOOKUP_TIMEOUT;
+    loop {
+        match try_start_offsets(consumer, topic, start_at) {
+            Err(error) if std::time::Instant::now() < deadline => {
+                tracing::debug!(%error, topic, "reply topic not ready yet; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn try_start_offsets(
+    consumer: &StreamConsumer,
+    topic: &str,
+    start_at: StartAt,
+) -> Result<Vec<(i32, Offset)>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
+    let mut offsets = Vec::new();
+    for topic_metadata in metadata.topics() {
+        if let Some(error) = topic_metadata.error() {
+            return Err(KafkaError::MetadataFetch(error.into()));
+        }
+        for partition in topic_metadata.partitions() {
+            if let Some(error) = partition.error() {
+                return Err(KafkaError::MetadataFetch(error.into()));
+            }
+            let offset = match start_at {
+                StartAt::Beginning => Offset::Beginning,
+                // The exact end offset now, rather than `Offset::End` resolved later, so a
+                // reply that lands between start-up and the first fetch is not skipped.
+                StartAt::End => {
+                    let (_, high) =
+                        consumer.fetch_watermarks(topic, partition.id(), LOOKUP_TIMEOUT)?;
+                    Offset::Offset(high)
+                }
+            };
+            offsets.push((partition.id(), offset));
+        }
+    }
+    Ok(offsets)
 }
 
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<IncomingReply>>>>;
@@ -274,7 +328,10 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(kafka: &KafkaSettings, topic_settings: &TopicSettings) -> Result<Self, RequestError> {
+    pub async fn connect(
+        kafka: &KafkaSettings,
+        topic_settings: &TopicSettings,
+    ) -> Result<Self, RequestError> {
         let listener = ReplyListener::start(kafka, topic_settings, StartAt::End).await?;
         let requester = Requester::new(
             kafka,
@@ -289,7 +346,10 @@ impl Client {
                 let Some(key) = reply.correlation_id.as_ref().map(CorrelationId::key) else {
                     continue;
                 };
-                let waiter = dispatch_to.lock().unwrap_or_else(|poison| poison.into_inner()).remove(&key);
+                let waiter = dispatch_to
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .remove(&key);
                 if let Some(waiter) = waiter {
                     // The caller may have given up (timeout); nothing else to do then.
                     let _ = waiter.send(reply);
@@ -343,8 +403,12 @@ impl Client {
         }
     }
 
-    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<IncomingReply>>> {
-        self.waiters.lock().unwrap_or_else(|poison| poison.into_inner())
+    fn lock_waiters(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<IncomingReply>>> {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 

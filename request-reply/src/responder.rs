@@ -18,13 +18,13 @@ use crate::kafka::{HeaderList, Outgoing, set_default};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::RebalanceProtocol;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
-use rdkafka::consumer::RebalanceProtocol;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashSet};
@@ -129,7 +129,8 @@ pub struct Routing {
 
 impl Routing {
     pub fn new(kind: RequestKind, topics: &Topics, extra_reply_topics: &[String]) -> Self {
-        let mut allowed_reply_topics: HashSet<String> = extra_reply_topics.iter().cloned().collect();
+        let mut allowed_reply_topics: HashSet<String> =
+            extra_reply_topics.iter().cloned().collect();
         allowed_reply_topics.insert(topics.reply(kind));
         allowed_reply_topics.insert(topics.nest_reply(kind));
         Routing {
@@ -216,7 +217,10 @@ fn reply_target(routing: &Routing, inbound: &Inbound) -> Result<ReplyTarget, Str
     let partition = match inbound.headers.last(headers::REPLY_PARTITION) {
         None => None,
         Some(bytes) => Some(headers::decode_reply_partition(bytes).ok_or_else(|| {
-            format!("{} {bytes:?} is not a partition number", headers::REPLY_PARTITION)
+            format!(
+                "{} {bytes:?} is not a partition number",
+                headers::REPLY_PARTITION
+            )
         })?),
     };
     Ok(ReplyTarget { topic, partition })
@@ -237,7 +241,14 @@ pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Ve
                 topic: routing.default_reply_topic.clone(),
                 partition: None,
             };
-            return reject::<S>(routing, inbound, &fallback, correlation_id, ErrorCode::InvalidHeaders, &reason);
+            return reject::<S>(
+                routing,
+                inbound,
+                &fallback,
+                correlation_id,
+                ErrorCode::InvalidHeaders,
+                &reason,
+            );
         }
     };
     let content_type = inbound.headers.last(headers::CONTENT_TYPE);
@@ -245,7 +256,12 @@ pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Ve
         Ok(RequestBody::Json(request)) => {
             let reply = Reply::ok(service.handle(request, origin));
             tracing::info!("answered request");
-            vec![json_reply(&target, inbound, correlation_id.as_ref(), &reply)]
+            vec![json_reply(
+                &target,
+                inbound,
+                correlation_id.as_ref(),
+                &reply,
+            )]
         }
         Ok(RequestBody::Text(text)) => {
             let answer = service.handle_text(&text, origin);
@@ -261,7 +277,14 @@ pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Ve
             }
             vec![reply]
         }
-        Err(error) => reject::<S>(routing, inbound, &target, correlation_id, error.code(), &error.to_string()),
+        Err(error) => reject::<S>(
+            routing,
+            inbound,
+            &target,
+            correlation_id,
+            error.code(),
+            &error.to_string(),
+        ),
     }
 }
 
@@ -319,7 +342,10 @@ fn is_permanent(error: &KafkaError) -> bool {
 }
 
 /// Queues a message in the producer, waiting while its local queue is full.
-async fn enqueue(producer: &FutureProducer, outgoing: &Outgoing) -> Result<DeliveryFuture, KafkaError> {
+async fn enqueue(
+    producer: &FutureProducer,
+    outgoing: &Outgoing,
+) -> Result<DeliveryFuture, KafkaError> {
     loop {
         match producer.send_result(outgoing.record()) {
             Ok(delivery) => return Ok(delivery),
@@ -353,7 +379,10 @@ async fn deliver(
         match delivered(queued).await {
             Ok(()) => return,
             Err(error) if is_permanent(&error) && outgoing.topic != routing.dead_letter_topic => {
-                let reason = format!("reply to {} could not be delivered: {error}", outgoing.topic);
+                let reason = format!(
+                    "reply to {} could not be delivered: {error}",
+                    outgoing.topic
+                );
                 tracing::warn!(%reason, "dead-lettering request");
                 outgoing = inbound.dead_letter(&routing.dead_letter_topic, &reason);
             }
@@ -387,7 +416,10 @@ impl ConsumerContext for WorkerContext {
         error: RDKafkaRespErr,
         partitions: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         let result = match error {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if self.reset {
@@ -422,7 +454,11 @@ impl ConsumerContext for WorkerContext {
         }
     }
 
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
         if let Err(error) = result {
             if error != KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset) {
                 tracing::warn!(%error, "offset commit failed");
@@ -433,7 +469,10 @@ impl ConsumerContext for WorkerContext {
 
 impl WorkerContext {
     fn rewind_new_partitions(&self, partitions: &mut TopicPartitionList) {
-        let mut already_reset = self.already_reset.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut already_reset = self
+            .already_reset
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let fresh: Vec<(String, i32)> = partitions
             .elements()
             .iter()
@@ -441,17 +480,27 @@ impl WorkerContext {
             .filter(|key| !already_reset.contains(key))
             .collect();
         for (topic, partition) in fresh {
-            if let Err(error) = partitions.set_partition_offset(&topic, partition, Offset::Beginning) {
+            if let Err(error) =
+                partitions.set_partition_offset(&topic, partition, Offset::Beginning)
+            {
                 tracing::error!(%error, topic, partition, "cannot rewind partition");
             }
-            tracing::info!(topic, partition, "--reset: reading partition from the beginning");
+            tracing::info!(
+                topic,
+                partition,
+                "--reset: reading partition from the beginning"
+            );
             already_reset.insert((topic, partition));
         }
     }
 }
 
 fn partition_numbers(partitions: &TopicPartitionList) -> Vec<i32> {
-    partitions.elements().iter().map(|element| element.partition()).collect()
+    partitions
+        .elements()
+        .iter()
+        .map(|element| element.partition())
+        .collect()
 }
 
 /// Runs a worker until `shutdown` resolves, then finishes what is in flight, commits, leaves the
@@ -468,10 +517,18 @@ pub async fn run<S: Service>(
     let servers = config.kafka.bootstrap_servers().to_owned();
     let client_error = |role| {
         let servers = servers.clone();
-        move |source| WorkerError::Client { role, servers, source }
+        move |source| WorkerError::Client {
+            role,
+            servers,
+            source,
+        }
     };
     let mut consumer_config = config.kafka.consumer_config();
-    set_default(&mut consumer_config, "group.id", S::KIND.base_request_topic());
+    set_default(
+        &mut consumer_config,
+        "group.id",
+        S::KIND.base_request_topic(),
+    );
     set_default(&mut consumer_config, "auto.offset.reset", "earliest");
     set_default(&mut consumer_config, "enable.auto.commit", "true");
     set_default(&mut consumer_config, "auto.commit.interval.ms", "1000");
@@ -522,7 +579,10 @@ pub async fn run<S: Service>(
         }
     }
 
-    tracing::info!(in_flight = in_flight.len(), "shutting down: finishing in-flight requests");
+    tracing::info!(
+        in_flight = in_flight.len(),
+        "shutting down: finishing in-flight requests"
+    );
     let drain = async {
         while let Some(done) = in_flight.next().await {
             store_offset(&consumer, &done);

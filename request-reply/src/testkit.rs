@@ -34,7 +34,9 @@ pub fn unique_topics() -> TopicSettings {
 /// A worker config for `topics`, in consumer group `group`.
 pub fn worker_config(topics: &TopicSettings, group: &str) -> WorkerConfig {
     let mut kafka = kafka();
-    kafka.consumer.insert("group.id".into(), format!("{}{group}", topics.prefix));
+    kafka
+        .consumer
+        .insert("group.id".into(), format!("{}{group}", topics.prefix));
     WorkerConfig {
         kafka,
         topics: topics.clone(),
@@ -54,7 +56,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -83,14 +88,18 @@ pub struct TopicReader {
 
 impl std::fmt::Debug for TopicReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TopicReader").field("seen", &self.seen.len()).finish_non_exhaustive()
+        f.debug_struct("TopicReader")
+            .field("seen", &self.seen.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl TopicReader {
     pub fn new(topic: &str, partitions: i32) -> Self {
         let mut config = kafka().consumer_config();
-        config.set("group.id", "testkit-reader").set("enable.auto.commit", "false");
+        config
+            .set("group.id", "testkit-reader")
+            .set("enable.auto.commit", "false");
         let consumer: StreamConsumer = config.create().expect("create test consumer");
         let mut assignment = TopicPartitionList::new();
         for partition in 0..partitions {
@@ -99,7 +108,10 @@ impl TopicReader {
                 .expect("add partition");
         }
         consumer.assign(&assignment).expect("assign test consumer");
-        TopicReader { consumer, seen: Vec::new() }
+        TopicReader {
+            consumer,
+            seen: Vec::new(),
+        }
     }
 
     /// Reads until `enough` holds for everything read so far, or panics after `timeout`.
@@ -112,7 +124,11 @@ impl TopicReader {
         let deadline = Instant::now() + timeout;
         while !enough(&self.seen) {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "timed out after {timeout:?} waiting for {what}; read {:?}", self.seen);
+            assert!(
+                !left.is_zero(),
+                "timed out after {timeout:?} waiting for {what}; read {:?}",
+                self.seen
+            );
             if let Ok(Ok(message)) = tokio::time::timeout(left, self.consumer.recv()).await {
                 self.seen.push(ReadMessage {
                     partition: message.partition(),

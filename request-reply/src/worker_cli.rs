@@ -6,7 +6,10 @@ use clap::Parser;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "A request/reply worker: consumes its request topic, replies on its reply topic")]
+#[command(
+    version,
+    about = "A request/reply worker: consumes its request topic, replies on its reply topic"
+)]
 pub struct WorkerArgs {
     /// config.ini: librdkafka properties in [default] and [consumer], topics in [topics]
     pub config: PathBuf,

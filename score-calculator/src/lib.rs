@@ -13,7 +13,11 @@ pub const MAX_SCORE: u32 = 9_999;
 
 /// Case, surrounding blanks and runs of blanks do not change who the customer is.
 pub fn normalize_customer(customer: &str) -> String {
-    customer.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    customer
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// 64-bit FNV-1a: tiny, fixed by its specification, and the same on every platform.
@@ -65,7 +69,10 @@ impl Service for ScoreCalculator {
 }
 
 /// Runs the score calculator until `shutdown` resolves.
-pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
     responder::run(ScoreCalculator, config, shutdown).await
 }
 
@@ -102,14 +109,24 @@ mod tests {
             customer: "ACME".into(),
         });
         assert_eq!(score.score, score_of("acme"));
-        assert!(score.explanation.contains("\"acme\""), "{}", score.explanation);
+        assert!(
+            score.explanation.contains("\"acme\""),
+            "{}",
+            score.explanation
+        );
         assert_eq!(score.customer, "ACME");
     }
 
     #[test]
     fn plain_text_requests_get_the_original_reply_form() {
-        let origin = Origin { partition: 0, offset: 0 };
+        let origin = Origin {
+            partition: 0,
+            offset: 0,
+        };
         let text = ScoreCalculator.handle_text("Calcular score", origin);
-        assert_eq!(text, format!("Calculated score: {}.", score_of("Calcular score")));
+        assert_eq!(
+            text,
+            format!("Calculated score: {}.", score_of("Calcular score"))
+        );
     }
 }

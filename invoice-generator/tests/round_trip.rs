@@ -1,0 +1,96 @@
+//! The invoice generator against a real broker: JSON and plain-text round trips.
+
+use invoice_generator::invoice_number;
+use request_reply::contract::{
+    InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION, legacy,
+};
+use request_reply::headers;
+use request_reply::kafka::Outgoing;
+use request_reply::requester::{Client, ReplyContent};
+use request_reply::responder::Origin;
+use request_reply::testkit;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+fn invoice_request(customer: &str) -> InvoiceRequest {
+    InvoiceRequest {
+        schema_version: SCHEMA_VERSION,
+        customer: customer.into(),
+        lines: vec![LineItem {
+            description: "Widget".into(),
+            quantity: 2,
+            unit_price_cents: 999,
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_request_gets_a_correlated_invoice() {
+    let topics = testkit::unique_topics();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(invoice_generator::run(
+        testkit::worker_config(&topics, "invoices"),
+        async {
+            stopped.await.ok();
+        },
+    ));
+    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+
+    let reply = client
+        .call(
+            RequestKind::Invoice,
+            &invoice_request("ACME"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let ReplyContent::Invoice(Outcome::Ok(invoice)) = &reply.content else {
+        panic!("expected an invoice, got {:?}", reply.content);
+    };
+    assert_eq!(invoice.customer, "ACME");
+    assert_eq!(invoice.subtotal_cents, 1998);
+    assert_eq!(
+        reply.headers.last(headers::CONTENT_TYPE),
+        Some(headers::JSON_CONTENT_TYPE.as_bytes())
+    );
+
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_text_request_gets_a_plain_text_reply_without_headers() {
+    let topics = testkit::unique_topics();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(invoice_generator::run(
+        testkit::worker_config(&topics, "invoices"),
+        async {
+            stopped.await.ok();
+        },
+    ));
+    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+    let request_topic = testkit::request_topic(&topics, RequestKind::Invoice);
+    let sent = client
+        .requester()
+        .send_outgoing(&Outgoing::new(&request_topic, legacy::INVOICE_REQUEST_TEXT))
+        .await
+        .unwrap();
+
+    let reply_topic = testkit::topics(&topics).reply(RequestKind::Invoice);
+    let mut replies = testkit::TopicReader::new(&reply_topic, topics.partitions);
+    let read = replies
+        .read_until("the plain-text reply", Duration::from_secs(30), |seen| {
+            !seen.is_empty()
+        })
+        .await;
+    let expected = legacy::invoice_reply_text(invoice_number(Origin {
+        partition: sent.partition,
+        offset: sent.offset,
+    }));
+    assert_eq!(read[0].text(), expected);
+    assert!(read[0].headers.is_empty(), "{:?}", read[0].headers);
+    assert_eq!(read[0].key, None);
+
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}
