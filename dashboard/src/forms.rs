@@ -1,0 +1,311 @@
+//! Reading the HTML forms and the JSON API bodies into contract requests, with errors that name
+//! the field a person has to fix.
+
+use request_reply::contract::{
+    InvoiceRequest, LineItem, SCHEMA_VERSION, ScoreRequest, Validate, ValidationError,
+};
+use serde::de::DeserializeOwned;
+
+/// How many line rows the invoice form offers; blank rows are ignored.
+pub const FORM_LINE_ROWS: usize = 3;
+
+/// One line row as typed, kept to refill the form after an error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineInput {
+    pub description: String,
+    pub quantity: String,
+    pub unit_price: String,
+}
+
+impl LineInput {
+    fn is_blank(&self) -> bool {
+        self.description.trim().is_empty()
+            && self.quantity.trim().is_empty()
+            && self.unit_price.trim().is_empty()
+    }
+}
+
+/// The invoice form as typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvoiceForm {
+    pub customer: String,
+    pub lines: Vec<LineInput>,
+}
+
+impl Default for InvoiceForm {
+    fn default() -> Self {
+        InvoiceForm {
+            customer: String::new(),
+            lines: vec![LineInput::default(); FORM_LINE_ROWS],
+        }
+    }
+}
+
+/// The score form as typed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScoreForm {
+    pub customer: String,
+}
+
+/// Field names as the form shows them: `lines[1].quantity` becomes `line 2 quantity`.
+fn human_field(field: &str) -> String {
+    let Some(rest) = field.strip_prefix("lines[") else {
+        return field.replace('_', " ");
+    };
+    let Some((index, name)) = rest.split_once("].") else {
+        return field.to_owned();
+    };
+    let number = index.parse::<usize>().map_or(0, |index| index + 1);
+    let name = match name {
+        "unit_price_cents" => "unit price",
+        other => other,
+    };
+    format!("line {number} {name}")
+}
+
+fn form_error(error: &ValidationError) -> String {
+    format!("{}: {}", human_field(&error.field), error.problem)
+}
+
+/// Reads a price such as `12`, `12.5` or `12.50` as cents.
+pub fn parse_price_cents(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (units, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits_only = |part: &str| part.chars().all(|c| c.is_ascii_digit());
+    if units.is_empty() || !digits_only(units) || !digits_only(fraction) || fraction.len() > 2 {
+        return Err("must be an amount such as 12.50".into());
+    }
+    let units: u64 = units.parse().map_err(|_| "is too large".to_owned())?;
+    let cents: u64 = format!("{fraction:0<2}").parse().unwrap_or(0);
+    units
+        .checked_mul(100)
+        .and_then(|value| value.checked_add(cents))
+        .ok_or_else(|| "is too large".to_owned())
+}
+
+fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn values<'a>(pairs: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    pairs
+        .iter()
+        .filter(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+        .collect()
+}
+
+impl InvoiceForm {
+    /// Reads an `application/x-www-form-urlencoded` body with repeated `description`,
+    /// `quantity` and `unit_price` fields, one of each per row.
+    pub fn from_body(body: &[u8]) -> Self {
+        let pairs = form_pairs(body);
+        let descriptions = values(&pairs, "description");
+        let quantities = values(&pairs, "quantity");
+        let prices = values(&pairs, "unit_price");
+        let rows = descriptions.len().max(quantities.len()).max(prices.len());
+        let cell =
+            |column: &[&str], row: usize| column.get(row).copied().unwrap_or_default().to_owned();
+        InvoiceForm {
+            customer: values(&pairs, "customer")
+                .first()
+                .copied()
+                .unwrap_or_default()
+                .to_owned(),
+            lines: (0..rows)
+                .map(|row| LineInput {
+                    description: cell(&descriptions, row),
+                    quantity: cell(&quantities, row),
+                    unit_price: cell(&prices, row),
+                })
+                .collect(),
+        }
+    }
+
+    /// The request, or every problem found, each naming its field.
+    pub fn to_request(&self) -> Result<InvoiceRequest, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut lines = Vec::new();
+        for (index, input) in self.lines.iter().enumerate() {
+            if input.is_blank() {
+                continue;
+            }
+            let number = index + 1;
+            let quantity = input.quantity.trim().parse::<u32>().unwrap_or_else(|_| {
+                errors.push(format!("line {number} quantity: must be a whole number"));
+                0
+            });
+            let unit_price_cents = parse_price_cents(&input.unit_price).unwrap_or_else(|problem| {
+                errors.push(format!("line {number} unit price: {problem}"));
+                0
+            });
+            lines.push(LineItem {
+                description: input.description.trim().to_owned(),
+                quantity,
+                unit_price_cents,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let request = InvoiceRequest {
+            schema_version: SCHEMA_VERSION,
+            customer: self.customer.trim().to_owned(),
+            lines,
+        };
+        request
+            .validate()
+            .map_err(|error| vec![form_error(&error)])?;
+        Ok(request)
+    }
+
+    /// Rows to show: what was typed, padded with blank rows up to the form's size.
+    pub fn rows(&self) -> Vec<LineInput> {
+        let mut rows = self.lines.clone();
+        if rows.len() < FORM_LINE_ROWS {
+            rows.resize(FORM_LINE_ROWS, LineInput::default());
+        }
+        rows
+    }
+}
+
+impl ScoreForm {
+    pub fn from_body(body: &[u8]) -> Self {
+        let pairs = form_pairs(body);
+        ScoreForm {
+            customer: values(&pairs, "customer")
+                .first()
+                .copied()
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+
+    pub fn to_request(&self) -> Result<ScoreRequest, Vec<String>> {
+        let request = ScoreRequest {
+            schema_version: SCHEMA_VERSION,
+            customer: self.customer.trim().to_owned(),
+        };
+        request
+            .validate()
+            .map_err(|error| vec![form_error(&error)])?;
+        Ok(request)
+    }
+}
+
+/// Reads and validates a JSON API body; the error names the field (`lines[0].quantity: ...`).
+pub fn parse_json_request<T: DeserializeOwned + Validate>(body: &[u8]) -> Result<T, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let request: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        // `.` is the whole body, `?` a position before any field (empty or cut-off body).
+        if path == "." || path == "?" {
+            format!("invalid JSON body: {inner}")
+        } else {
+            format!("{path}: {inner}")
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| format!("invalid JSON body: {error}"))?;
+    request.validate().map_err(|error| error.to_string())?;
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invoice_form_reads_rows_and_skips_blank_ones() {
+        let form = InvoiceForm::from_body(
+            b"customer=ACME+Ltd&description=Widget&quantity=3&unit_price=12.5&description=&quantity=&unit_price=&description=Bolt&quantity=1&unit_price=0.05",
+        );
+        let request = form.to_request().unwrap();
+        assert_eq!(request.customer, "ACME Ltd");
+        assert_eq!(request.lines.len(), 2);
+        assert_eq!(request.lines[0].unit_price_cents, 1250);
+        assert_eq!(request.lines[1].description, "Bolt");
+        assert_eq!(request.lines[1].unit_price_cents, 5);
+    }
+
+    #[test]
+    fn invoice_form_errors_name_the_row_and_field() {
+        let form =
+            InvoiceForm::from_body(b"customer=A&description=W&quantity=two&unit_price=1.234");
+        let errors = form.to_request().unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "line 1 quantity: must be a whole number",
+                "line 1 unit price: must be an amount such as 12.50"
+            ]
+        );
+        let empty = InvoiceForm::from_body(b"customer=A&description=&quantity=&unit_price=");
+        assert_eq!(
+            empty.to_request().unwrap_err(),
+            ["lines: must have at least one line item"]
+        );
+        let zero = InvoiceForm::from_body(b"customer=A&description=W&quantity=0&unit_price=1");
+        assert_eq!(
+            zero.to_request().unwrap_err(),
+            ["line 1 quantity: must be between 1 and 1000000"]
+        );
+        let nameless = InvoiceForm::from_body(b"customer=+&description=W&quantity=1&unit_price=1");
+        assert_eq!(
+            nameless.to_request().unwrap_err(),
+            ["customer: must not be empty"]
+        );
+    }
+
+    #[test]
+    fn prices_parse_strictly() {
+        assert_eq!(parse_price_cents("12"), Ok(1200));
+        assert_eq!(parse_price_cents(" 0.5 "), Ok(50));
+        assert!(parse_price_cents("-1").is_err());
+        assert!(parse_price_cents("1e3").is_err());
+        assert!(parse_price_cents(".5").is_err());
+        assert!(parse_price_cents("99999999999999999999").is_err());
+        assert!(parse_price_cents("184467440737095517").is_err());
+    }
+
+    #[test]
+    fn form_keeps_what_was_typed_for_refilling() {
+        let form =
+            InvoiceForm::from_body(b"customer=%3Cb%3E&description=W&quantity=x&unit_price=1");
+        assert_eq!(form.customer, "<b>");
+        let rows = form.rows();
+        assert_eq!(rows.len(), FORM_LINE_ROWS);
+        assert_eq!(rows[0].quantity, "x");
+    }
+
+    #[test]
+    fn score_form_validates_the_customer() {
+        assert_eq!(
+            ScoreForm::from_body(b"customer=ACME")
+                .to_request()
+                .unwrap()
+                .customer,
+            "ACME"
+        );
+        assert_eq!(
+            ScoreForm::from_body(b"").to_request().unwrap_err(),
+            ["customer: must not be empty"]
+        );
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let error = parse_json_request::<InvoiceRequest>(
+            br#"{"customer":"A","lines":[{"description":"W","quantity":-1,"unit_price_cents":1}]}"#,
+        )
+        .unwrap_err();
+        assert!(error.starts_with("lines[0].quantity:"), "{error}");
+        let error = parse_json_request::<ScoreRequest>(br#"{"customer":""}"#).unwrap_err();
+        assert_eq!(error, "customer: must not be empty");
+        let error = parse_json_request::<ScoreRequest>(b"{").unwrap_err();
+        assert!(error.starts_with("invalid JSON body"), "{error}");
+        assert!(parse_json_request::<ScoreRequest>(br#"{"customer":"A"}"#).is_ok());
+    }
+}

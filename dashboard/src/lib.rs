@@ -1,0 +1,285 @@
+//! The dashboard: server-rendered pages and a JSON API that send invoice and score requests over
+//! Kafka and show their replies as they arrive.
+//!
+//! `main` reads the config and calls [`run`]; tests call [`run`] on a port-0 listener, or drive
+//! [`build_app`] directly.
+
+pub mod error;
+pub mod forms;
+mod routes;
+pub mod store;
+mod views;
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use request_reply::config::{ConfigError, ConfigFile, EnvOverride, KafkaSettings, TopicSettings};
+use request_reply::contract::{RequestKind, Topics};
+use request_reply::requester::{ReplyListener, Requester, StartAt};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use routes::build_app;
+
+/// Environment variables the dashboard reads besides the common ones.
+pub const ENV_OVERRIDES: &[EnvOverride] = &[
+    EnvOverride {
+        var: "DASHBOARD_LISTEN",
+        section: "dashboard",
+        key: "listen",
+    },
+    EnvOverride {
+        var: "DASHBOARD_REQUEST_TIMEOUT_MS",
+        section: "dashboard",
+        key: "request_timeout_ms",
+    },
+    EnvOverride {
+        var: "DASHBOARD_HISTORY_LIMIT",
+        section: "dashboard",
+        key: "history_limit",
+    },
+];
+
+/// How often the broker's reachability is checked.
+const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one reachability check may take before the broker counts as down.
+const BROKER_CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a request may wait for the broker's acknowledgement before the user is told.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between attempts to set up the reply listener while Kafka is unreachable.
+const CONNECT_RETRY: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug)]
+pub struct DashboardConfig {
+    pub kafka: KafkaSettings,
+    pub topics: TopicSettings,
+    /// Where `main` listens; tests bind their own listener instead.
+    pub listen: SocketAddr,
+    /// A request with no reply after this long is shown as timed out.
+    pub request_timeout: Duration,
+    /// How many requests are remembered.
+    pub history_limit: usize,
+}
+
+impl DashboardConfig {
+    pub fn from_file(file: &ConfigFile) -> Result<Self, ConfigError> {
+        Ok(DashboardConfig {
+            kafka: file.kafka(),
+            topics: file.topics()?,
+            listen: file.get(
+                "dashboard",
+                "listen",
+                SocketAddr::from(([127, 0, 0, 1], 3000)),
+            )?,
+            request_timeout: Duration::from_millis(file.get(
+                "dashboard",
+                "request_timeout_ms",
+                30_000,
+            )?),
+            history_limit: file.get("dashboard", "history_limit", 10_000)?,
+        })
+    }
+}
+
+/// What the page banner and `/readyz` say about Kafka.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerStatus {
+    /// The last reachability check succeeded.
+    pub reachable: bool,
+    /// The reply listener is assigned, so no reply to a request sent now can be missed.
+    pub listening: bool,
+    /// For people: what is wrong, or where we are connected.
+    pub message: String,
+}
+
+impl BrokerStatus {
+    pub fn healthy(&self) -> bool {
+        self.reachable && self.listening
+    }
+}
+
+/// Shared by every handler.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    store: Store,
+    requester: Requester,
+    broker: watch::Sender<BrokerStatus>,
+    /// Flips to true when the server is shutting down, so live-update streams end.
+    stopping: watch::Sender<bool>,
+    config: DashboardConfig,
+}
+
+impl AppState {
+    pub fn new(config: DashboardConfig) -> anyhow::Result<Self> {
+        let requester = Requester::new(
+            &config.kafka,
+            Topics::with_prefix(&config.topics.prefix),
+            SEND_TIMEOUT,
+        )
+        .context("cannot create the Kafka producer")?;
+        let (broker, _) = watch::channel(BrokerStatus {
+            reachable: false,
+            listening: false,
+            message: format!(
+                "Connecting to Kafka at {}…",
+                config.kafka.bootstrap_servers()
+            ),
+        });
+        let (stopping, _) = watch::channel(false);
+        Ok(AppState(Arc::new(Shared {
+            store: Store::new(config.request_timeout, config.history_limit),
+            requester,
+            broker,
+            stopping,
+            config,
+        })))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn requester(&self) -> &Requester {
+        &self.0.requester
+    }
+
+    pub fn broker_status(&self) -> BrokerStatus {
+        self.0.broker.borrow().clone()
+    }
+
+    pub fn watch_broker(&self) -> watch::Receiver<BrokerStatus> {
+        self.0.broker.subscribe()
+    }
+
+    pub fn watch_stopping(&self) -> watch::Receiver<bool> {
+        self.0.stopping.subscribe()
+    }
+
+    fn update_broker(&self, change: impl FnOnce(&mut BrokerStatus)) {
+        self.0.broker.send_if_modified(|status| {
+            let before = status.clone();
+            change(status);
+            *status != before
+        });
+    }
+
+    /// Sets up the reply listener (retrying while Kafka is unreachable), then feeds every reply
+    /// to the store. Runs until aborted.
+    async fn listen_for_replies(self) {
+        let config = &self.0.config;
+        let listener = loop {
+            match ReplyListener::start(&config.kafka, &config.topics, StartAt::End).await {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    tracing::warn!(%error, "reply listener not started; retrying");
+                    self.update_broker(|status| {
+                        status.message = format!(
+                            "Cannot reach Kafka at {}: {error}",
+                            config.kafka.bootstrap_servers()
+                        );
+                    });
+                    tokio::time::sleep(CONNECT_RETRY).await;
+                }
+            }
+        };
+        self.update_broker(|status| status.listening = true);
+        tracing::info!("reply listener assigned; dashboard ready");
+        loop {
+            let reply = listener.next().await;
+            let correlation_id = reply.correlation_id.as_ref().map(|id| id.key());
+            let outcome = self.store().record_reply(reply);
+            tracing::debug!(
+                correlation_id = correlation_id.as_deref().unwrap_or("-"),
+                ?outcome,
+                "reply received"
+            );
+        }
+    }
+
+    /// Marks overdue requests as timed out. Runs until aborted.
+    async fn expire_requests(self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            self.store().expire(Instant::now());
+        }
+    }
+
+    /// Checks every second that a broker answers, so an outage is shown at once. Runs until aborted.
+    async fn watch_broker_reachability(self) -> anyhow::Result<()> {
+        let probe: BaseConsumer = self
+            .0
+            .config
+            .kafka
+            .common_config()
+            .create()
+            .context("cannot create the broker probe")?;
+        let probe = Arc::new(probe);
+        let topic = Topics::with_prefix(&self.0.config.topics.prefix).reply(RequestKind::Invoice);
+        let servers = self.0.config.kafka.bootstrap_servers().to_owned();
+        loop {
+            let check = {
+                let probe = Arc::clone(&probe);
+                let topic = topic.clone();
+                tokio::task::spawn_blocking(move || {
+                    probe
+                        .fetch_metadata(Some(&topic), BROKER_CHECK_TIMEOUT)
+                        .map(|_| ())
+                })
+            };
+            let result = check.await.context("broker probe panicked")?;
+            self.update_broker(|status| match &result {
+                Ok(()) => {
+                    status.reachable = true;
+                    status.message = format!("Connected to Kafka at {servers}");
+                }
+                Err(error) => {
+                    status.reachable = false;
+                    status.message = format!("Kafka at {servers} is unreachable: {error}. New requests are refused until it is back.");
+                }
+            });
+            tokio::time::sleep(BROKER_CHECK_INTERVAL).await;
+        }
+    }
+}
+
+/// Serves the dashboard on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: DashboardConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = AppState::new(config)?;
+    let background = [
+        tokio::spawn(state.clone().listen_for_replies()),
+        tokio::spawn(state.clone().expire_requests()),
+        tokio::spawn({
+            let state = state.clone();
+            async move {
+                if let Err(error) = state.watch_broker_reachability().await {
+                    tracing::error!(error = format!("{error:#}"), "broker status checks stopped");
+                }
+            }
+        }),
+    ];
+    let stopping = state.0.stopping.clone();
+    let result = axum::serve(listener, build_app(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.send_replace(true);
+        })
+        .await
+        .context("HTTP server failed");
+    for task in background {
+        task.abort();
+    }
+    tracing::info!("dashboard stopped");
+    result
+}

@@ -1,0 +1,368 @@
+//! HTTP routes: the pages, the JSON API, live updates, health checks and static assets.
+
+use crate::AppState;
+use crate::error::{ApiError, AppError};
+use crate::forms::{InvoiceForm, ScoreForm, parse_json_request};
+use crate::store::{RequestRecord, Status};
+use crate::views::{
+    BannerView, IndexPage, RECENT_ROWS, RequestPage, RowFragment, RowView, UncorrelatedFragment,
+    UncorrelatedView,
+};
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use futures::{Stream, StreamExt};
+use request_reply::contract::{InvoiceRequest, RequestKind, ScoreRequest};
+use request_reply::headers::CorrelationId;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+use tower_http::trace::TraceLayer;
+
+/// Request bodies above this are refused before they are read.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest `wait_ms` the API honours.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub fn build_app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/invoices", post(submit_invoice_form))
+        .route("/scores", post(submit_score_form))
+        .route("/requests/{id}", get(request_page))
+        .route("/events", get(live_updates))
+        .route("/api/invoices", post(api_invoice))
+        .route("/api/scores", post(api_score))
+        .route("/api/requests/{id}", get(api_request))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/static/app.js", get(script))
+        .route("/static/style.css", get(stylesheet))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+fn banner(state: &AppState) -> BannerView {
+    BannerView::from(state.broker_status())
+}
+
+fn home_page(state: &AppState) -> IndexPage {
+    let rows = state
+        .store()
+        .recent(RECENT_ROWS)
+        .iter()
+        .map(RowView::from)
+        .collect();
+    let uncorrelated = state
+        .store()
+        .uncorrelated()
+        .iter()
+        .map(UncorrelatedView::from)
+        .collect();
+    IndexPage::new(banner(state), rows, uncorrelated)
+}
+
+async fn index(State(state): State<AppState>) -> IndexPage {
+    home_page(&state)
+}
+
+/// Records the request, sends it, and returns its correlation ID once the broker has it.
+async fn submit<T: Serialize>(
+    state: &AppState,
+    kind: RequestKind,
+    summary: String,
+    request: &T,
+) -> Result<String, AppError> {
+    let status = state.broker_status();
+    if !status.healthy() {
+        return Err(AppError::Unavailable(status.message));
+    }
+    let correlation_id = CorrelationId::generate();
+    let id = correlation_id.key();
+    let body = serde_json::to_value(request).map_err(|error| AppError::Internal(error.into()))?;
+    state.store().insert_pending(&id, kind, summary, body);
+    match state.requester().send(kind, &correlation_id, request).await {
+        Ok(sent) => {
+            tracing::info!(correlation_id = %id, %kind, partition = sent.partition, offset = sent.offset, "request sent");
+            state.store().mark_sent(&id, sent);
+            Ok(id)
+        }
+        Err(error) => {
+            tracing::warn!(correlation_id = %id, %error, "request not sent");
+            state
+                .store()
+                .mark_send_failed(&id, format!("not sent: {error}"));
+            Err(AppError::Unavailable(format!(
+                "The request could not be sent to Kafka: {error}"
+            )))
+        }
+    }
+}
+
+fn invoice_summary(request: &InvoiceRequest) -> String {
+    let lines = request.lines.len();
+    format!(
+        "{}, {lines} line{}",
+        request.customer,
+        if lines == 1 { "" } else { "s" }
+    )
+}
+
+async fn submit_invoice_form(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let form = InvoiceForm::from_body(&body);
+    match form.to_request() {
+        Ok(request) => {
+            let id = submit(
+                &state,
+                RequestKind::Invoice,
+                invoice_summary(&request),
+                &request,
+            )
+            .await?;
+            Ok(Redirect::to(&format!("/requests/{id}")).into_response())
+        }
+        Err(errors) => Ok((
+            StatusCode::BAD_REQUEST,
+            home_page(&state).with_invoice_form(&form, errors),
+        )
+            .into_response()),
+    }
+}
+
+async fn submit_score_form(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let form = ScoreForm::from_body(&body);
+    match form.to_request() {
+        Ok(request) => {
+            let id = submit(
+                &state,
+                RequestKind::Score,
+                request.customer.clone(),
+                &request,
+            )
+            .await?;
+            Ok(Redirect::to(&format!("/requests/{id}")).into_response())
+        }
+        Err(errors) => Ok((
+            StatusCode::BAD_REQUEST,
+            home_page(&state).with_score_form(&form, errors),
+        )
+            .into_response()),
+    }
+}
+
+async fn request_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<RequestPage, AppError> {
+    let record = state.store().get(&id).ok_or_else(|| unknown_request(&id))?;
+    Ok(RequestPage::new(banner(&state), &record))
+}
+
+/// Answer of `POST /api/invoices` and `POST /api/scores`.
+#[derive(Serialize)]
+struct Accepted {
+    correlation_id: String,
+    status_url: String,
+}
+
+async fn accept<T: Serialize>(
+    state: &AppState,
+    kind: RequestKind,
+    summary: String,
+    request: &T,
+) -> Result<Response, ApiError> {
+    let id = submit(state, kind, summary, request).await?;
+    let accepted = Accepted {
+        status_url: format!("/api/requests/{id}"),
+        correlation_id: id,
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, accepted.status_url.clone())],
+        axum::Json(accepted),
+    )
+        .into_response())
+}
+
+async fn api_invoice(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let request: InvoiceRequest = parse_json_request(&body).map_err(AppError::BadRequest)?;
+    accept(
+        &state,
+        RequestKind::Invoice,
+        invoice_summary(&request),
+        &request,
+    )
+    .await
+}
+
+async fn api_score(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let request: ScoreRequest = parse_json_request(&body).map_err(AppError::BadRequest)?;
+    accept(
+        &state,
+        RequestKind::Score,
+        request.customer.clone(),
+        &request,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    /// Hold the answer until the reply arrives or this many milliseconds pass.
+    wait_ms: Option<u64>,
+}
+
+/// Answer of `GET /api/requests/{id}`.
+#[derive(Serialize)]
+struct RequestState {
+    correlation_id: String,
+    kind: RequestKind,
+    status: Status,
+    late: bool,
+    duplicate_replies: u32,
+    round_trip_ms: Option<f64>,
+    request: serde_json::Value,
+    reply: Option<serde_json::Value>,
+    error: Option<String>,
+}
+
+impl From<RequestRecord> for RequestState {
+    fn from(record: RequestRecord) -> Self {
+        RequestState {
+            correlation_id: record.id,
+            kind: record.kind,
+            status: record.status,
+            late: record.late,
+            duplicate_replies: record.duplicate_replies,
+            round_trip_ms: record
+                .round_trip
+                .map(|elapsed| elapsed.as_secs_f64() * 1000.0),
+            request: record.request,
+            reply: record.reply.map(|reply| reply.body),
+            error: record.error,
+        }
+    }
+}
+
+async fn api_request(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<WaitQuery>,
+) -> Result<axum::Json<RequestState>, ApiError> {
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    let record = state
+        .store()
+        .wait_for_reply(&id, wait)
+        .await
+        .ok_or_else(|| unknown_request(&id))?;
+    Ok(axum::Json(RequestState::from(record)))
+}
+
+/// Server-sent events: `request` (a re-rendered table row), `uncorrelated` (a feed entry) and
+/// `broker` (the banner). Ends when the server shuts down.
+async fn live_updates(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let store_events = {
+        let state = state.clone();
+        BroadcastStream::new(state.store().subscribe()).filter_map(move |change| {
+            let event = match change {
+                Ok(crate::store::Change::Request(id)) => state.store().get(&id).map(|record| {
+                    let row = RowView::from(&record);
+                    let html = RowFragment { row: &row }.render().unwrap_or_default();
+                    let data =
+                        serde_json::json!({ "id": row.id, "status": row.status, "html": html });
+                    Event::default().event("request").data(data.to_string())
+                }),
+                Ok(crate::store::Change::Uncorrelated) => {
+                    state.store().uncorrelated().first().map(|reply| {
+                        let view = UncorrelatedView::from(reply);
+                        let html = UncorrelatedFragment { reply: &view }
+                            .render()
+                            .unwrap_or_default();
+                        Event::default()
+                            .event("uncorrelated")
+                            .data(serde_json::json!({ "html": html }).to_string())
+                    })
+                }
+                // Fell behind: the page reloads to catch up.
+                Err(_) => Some(Event::default().event("resync").data("{}")),
+            };
+            std::future::ready(event.map(Ok))
+        })
+    };
+    let broker_events = WatchStream::new(state.watch_broker()).map(|status| {
+        let data = serde_json::json!({ "healthy": status.healthy(), "message": status.message });
+        Ok(Event::default().event("broker").data(data.to_string()))
+    });
+    let mut stopping = state.watch_stopping();
+    let stopped = async move {
+        // An error means the sender is gone: the server is stopping either way.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    };
+    let events = futures::stream::select(store_events, broker_events).take_until(stopped);
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let status = state.broker_status();
+    let code = if status.healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "ready": status.healthy(),
+        "broker_reachable": status.reachable,
+        "reply_listener_assigned": status.listening,
+        "message": status.message,
+    });
+    (code, axum::Json(body)).into_response()
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../static/app.js"),
+    )
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../static/style.css"),
+    )
+}
+
+fn unknown_request(id: &str) -> AppError {
+    AppError::NotFound(format!(
+        "No request with correlation ID {id} is known to this dashboard."
+    ))
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("There is no page at this address.".into())
+}
