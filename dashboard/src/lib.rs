@@ -12,6 +12,7 @@ mod views;
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use request_reply::admin::ensure_request_and_reply_topics;
 use request_reply::config::{ConfigError, ConfigFile, EnvOverride, KafkaSettings, TopicSettings};
 use request_reply::contract::{RequestKind, Topics};
 use request_reply::requester::{ReplyListener, Requester, StartAt};
@@ -175,7 +176,11 @@ impl AppState {
     async fn listen_for_replies(self) {
         let config = &self.0.config;
         let listener = loop {
-            match ReplyListener::start(&config.kafka, &config.topics, StartAt::End).await {
+            let started = async {
+                ensure_request_and_reply_topics(&config.kafka, &config.topics).await?;
+                ReplyListener::start(&config.kafka, &config.topics, StartAt::End).await
+            };
+            match started.await {
                 Ok(listener) => break listener,
                 Err(error) => {
                     tracing::warn!(%error, "reply listener not started; retrying");

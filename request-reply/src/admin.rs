@@ -1,6 +1,7 @@
 //! Creating the topics a service needs at start-up, instead of relying on broker auto-creation.
 
 use crate::config::{KafkaSettings, TopicSettings};
+use crate::contract::{RequestKind, Topics};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
@@ -71,4 +72,17 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// Creates the request and reply topics of every kind: what a requester needs before it sends.
+pub async fn ensure_request_and_reply_topics(
+    kafka: &KafkaSettings,
+    settings: &TopicSettings,
+) -> Result<(), AdminError> {
+    let topics = Topics::with_prefix(&settings.prefix);
+    let names: Vec<String> = RequestKind::ALL
+        .iter()
+        .flat_map(|kind| [topics.request(*kind), topics.reply(*kind)])
+        .collect();
+    ensure_topics(kafka, settings, &names).await
 }

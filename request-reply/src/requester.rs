@@ -7,7 +7,7 @@
 //! [`Client`] combines the two into a `call` that awaits the matching reply, for programs that
 //! want a plain function call (the benchmarks, the tests).
 
-use crate::admin::{AdminError, ensure_topics};
+use crate::admin::{AdminError, ensure_request_and_reply_topics};
 use crate::codec::{ReplyBody, decode_reply};
 use crate::config::{KafkaSettings, TopicSettings};
 use crate::contract::legacy::{LegacyReply, parse_reply_text};
@@ -208,8 +208,9 @@ impl std::fmt::Debug for ReplyListener {
 }
 
 impl ReplyListener {
-    /// Creates the reply topics if needed and assigns all their partitions. When this returns, every
-    /// reply produced from then on will be received.
+    /// Assigns all partitions of the reply topics, which must exist (see
+    /// [`ensure_request_and_reply_topics`]). When this returns, every reply produced from then on
+    /// will be received.
     pub async fn start(
         kafka: &KafkaSettings,
         topic_settings: &TopicSettings,
@@ -220,7 +221,6 @@ impl ReplyListener {
             .iter()
             .map(|kind| topics.reply(*kind))
             .collect();
-        ensure_topics(kafka, topic_settings, &reply_topics).await?;
         let mut config = kafka.consumer_config();
         set_default(&mut config, "group.id", "dashboard");
         // Assigned, not subscribed: nothing to commit, and every instance reads every partition.
@@ -332,6 +332,7 @@ impl Client {
         kafka: &KafkaSettings,
         topic_settings: &TopicSettings,
     ) -> Result<Self, RequestError> {
+        ensure_request_and_reply_topics(kafka, topic_settings).await?;
         let listener = ReplyListener::start(kafka, topic_settings, StartAt::End).await?;
         let requester = Requester::new(
             kafka,

@@ -1,0 +1,345 @@
+//! The whole system against a real broker: dashboard, both workers, browser-style forms and the
+//! JSON API.
+
+mod common;
+
+use common::{Dashboard, System, http_client, post_api, wait_api};
+use futures::future::join_all;
+use request_reply::contract::{RequestKind, legacy};
+use request_reply::kafka::Outgoing;
+use request_reply::requester::Requester;
+use request_reply::testkit;
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_requests_complete_with_the_right_replies() {
+    let system = System::start().await;
+
+    let invoice_id = system
+        .post_api(
+            "/api/invoices",
+            &json!({"customer": "ACME", "lines": [{"description": "Widget", "quantity": 3, "unit_price_cents": 1250}]}),
+        )
+        .await;
+    let score_id = system
+        .post_api("/api/scores", &json!({"customer": "Globex"}))
+        .await;
+
+    let invoice = system.wait_api(&invoice_id).await;
+    assert_eq!(invoice["status"], "completed", "{invoice}");
+    assert_eq!(invoice["correlation_id"], invoice_id.as_str());
+    assert_eq!(invoice["reply"]["ok"]["customer"], "ACME");
+    assert_eq!(invoice["reply"]["ok"]["subtotal_cents"], 3750);
+    assert_eq!(invoice["reply"]["ok"]["total_cents"], 4125);
+    assert!(invoice["round_trip_ms"].as_f64().unwrap() > 0.0);
+
+    let score = system.wait_api(&score_id).await;
+    assert_eq!(score["status"], "completed", "{score}");
+    assert_eq!(
+        score["reply"]["ok"]["score"],
+        score_calculator::score_of("Globex")
+    );
+
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn html_form_redirects_to_the_request_page_which_shows_the_reply() {
+    let system = System::start().await;
+    let response = system
+        .http
+        .post(system.dashboard.url("/invoices"))
+        .form(&[
+            ("customer", "Initech <b>"),
+            ("description", "Stapler"),
+            ("quantity", "2"),
+            ("unit_price", "7.50"),
+            ("description", ""),
+            ("quantity", ""),
+            ("unit_price", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let id = location
+        .strip_prefix("/requests/")
+        .expect("redirect to the request page");
+
+    let state = system.wait_api(id).await;
+    assert_eq!(state["status"], "completed", "{state}");
+    let page = system
+        .http
+        .get(system.dashboard.url(&location))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let number = state["reply"]["ok"]["number"].as_u64().unwrap();
+    assert!(
+        html.contains(&format!("Invoice #{number}, total 16.50")),
+        "{html}"
+    );
+    assert!(
+        html.contains("Initech &#60;b&#62;"),
+        "customer not escaped: {html}"
+    );
+    assert!(
+        html.contains("kafka_correlationId"),
+        "reply headers not shown"
+    );
+
+    let home = system
+        .http
+        .get(system.dashboard.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains(&format!("id=\"req-{id}\"")),
+        "request missing from the table"
+    );
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_concurrent_requests_all_complete_without_mix_ups() {
+    let system = System::start().await;
+    let sent = join_all((0..200).map(|index| {
+        let system = &system;
+        async move {
+            let customer = format!("customer-{index}");
+            let id = if index % 2 == 0 {
+                system
+                    .post_api(
+                        "/api/invoices",
+                        &json!({"customer": customer, "lines": [{"description": "x", "quantity": index + 1, "unit_price_cents": 100}]}),
+                    )
+                    .await
+            } else {
+                system.post_api("/api/scores", &json!({"customer": customer})).await
+            };
+            (index, customer, id)
+        }
+    }))
+    .await;
+    let states = join_all(sent.iter().map(|(_, _, id)| system.wait_api(id))).await;
+    let mut invoice_numbers = std::collections::HashSet::new();
+    for ((index, customer, id), state) in sent.iter().zip(&states) {
+        assert_eq!(state["status"], "completed", "{state}");
+        assert_eq!(state["correlation_id"], id.as_str());
+        assert_eq!(
+            state["reply"]["ok"]["customer"],
+            customer.as_str(),
+            "mixed-up reply"
+        );
+        if index % 2 == 0 {
+            assert_eq!(state["reply"]["ok"]["subtotal_cents"], (index + 1) * 100);
+            assert!(invoice_numbers.insert(state["reply"]["ok"]["number"].as_u64().unwrap()));
+        } else {
+            assert_eq!(
+                state["reply"]["ok"]["score"],
+                score_calculator::score_of(customer)
+            );
+        }
+    }
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_text_replies_show_as_uncorrelated_with_their_number() {
+    let system = System::start_with(false, Duration::from_secs(30)).await;
+    let requester = Requester::new(
+        &testkit::kafka(),
+        testkit::topics(&system.topics),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let reply_topic = testkit::topics(&system.topics).reply(RequestKind::Invoice);
+    requester
+        .send_outgoing(&Outgoing::new(
+            &reply_topic,
+            legacy::invoice_reply_text(48213),
+        ))
+        .await
+        .unwrap();
+
+    let url = system.dashboard.url("/");
+    let http = &system.http;
+    let html = testkit::wait_for(
+        "the uncorrelated reply on the page",
+        Duration::from_secs(30),
+        || async {
+            let html = http.get(&url).send().await.ok()?.text().await.ok()?;
+            html.contains("Invoice number: #48213 generated.")
+                .then_some(html)
+        },
+    )
+    .await;
+    assert!(html.contains("№ 48213"), "number not parsed out: {html}");
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_without_a_worker_time_out() {
+    let system = System::start_with(false, Duration::from_millis(1500)).await;
+    let id = system
+        .post_api("/api/scores", &json!({"customer": "Nobody home"}))
+        .await;
+    let state = system.wait_api(&id).await;
+    assert_eq!(state["status"], "timed_out", "{state}");
+    assert!(state["reply"].is_null());
+    let page = system
+        .http
+        .get(system.dashboard.url(&format!("/requests/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("timed out"), "{page}");
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_a_4xx_that_names_the_field() {
+    let system = System::start_with(false, Duration::from_secs(30)).await;
+    let form = system
+        .http
+        .post(system.dashboard.url("/invoices"))
+        .form(&[
+            ("customer", "A"),
+            ("description", "W"),
+            ("quantity", "lots"),
+            ("unit_price", "1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::BAD_REQUEST);
+    let html = form.text().await.unwrap();
+    assert!(
+        html.contains("line 1 quantity: must be a whole number"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"lots\""), "typed value not kept");
+
+    let api = system
+        .http
+        .post(system.dashboard.url("/api/scores"))
+        .json(&json!({"customer": 42}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = api.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().starts_with("customer:"),
+        "{body}"
+    );
+
+    let missing = system
+        .http
+        .get(system.dashboard.url("/api/requests/no-such-id"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    let huge = system
+        .http
+        .post(system.dashboard.url("/api/scores"))
+        .body(vec![b' '; 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_dashboards_each_get_the_replies_to_their_own_requests() {
+    let system = System::start().await;
+    let http = http_client();
+    let second = Dashboard::start(testkit::kafka(), &system.topics, Duration::from_secs(30)).await;
+    second.wait_ready(&http).await;
+
+    let first_id = system
+        .post_api("/api/scores", &json!({"customer": "first"}))
+        .await;
+    let second_id = post_api(
+        &http,
+        &second,
+        "/api/scores",
+        &json!({"customer": "second"}),
+    )
+    .await;
+    let first_state = system.wait_api(&first_id).await;
+    let second_state = wait_api(&http, &second, &second_id).await;
+    assert_eq!(first_state["status"], "completed");
+    assert_eq!(first_state["reply"]["ok"]["customer"], "first");
+    assert_eq!(second_state["status"], "completed");
+    assert_eq!(second_state["reply"]["ok"]["customer"], "second");
+    // Each dashboard knows only its own requests.
+    let foreign = http
+        .get(second.url(&format!("/api/requests/{first_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+
+    second.stop().await;
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_broker_is_shown_and_the_api_answers_503() {
+    // A port nothing listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kafka = request_reply::config::KafkaSettings::for_bootstrap(&format!("127.0.0.1:{port}"));
+    let dashboard =
+        Dashboard::start(kafka, &testkit::unique_topics(), Duration::from_secs(30)).await;
+    let http = http_client();
+
+    let ready = http.get(dashboard.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let started = std::time::Instant::now();
+    let refused = http
+        .post(dashboard.url("/api/scores"))
+        .json(&json!({"customer": "ACME"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the API hung instead of refusing"
+    );
+    let home_url = dashboard.url("/");
+    testkit::wait_for("the outage banner", Duration::from_secs(30), || async {
+        let html = http.get(&home_url).send().await.ok()?.text().await.ok()?;
+        (html.contains("Cannot reach Kafka") || html.contains("is unreachable")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        http.get(dashboard.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    dashboard.stop().await;
+}
