@@ -1,0 +1,90 @@
+//! Two replicas of the invoice generator sharing one consumer group, against a real broker.
+
+mod common;
+
+use common::{InProcessWorker, REPLY_TIMEOUT};
+use request_reply::contract::RequestKind;
+use request_reply::requester::Client;
+use request_reply::testkit;
+use std::collections::HashSet;
+
+const REQUESTS: usize = 100;
+
+/// Two workers in one consumer group split the request partitions between them: 100
+/// concurrent requests each get exactly one correct reply (right customer, distinct invoice
+/// numbers), and the reply topic holds no duplicate for any of them. "No duplicate" is checked
+/// after one more round trip on every request partition, which cannot complete before either
+/// replica has finished everything queued ahead of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_answer_each_request_exactly_once() {
+    let topics = testkit::unique_topics();
+    common::ensure_topics(&topics).await;
+    let spawn_replica = || {
+        let config = testkit::worker_config(&topics, "same-group");
+        InProcessWorker::spawn(|shutdown| invoice_generator::run(config, shutdown))
+    };
+    let replicas = [spawn_replica(), spawn_replica()];
+    // Requests sent while the second replica joins could be answered twice by design
+    // (at-least-once); wait for the group to settle so any duplicate is a real bug.
+    common::wait_for_stable_group(&common::group_id(&topics, "same-group"), 2).await;
+    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+
+    let customers: Vec<String> = (0..REQUESTS).map(|i| format!("customer {i}")).collect();
+    let replies = futures::future::join_all(customers.iter().map(|customer| async {
+        let request = common::invoice_request(customer);
+        client
+            .call(RequestKind::Invoice, &request, REPLY_TIMEOUT)
+            .await
+    }))
+    .await;
+    let mut ids = HashSet::new();
+    let mut numbers = HashSet::new();
+    for (customer, reply) in customers.iter().zip(replies) {
+        let reply = reply.unwrap_or_else(|error| panic!("{customer}: {error}"));
+        let invoice = common::expect_invoice(&reply, customer);
+        assert!(
+            numbers.insert(invoice.number),
+            "invoice number {} given twice",
+            invoice.number
+        );
+        ids.insert(reply.correlation_id.expect("replies are correlated").key());
+    }
+    assert_eq!(ids.len(), REQUESTS);
+
+    // One more round trip per request partition: behind everything sent so far.
+    for partition in 0..topics.partitions {
+        let customer = format!("last on partition {partition}");
+        let (id, reply) =
+            common::send_invoice_to_partition(&client, &topics, partition, &customer).await;
+        let reply = client.await_reply(&id, reply, REPLY_TIMEOUT).await.unwrap();
+        common::expect_invoice(&reply, &customer);
+        ids.insert(id.key());
+    }
+
+    let reply_topic = testkit::topics(&topics).reply(RequestKind::Invoice);
+    let in_topic = common::message_count(&reply_topic, topics.partitions);
+    let mut reader = testkit::TopicReader::new(&reply_topic, topics.partitions);
+    let read = reader
+        .read_until("every message in the reply topic", REPLY_TIMEOUT, |seen| {
+            seen.len() >= in_topic
+        })
+        .await;
+    let counts = common::count_by_correlation(read);
+    for id in &ids {
+        assert_eq!(counts.get(id), Some(&1), "replies for {id}");
+    }
+    assert_eq!(
+        counts.len(),
+        ids.len(),
+        "replies nobody asked for: {counts:?}"
+    );
+    assert_eq!(
+        read.len(),
+        ids.len(),
+        "every reply read is for a distinct request"
+    );
+
+    for replica in replicas {
+        replica.stop().await;
+    }
+}

@@ -1,0 +1,91 @@
+//! The score calculator against a real broker: JSON and plain-text round trips. The Kafka
+//! machinery is shared with the invoice generator and tested at length there; these tests only
+//! prove this worker is wired to it correctly.
+
+// The worker tests' shared helpers live with the invoice generator's tests.
+#[path = "../../invoice-generator/tests/common/mod.rs"]
+mod common;
+
+use common::{InProcessWorker, REPLY_TIMEOUT};
+use request_reply::contract::legacy::{self, LegacyReply};
+use request_reply::contract::{Outcome, RequestKind, SCHEMA_VERSION, ScoreRequest};
+use request_reply::headers;
+use request_reply::kafka::Outgoing;
+use request_reply::requester::{Client, ReplyContent};
+use request_reply::testkit;
+use score_calculator::score_of;
+
+fn start_worker(topics: &request_reply::config::TopicSettings) -> InProcessWorker {
+    let config = testkit::worker_config(topics, "scores");
+    InProcessWorker::spawn(|shutdown| score_calculator::run(config, shutdown))
+}
+
+/// A JSON request is answered on `score-calculated` with the customer's documented score,
+/// correlated and marked as JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_request_gets_the_customers_score() {
+    let topics = testkit::unique_topics();
+    common::ensure_topics(&topics).await;
+    let worker = start_worker(&topics);
+    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+
+    let request = ScoreRequest {
+        schema_version: SCHEMA_VERSION,
+        customer: "ACME Ltd".into(),
+    };
+    let reply = client
+        .call(RequestKind::Score, &request, REPLY_TIMEOUT)
+        .await
+        .unwrap();
+    let ReplyContent::Score(Outcome::Ok(score)) = &reply.content else {
+        panic!("expected a score, got {:?}", reply.content);
+    };
+    assert_eq!(score.customer, "ACME Ltd");
+    assert_eq!(score.score, score_of("ACME Ltd"));
+    assert_eq!(
+        reply.topic,
+        testkit::topics(&topics).reply(RequestKind::Score)
+    );
+    assert_eq!(
+        reply.headers.last(headers::CONTENT_TYPE),
+        Some(headers::JSON_CONTENT_TYPE.as_bytes())
+    );
+
+    worker.stop().await;
+}
+
+/// The original dashboard's header-less `Calcular score` gets the original workers' reply,
+/// `Calculated score: N.`, with no headers and no key.
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_text_request_gets_a_plain_text_score() {
+    let topics = testkit::unique_topics();
+    common::ensure_topics(&topics).await;
+    let worker = start_worker(&topics);
+    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+    let request_topic = testkit::request_topic(&topics, RequestKind::Score);
+    client
+        .requester()
+        .send_outgoing(&Outgoing::new(&request_topic, legacy::SCORE_REQUEST_TEXT))
+        .await
+        .unwrap();
+
+    let reply_topic = testkit::topics(&topics).reply(RequestKind::Score);
+    let mut replies = testkit::TopicReader::new(&reply_topic, topics.partitions);
+    let read = replies
+        .read_until("the plain-text reply", REPLY_TIMEOUT, |seen| {
+            !seen.is_empty()
+        })
+        .await;
+    let expected = score_of(legacy::SCORE_REQUEST_TEXT);
+    assert_eq!(read[0].text(), legacy::score_reply_text(expected));
+    assert_eq!(
+        legacy::parse_reply_text(&read[0].text()),
+        Some(LegacyReply::Score {
+            score: u64::from(expected)
+        })
+    );
+    assert!(read[0].headers.is_empty(), "{:?}", read[0].headers);
+    assert_eq!(read[0].key, None);
+
+    worker.stop().await;
+}
