@@ -20,9 +20,8 @@ struct BadKind {
     headers: Vec<(&'static str, Vec<u8>)>,
     /// A word of the `dlq-reason` the dead-letter copy must carry.
     reason: &'static str,
-    /// The error code a correlated request is answered with; `None` when no answer can be
-    /// delivered at all.
-    code: Option<ErrorCode>,
+    /// The error code a correlated request is answered with.
+    code: ErrorCode,
 }
 
 fn bad_kinds() -> Vec<BadKind> {
@@ -32,7 +31,7 @@ fn bad_kinds() -> Vec<BadKind> {
         payload: Some(payload.to_vec()),
         headers,
         reason,
-        code: Some(code),
+        code: code,
     };
     let valid = serde_json::to_vec(&common::invoice_request("ACME")).unwrap();
     let mut oversized = br#"{"customer":""#.to_vec();
@@ -100,7 +99,7 @@ fn bad_kinds() -> Vec<BadKind> {
             payload: None,
             headers: Vec::new(),
             reason: "no payload",
-            code: Some(ErrorCode::MalformedRequest),
+            code: ErrorCode::MalformedRequest,
         },
         kind(
             "unsupported content type",
@@ -124,13 +123,14 @@ fn bad_kinds() -> Vec<BadKind> {
             ErrorCode::InvalidHeaders,
         ),
         // Readable, but the reply topic has no such partition: only the broker can tell, so the
-        // reply itself fails and the request is dead-lettered instead.
+        // reply itself fails, the request is dead-lettered, and the error goes to the default
+        // reply topic instead.
         BadKind {
             name: "reply partition out of range",
             payload: Some(valid),
             headers: vec![(headers::REPLY_PARTITION, b"99".to_vec())],
             reason: "could not be delivered",
-            code: None,
+            code: ErrorCode::InvalidHeaders,
         },
     ]
 }
@@ -222,8 +222,8 @@ async fn each_kind_of_bad_message_is_dead_lettered_and_the_worker_keeps_going() 
             let name = format!("{} (correlated: {correlated})", bad.name);
             let id = CorrelationId::generate();
             let message = bad.message(&topics, correlated.then_some(&id));
-            if let (true, Some(code)) = (correlated, bad.code) {
-                errors.push((code, Expected::register(&client, name.clone(), id)));
+            if correlated {
+                errors.push((bad.code, Expected::register(&client, name.clone(), id)));
             }
             let sent = bad.send(requester, &message).await;
             let dead_letter = DeadLetter {

@@ -120,7 +120,7 @@ pub enum ConfigError {
     Read {
         path: String,
         #[source]
-        source: config::ConfigError,
+        source: Box<config::ConfigError>,
     },
     #[error("[{section}] {key} = {value:?}: {problem}")]
     Invalid {
@@ -179,7 +179,7 @@ impl ConfigFile {
     pub fn load(path: &Path, extra: &[EnvOverride]) -> Result<Self, ConfigError> {
         let read_error = |source| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            source: Box::new(source),
         };
         let sections: BTreeMap<String, BTreeMap<String, String>> = config::Config::builder()
             .add_source(config::File::new(

@@ -377,7 +377,10 @@ impl Client {
     ) -> Result<IncomingReply, RequestError> {
         let correlation_id = CorrelationId::generate();
         let reply = self.expect_reply(&correlation_id);
-        self.requester.send(kind, &correlation_id, request).await?;
+        if let Err(error) = self.requester.send(kind, &correlation_id, request).await {
+            self.lock_waiters().remove(&correlation_id.key());
+            return Err(error);
+        }
         self.await_reply(&correlation_id, reply, timeout).await
     }
 

@@ -27,7 +27,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -365,39 +365,79 @@ async fn delivered(queued: Result<DeliveryFuture, KafkaError>) -> Result<(), Kaf
     }
 }
 
-/// Waits until one message is acknowledged, re-sending it while the failure is transient. A reply
-/// that can never be delivered turns into a dead-letter copy of its request.
+/// Waits until one message, and whatever replaces it if it can never be delivered, is
+/// acknowledged. Transient failures are retried with backoff.
 async fn deliver(
     producer: &FutureProducer,
-    mut outgoing: Outgoing,
-    mut queued: Result<DeliveryFuture, KafkaError>,
+    outgoing: Outgoing,
+    queued: Result<DeliveryFuture, KafkaError>,
     inbound: &Inbound,
     routing: &Routing,
 ) {
+    let mut work = VecDeque::from([(outgoing, queued)]);
+    while let Some((outgoing, queued)) = work.pop_front() {
+        for replacement in deliver_one(producer, outgoing, queued, inbound, routing).await {
+            let queued = enqueue(producer, &replacement).await;
+            work.push_back((replacement, queued));
+        }
+    }
+}
+
+/// Delivers one message; returns what to send instead when it can never be delivered.
+async fn deliver_one(
+    producer: &FutureProducer,
+    outgoing: Outgoing,
+    mut queued: Result<DeliveryFuture, KafkaError>,
+    inbound: &Inbound,
+    routing: &Routing,
+) -> Vec<Outgoing> {
     let mut backoff = Duration::from_millis(100);
     loop {
         match delivered(queued).await {
-            Ok(()) => return,
-            Err(error) if is_permanent(&error) && outgoing.topic != routing.dead_letter_topic => {
-                let reason = format!(
-                    "reply to {} could not be delivered: {error}",
-                    outgoing.topic
-                );
-                tracing::warn!(%reason, "dead-lettering request");
-                outgoing = inbound.dead_letter(&routing.dead_letter_topic, &reason);
-            }
+            Ok(()) => return Vec::new(),
             Err(error) if is_permanent(&error) => {
-                tracing::error!(%error, "cannot write to the dead-letter topic; dropping the copy");
-                return;
+                return undeliverable(&outgoing, &error, inbound, routing);
             }
             Err(error) => {
                 tracing::warn!(%error, topic = %outgoing.topic, ?backoff, "delivery failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
+                queued = enqueue(producer, &outgoing).await;
             }
         }
-        queued = enqueue(producer, &outgoing).await;
     }
+}
+
+/// A reply that can never be delivered (say, to a partition that does not exist) dead-letters its
+/// request and, when the requester can be told, becomes an error reply on the default reply
+/// topic, so the requester does not wait for nothing.
+fn undeliverable(
+    outgoing: &Outgoing,
+    error: &KafkaError,
+    inbound: &Inbound,
+    routing: &Routing,
+) -> Vec<Outgoing> {
+    if outgoing.topic == routing.dead_letter_topic {
+        tracing::error!(%error, "cannot write to the dead-letter topic; dropping the copy");
+        return Vec::new();
+    }
+    let destination = match outgoing.partition {
+        Some(partition) => format!("{} partition {partition}", outgoing.topic),
+        None => outgoing.topic.clone(),
+    };
+    let reason = format!("reply to {destination} could not be delivered: {error}");
+    tracing::warn!(%reason, "dead-lettering request");
+    let mut instead = vec![inbound.dead_letter(&routing.dead_letter_topic, &reason)];
+    let default_target = ReplyTarget {
+        topic: routing.default_reply_topic.clone(),
+        partition: None,
+    };
+    let was_default_target = outgoing.topic == default_target.topic && outgoing.partition.is_none();
+    if let Some(id) = inbound.correlation_id().filter(|_| !was_default_target) {
+        let reply: Reply<()> = Reply::error(ErrorCode::InvalidHeaders, reason);
+        instead.push(json_reply(&default_target, inbound, Some(&id), &reply));
+    }
+    instead
 }
 
 /// The consumer's context: logs rebalances and implements `--reset`.

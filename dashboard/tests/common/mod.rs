@@ -37,10 +37,8 @@ impl Running {
     }
 }
 
-fn until(stopped: oneshot::Receiver<()>) -> impl Future<Output = ()> + Send + 'static {
-    async {
-        let _ = stopped.await;
-    }
+async fn until(stopped: oneshot::Receiver<()>) {
+    let _ = stopped.await;
 }
 
 /// One dashboard, reachable at `base`.
