@@ -8,13 +8,15 @@ use std::future::Future;
 /// Tax added to every invoice, in basis points of the subtotal (10 %), rounded half up to the cent.
 pub const TAX_RATE_BASIS_POINTS: u64 = 1_000;
 
-/// The invoice number of the request at `origin`: its offset times 1000 plus its partition.
+/// The invoice number of the request at `origin`: its offset plus one, times 1000, plus its
+/// partition, so the first invoice of partition 0 is #1000 (where the original's random numbers
+/// started).
 ///
 /// Replicas of the worker share one topic, where a (partition, offset) pair is unique, so numbers
 /// never collide; a redelivered request keeps its place, so it keeps its number. Partitions are
 /// limited to 1000 by the topic settings, which keeps the encoding unambiguous.
 pub fn invoice_number(origin: Origin) -> u64 {
-    origin.offset.unsigned_abs() * 1_000 + u64::from(origin.partition.unsigned_abs())
+    (origin.offset.unsigned_abs() + 1) * 1_000 + u64::from(origin.partition.unsigned_abs())
 }
 
 /// Prices a validated request. The contract's limits keep every amount far below `u64::MAX`.
@@ -114,7 +116,7 @@ mod tests {
 
     #[test]
     fn number_comes_from_the_log_position() {
-        assert_eq!(invoice_number(ORIGIN), 41_002);
+        assert_eq!(invoice_number(ORIGIN), 42_002);
         assert_ne!(
             invoice_number(Origin {
                 partition: 0,
@@ -123,7 +125,7 @@ mod tests {
             invoice_number(ORIGIN)
         );
         let again = generate_invoice(request(vec![line("Widget", 1, 1)]), ORIGIN);
-        assert_eq!(again.number, 41_002);
+        assert_eq!(again.number, 42_002);
     }
 
     #[test]
@@ -140,7 +142,7 @@ mod tests {
     fn plain_text_requests_get_the_original_reply_form() {
         assert_eq!(
             InvoiceGenerator.handle_text("Gerar Nota fiscal", ORIGIN),
-            "Invoice number: #41002 generated."
+            "Invoice number: #42002 generated."
         );
     }
 }
