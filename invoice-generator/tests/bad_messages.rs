@@ -31,7 +31,7 @@ fn bad_kinds() -> Vec<BadKind> {
         payload: Some(payload.to_vec()),
         headers,
         reason,
-        code: code,
+        code,
     };
     let valid = serde_json::to_vec(&common::invoice_request("ACME")).unwrap();
     let mut oversized = br#"{"customer":""#.to_vec();
