@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod forms;
+mod metrics;
 mod routes;
 pub mod store;
 mod views;
@@ -110,6 +111,7 @@ pub struct AppState(Arc<Shared>);
 #[derive(Debug)]
 struct Shared {
     store: Store,
+    metrics: metrics::DashboardMetrics,
     requester: Requester,
     broker: watch::Sender<BrokerStatus>,
     /// Flips to true when the server is shutting down, so live-update streams end.
@@ -136,6 +138,7 @@ impl AppState {
         let (stopping, _) = watch::channel(false);
         Ok(AppState(Arc::new(Shared {
             store: Store::new(config.request_timeout, config.history_limit),
+            metrics: metrics::DashboardMetrics::default(),
             requester,
             broker,
             stopping,
@@ -145,6 +148,10 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.0.store
+    }
+
+    pub(crate) fn metrics(&self) -> &metrics::DashboardMetrics {
+        &self.0.metrics
     }
 
     pub fn requester(&self) -> &Requester {
@@ -169,6 +176,8 @@ impl AppState {
             change(status);
             *status != before
         });
+        self.metrics()
+            .broker_healthy(self.broker_status().healthy());
     }
 
     /// Sets up the reply listener (retrying while Kafka is unreachable), then feeds every reply
@@ -199,9 +208,16 @@ impl AppState {
         loop {
             let reply = listener.next().await;
             let correlation_id = reply.correlation_id.as_ref().map(|id| id.key());
+            let trace_id = reply
+                .headers
+                .last(request_reply::headers::TRACEPARENT)
+                .and_then(request_reply::headers::TraceContext::parse)
+                .map(|trace| trace.trace_id_hex());
             let outcome = self.store().record_reply(reply);
-            tracing::debug!(
+            self.metrics().reply_received(outcome);
+            tracing::info!(
                 correlation_id = correlation_id.as_deref().unwrap_or("-"),
+                trace_id = trace_id.as_deref().unwrap_or("-"),
                 ?outcome,
                 "reply received"
             );
@@ -213,7 +229,8 @@ impl AppState {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tick.tick().await;
-            self.store().expire(Instant::now());
+            let expired = self.store().expire(Instant::now());
+            self.metrics().timed_out(expired);
         }
     }
 

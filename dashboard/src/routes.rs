@@ -18,11 +18,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures::{Stream, StreamExt};
 use request_reply::contract::{InvoiceRequest, RequestKind, ScoreRequest};
-use request_reply::headers::CorrelationId;
+use request_reply::headers::{CorrelationId, TraceContext};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 
 /// Request bodies above this are refused before they are read.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -40,6 +41,7 @@ pub fn build_app(state: AppState) -> Router {
         .route("/api/scores", post(api_score))
         .route("/api/requests/{id}", get(api_request))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .route("/static/app.js", get(script))
         .route("/static/style.css", get(stylesheet))
@@ -86,16 +88,30 @@ async fn submit<T: Serialize>(
     }
     let correlation_id = CorrelationId::generate();
     let id = correlation_id.key();
+    let trace = TraceContext::new_root();
+    let message = state
+        .requester()
+        .request_message(kind, &correlation_id, request, &trace);
     let body = serde_json::to_value(request).map_err(|error| AppError::Internal(error.into()))?;
     state.store().insert_pending(&id, kind, summary, body);
-    match state.requester().send(kind, &correlation_id, request).await {
+    let span =
+        tracing::info_span!("request", correlation_id = %id, trace_id = %trace.trace_id_hex());
+    match state
+        .requester()
+        .send_outgoing(&message)
+        .instrument(span.clone())
+        .await
+    {
         Ok(sent) => {
-            tracing::info!(correlation_id = %id, %kind, partition = sent.partition, offset = sent.offset, "request sent");
-            state.store().mark_sent(&id, sent);
+            span.in_scope(|| {
+                tracing::info!(%kind, partition = sent.partition, offset = sent.offset, "request sent");
+            });
+            state.store().mark_sent(&id, sent, &message.headers);
+            state.metrics().request_sent(kind);
             Ok(id)
         }
         Err(error) => {
-            tracing::warn!(correlation_id = %id, %error, "request not sent");
+            span.in_scope(|| tracing::warn!(%error, "request not sent"));
             state
                 .store()
                 .mark_send_failed(&id, format!("not sent: {error}"));
@@ -319,6 +335,14 @@ async fn live_updates(
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let text = state.metrics().render(state.store().pending_count());
+    (
+        [(header::CONTENT_TYPE, request_reply::metrics::CONTENT_TYPE)],
+        text,
+    )
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

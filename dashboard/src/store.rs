@@ -70,6 +70,8 @@ pub struct RequestRecord {
     pub created_at: SystemTime,
     started: Instant,
     pub sent: Option<SentRequest>,
+    /// Headers the request was sent with, as text.
+    pub request_headers: Vec<(String, String)>,
     pub status: Status,
     /// Why a request failed (send error or error reply).
     pub error: Option<String>,
@@ -104,8 +106,10 @@ pub enum Change {
 /// What became of an incoming reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReplyOutcome {
-    Matched,
-    Late,
+    /// The first reply to a pending request, after this round trip.
+    Matched(Duration),
+    /// The first reply to a request already marked timed out.
+    Late(Duration),
     Duplicate,
     Uncorrelated,
     /// Correlated, but to a request this instance did not send (another dashboard's).
@@ -173,6 +177,7 @@ impl Store {
             created_at: SystemTime::now(),
             started: now,
             sent: None,
+            request_headers: Vec::new(),
             status: Status::Pending,
             error: None,
             reply: None,
@@ -196,9 +201,14 @@ impl Store {
         self.announce(Change::Request(id.to_owned()));
     }
 
-    pub fn mark_sent(&self, id: &str, sent: SentRequest) {
+    /// The broker has the request; `headers` are the ones it was sent with, for the detail page.
+    pub fn mark_sent(&self, id: &str, sent: SentRequest, headers: &[(String, Vec<u8>)]) {
         if let Some(record) = self.lock().records.get_mut(id) {
             record.sent = Some(sent);
+            record.request_headers = headers
+                .iter()
+                .map(|(key, value)| (key.clone(), header_text(Some(value))))
+                .collect();
         }
     }
 
@@ -262,12 +272,13 @@ impl Store {
                 };
                 record.error = error;
                 record.reply = Some(view);
-                record.round_trip = Some(record.started.elapsed());
+                let round_trip = record.started.elapsed();
+                record.round_trip = Some(round_trip);
                 record.late = late;
                 if late {
-                    ReplyOutcome::Late
+                    ReplyOutcome::Late(round_trip)
                 } else {
-                    ReplyOutcome::Matched
+                    ReplyOutcome::Matched(round_trip)
                 }
             }
         };
@@ -300,6 +311,14 @@ impl Store {
             inner.uncorrelated.truncate(UNCORRELATED_LIMIT);
         }
         self.announce(Change::Uncorrelated);
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.lock()
+            .records
+            .values()
+            .filter(|record| record.status == Status::Pending)
+            .count()
     }
 
     pub fn get(&self, id: &str) -> Option<RequestRecord> {
@@ -470,10 +489,10 @@ mod tests {
     #[test]
     fn a_reply_completes_its_request_once_and_counts_duplicates() {
         let store = store_with("r1", Duration::from_secs(30));
-        assert_eq!(
+        assert!(matches!(
             store.record_reply(reply(Some("r1"), score(500))),
-            ReplyOutcome::Matched
-        );
+            ReplyOutcome::Matched(_)
+        ));
         assert_eq!(
             store.record_reply(reply(Some("r1"), score(500))),
             ReplyOutcome::Duplicate
@@ -506,10 +525,10 @@ mod tests {
         let store = store_with("r1", Duration::ZERO);
         assert_eq!(store.expire(Instant::now()), 1);
         assert_eq!(store.get("r1").unwrap().status, Status::TimedOut);
-        assert_eq!(
+        assert!(matches!(
             store.record_reply(reply(Some("r1"), score(1))),
-            ReplyOutcome::Late
-        );
+            ReplyOutcome::Late(_)
+        ));
         let record = store.get("r1").unwrap();
         assert!(record.late);
         assert_eq!(record.status, Status::Completed);

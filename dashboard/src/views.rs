@@ -195,7 +195,7 @@ impl RequestPage {
             request_json: pretty(&record.request),
             request_meta: record.sent.as_ref().map(|sent| KafkaMeta {
                 position: format!("{}/{}/{}", sent.topic, sent.partition, sent.offset),
-                headers: Vec::new(),
+                headers: record.request_headers.clone(),
             }),
             reply_body: record
                 .reply

@@ -343,3 +343,68 @@ async fn unreachable_broker_is_shown_and_the_api_answers_503() {
     );
     dashboard.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_replies_and_round_trips() {
+    let system = System::start().await;
+    let id = system
+        .post_api("/api/scores", &json!({"customer": "Metered"}))
+        .await;
+    assert_eq!(system.wait_api(&id).await["status"], "completed");
+
+    let text = system
+        .http
+        .get(system.dashboard.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "dashboard_requests_sent_total{kind=\"score\"} 1",
+        "dashboard_replies_total{outcome=\"matched\"} 1",
+        "dashboard_round_trip_seconds_count 1",
+        "dashboard_pending 0",
+        "dashboard_broker_up 1",
+    ] {
+        assert!(text.contains(expected), "missing {expected}:\n{text}");
+    }
+    system.stop().await;
+}
+
+/// The `traceparent` values of a request and its reply, as shown on the request page.
+fn traceparents(html: &str) -> Vec<String> {
+    html.split("<code>traceparent</code></td><td><code>")
+        .skip(1)
+        .filter_map(|rest| rest.split('<').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_trace_spans_dashboard_worker_and_back() {
+    let system = System::start().await;
+    let id = system
+        .post_api("/api/scores", &json!({"customer": "Traced"}))
+        .await;
+    assert_eq!(system.wait_api(&id).await["status"], "completed");
+    let html = system
+        .http
+        .get(system.dashboard.url(&format!("/requests/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let [request, reply] = <[String; 2]>::try_from(traceparents(&html)).expect("two traceparents");
+    let parse = |value: &str| {
+        request_reply::headers::TraceContext::parse(value.as_bytes())
+            .unwrap_or_else(|| panic!("not a traceparent: {value}"))
+    };
+    let (request, reply) = (parse(&request), parse(&reply));
+    assert_eq!(request.trace_id, reply.trace_id, "reply left the trace");
+    assert_ne!(request.span_id, reply.span_id, "reply must be a new span");
+    system.stop().await;
+}

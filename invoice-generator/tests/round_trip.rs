@@ -94,3 +94,50 @@ async fn plain_text_request_gets_a_plain_text_reply_without_headers() {
     stop.send(()).unwrap();
     worker.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_endpoint_counts_handled_requests_and_reports_lag() {
+    let topics = testkit::unique_topics();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = testkit::worker_config(&topics, "invoices");
+    config.metrics_listen = Some(([127, 0, 0, 1], port).into());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(invoice_generator::run(config, async {
+        stopped.await.ok();
+    }));
+    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+    client
+        .call(
+            RequestKind::Invoice,
+            &invoice_request("Counted"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    // Lag comes from librdkafka statistics, emitted every 5 s.
+    let text = testkit::wait_for(
+        "lag in the worker metrics",
+        Duration::from_secs(30),
+        || async {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            text.contains("worker_consumer_lag{").then_some(text)
+        },
+    )
+    .await;
+    assert!(text.contains("worker_requests_handled_total 1"), "{text}");
+    assert!(text.contains("worker_handling_seconds_count 1"), "{text}");
+    assert!(text.contains("worker_dead_lettered_total 0"), "{text}");
+    let healthz = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap();
+    assert!(healthz.status().is_success());
+
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}

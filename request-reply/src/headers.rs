@@ -3,6 +3,7 @@
 //! The names are those of Spring Kafka's `ReplyingKafkaTemplate` and NestJS, so either kind of
 //! client can talk to our workers. Values are read in every encoding those libraries write.
 
+use crate::contract::ErrorBody;
 use std::fmt;
 use uuid::Uuid;
 
@@ -19,8 +20,20 @@ pub const DEAD_LETTER_REASON: &str = "dlq-reason";
 /// On a dead-lettered message: where it came from, as `topic/partition/offset`.
 pub const DEAD_LETTER_SOURCE: &str = "dlq-source";
 
+/// W3C trace context, so one trace spans dashboard → worker → dashboard.
+pub const TRACEPARENT: &str = "traceparent";
+
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// NestJS: marks the last reply to a request. A NestJS `ClientKafka.send()` completes only on a
+/// reply that carries it (any value: NestJS checks for presence), so every reply of ours does.
+pub const NEST_IS_DISPOSED: &str = "kafka_nest-is-disposed";
+/// What a NestJS responder itself writes for [`NEST_IS_DISPOSED`]: one zero byte.
+pub const NEST_IS_DISPOSED_VALUE: &[u8] = &[0];
+/// NestJS: marks an error reply, with the error as JSON text; a NestJS client fails the call with
+/// the parsed value. Our error replies carry the [`ErrorBody`] here; see [`decode_nest_error`].
+pub const NEST_ERR: &str = "kafka_nest-err";
 
 /// A correlation ID exactly as it travels in the `kafka_correlationId` header.
 ///
@@ -110,6 +123,109 @@ fn media_type(value: &[u8]) -> Option<&str> {
     Some(text.split(';').next().unwrap_or_default().trim())
 }
 
+/// A W3C `traceparent` (version 00): which trace a message belongs to and which span caused it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// The start of a new trace.
+    pub fn new_root() -> Self {
+        TraceContext {
+            trace_id: *Uuid::new_v4().as_bytes(),
+            span_id: random_span_id(),
+            sampled: true,
+        }
+    }
+
+    /// A new span in the same trace, caused by this one.
+    pub fn child(&self) -> Self {
+        TraceContext {
+            span_id: random_span_id(),
+            ..*self
+        }
+    }
+
+    /// Reads `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`; all-zero ids are invalid.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(bytes).ok()?.trim();
+        let mut parts = text.split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || version != "00" {
+            return None;
+        }
+        let trace_id: [u8; 16] = hex_bytes(trace)?;
+        let span_id: [u8; 8] = hex_bytes(span)?;
+        let [flags]: [u8; 1] = hex_bytes(flags)?;
+        if trace_id == [0; 16] || span_id == [0; 8] {
+            return None;
+        }
+        Some(TraceContext {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
+    }
+
+    pub fn header_value(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            hex(&self.trace_id),
+            hex(&self.span_id),
+            u8::from(self.sampled)
+        )
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+}
+
+fn random_span_id() -> [u8; 8] {
+    let bytes = Uuid::new_v4().into_bytes();
+    let mut span = [0; 8];
+    span.copy_from_slice(&bytes[..8]);
+    span
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn hex_bytes<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != N * 2
+        || !text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+    {
+        return None;
+    }
+    let mut bytes = [0; N];
+    for (index, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[index * 2..index * 2 + 2], 16).ok()?;
+    }
+    Some(bytes)
+}
+
+/// Reads a `kafka_nest-err` value: our own [`ErrorBody`] when one of our workers sent it (or a
+/// NestJS responder threw `RpcException({code, message})` with one of our codes); otherwise the
+/// error's text, for the `{"status":"error","message":...}` of NestJS's exception filter or
+/// anything else: its `message` when it is a JSON object with one, else the whole value.
+pub fn decode_nest_error(value: &[u8]) -> Result<ErrorBody, String> {
+    if let Ok(body) = serde_json::from_slice::<ErrorBody>(value) {
+        return Ok(body);
+    }
+    let text = String::from_utf8_lossy(value).into_owned();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|json| json.get("message")?.as_str().map(str::to_owned));
+    Err(message.unwrap_or(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +274,67 @@ mod tests {
         assert!(!is_json_content_type(b"text/plain"));
         assert!(is_text_content_type(TEXT_CONTENT_TYPE.as_bytes()));
         assert!(!is_text_content_type(&[0xff]));
+    }
+
+    #[test]
+    fn nest_errors_read_our_error_body_or_the_nest_message() {
+        use crate::contract::ErrorCode;
+        let ours = br#"{"code":"invalid_request","message":"lines: must not be empty"}"#;
+        assert_eq!(
+            decode_nest_error(ours),
+            Ok(ErrorBody {
+                code: ErrorCode::InvalidRequest,
+                message: "lines: must not be empty".into()
+            })
+        );
+        // NestJS's exception filter, for an RpcException("...") or any other exception.
+        assert_eq!(
+            decode_nest_error(br#"{"status":"error","message":"Internal server error"}"#),
+            Err("Internal server error".into())
+        );
+        assert_eq!(
+            decode_nest_error(br#"{"code":"teapot","message":"short and stout"}"#),
+            Err("short and stout".into())
+        );
+        assert_eq!(decode_nest_error(b"boom"), Err("boom".into()));
+        assert_eq!(decode_nest_error(b"[1,2]"), Err("[1,2]".into()));
+    }
+
+    #[test]
+    fn traceparent_round_trips_and_children_keep_the_trace() {
+        let value = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = TraceContext::parse(value).unwrap();
+        assert_eq!(context.header_value().as_bytes(), value);
+        assert_eq!(context.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(context.sampled);
+        let child = context.child();
+        assert_eq!(child.trace_id, context.trace_id);
+        assert_ne!(child.span_id, context.span_id);
+        let root = TraceContext::new_root();
+        assert_eq!(
+            TraceContext::parse(root.header_value().as_bytes()),
+            Some(root)
+        );
+    }
+
+    #[test]
+    fn malformed_traceparents_are_ignored() {
+        for bad in [
+            &b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"[..],
+            b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            b"garbage",
+            &[0xff, 0xfe],
+        ] {
+            assert_eq!(
+                TraceContext::parse(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod contract;
 pub mod headers;
 pub mod kafka;
+pub mod metrics;
 pub mod requester;
 pub mod responder;
 pub mod shutdown;

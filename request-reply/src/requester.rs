@@ -12,7 +12,7 @@ use crate::codec::{ReplyBody, decode_reply};
 use crate::config::{KafkaSettings, TopicSettings};
 use crate::contract::legacy::{LegacyReply, parse_reply_text};
 use crate::contract::{Invoice, Outcome, RequestKind, Score, Topics};
-use crate::headers::{self, CorrelationId};
+use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::{HeaderList, Outgoing, set_default};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -99,12 +99,27 @@ impl Requester {
         correlation_id: &CorrelationId,
         request: &T,
     ) -> Result<SentRequest, RequestError> {
+        let message =
+            self.request_message(kind, correlation_id, request, &TraceContext::new_root());
+        self.send_outgoing(&message).await
+    }
+
+    /// The message [`Requester::send`] produces: JSON payload, correlation ID, reply topic,
+    /// content type and the W3C trace context, for callers that record what they sent.
+    pub fn request_message<T: Serialize>(
+        &self,
+        kind: RequestKind,
+        correlation_id: &CorrelationId,
+        request: &T,
+        trace: &TraceContext,
+    ) -> Outgoing {
+        // Serializing our own contract types cannot fail: they are plain structs with string keys.
         let payload = serde_json::to_vec(request).unwrap_or_default();
-        let outgoing = Outgoing::new(self.topics.request(kind), payload)
+        Outgoing::new(self.topics.request(kind), payload)
             .header(headers::CORRELATION_ID, correlation_id.as_bytes())
             .header(headers::REPLY_TOPIC, self.topics.reply(kind))
-            .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE);
-        self.send_outgoing(&outgoing).await
+            .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE)
+            .header(headers::TRACEPARENT, trace.header_value())
     }
 
     /// Produces an arbitrary message (plain-text requests, tests) and waits for its acknowledgement.
@@ -160,6 +175,23 @@ impl IncomingReply {
                 .map(|body| content_from(body, ReplyContent::Score)),
         }
         .unwrap_or_else(|error| ReplyContent::Undecodable(error.to_string()));
+        // A NestJS responder's error reply has no payload, only `kafka_nest-err`; ours carry
+        // both, and then the payload's error (the same body) stands.
+        let content = match (headers.last(headers::NEST_ERR), content) {
+            (
+                Some(_),
+                content @ (ReplyContent::Invoice(Outcome::Error(_))
+                | ReplyContent::Score(Outcome::Error(_))),
+            ) => content,
+            (Some(error), _) => match (headers::decode_nest_error(error), kind) {
+                (Ok(body), RequestKind::Invoice) => ReplyContent::Invoice(Outcome::Error(body)),
+                (Ok(body), RequestKind::Score) => ReplyContent::Score(Outcome::Error(body)),
+                (Err(message), _) => {
+                    ReplyContent::Undecodable(format!("{}: {message}", headers::NEST_ERR))
+                }
+            },
+            (None, content) => content,
+        };
         IncomingReply {
             kind,
             topic: message.topic().to_owned(),

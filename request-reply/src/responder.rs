@@ -13,10 +13,12 @@ use crate::admin::{AdminError, ensure_topics};
 use crate::codec::{RequestBody, decode_request};
 use crate::config::{ConfigError, ConfigFile, KafkaSettings, TopicSettings};
 use crate::contract::{ErrorCode, Reply, RequestKind, Topics, Validate};
-use crate::headers::{self, CorrelationId};
+use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::{HeaderList, Outgoing, set_default};
+use crate::metrics::WorkerMetrics;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use prometheus_client::registry::Registry;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::RebalanceProtocol;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -29,6 +31,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{Instrument, info_span};
@@ -73,11 +76,13 @@ pub struct WorkerConfig {
     /// the NestJS `<request-topic>.reply`; any other name is refused, so requests cannot make a
     /// worker write into arbitrary topics.
     pub extra_reply_topics: Vec<String>,
+    /// Where to serve `GET /metrics` and `GET /healthz`; none when unset.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl WorkerConfig {
-    /// Reads `[default]`, `[consumer]`, `[producer]`, `[topics]` and `[worker] reply_topics`
-    /// (comma-separated).
+    /// Reads `[default]`, `[consumer]`, `[producer]`, `[topics]`, `[worker] reply_topics`
+    /// (comma-separated) and `[worker] metrics_listen`.
     pub fn from_file(file: &ConfigFile, reset: bool) -> Result<Self, ConfigError> {
         let extra_reply_topics = file
             .section("worker")
@@ -90,11 +95,20 @@ impl WorkerConfig {
                     .collect()
             })
             .unwrap_or_default();
+        let metrics_listen = match file.section("worker").get("metrics_listen") {
+            None => None,
+            Some(_) => Some(file.get(
+                "worker",
+                "metrics_listen",
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+            )?),
+        };
         Ok(WorkerConfig {
             kafka: file.kafka(),
             topics: file.topics()?,
             reset,
             extra_reply_topics,
+            metrics_listen,
         })
     }
 }
@@ -109,6 +123,12 @@ pub enum WorkerError {
         servers: String,
         #[source]
         source: KafkaError,
+    },
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
     },
     #[error("cannot subscribe to {topic}: {source}")]
     Subscribe {
@@ -171,6 +191,12 @@ impl Inbound {
             payload: message.payload().map(<[u8]>::to_vec),
             headers: HeaderList::from_message(message),
         }
+    }
+
+    fn trace_context(&self) -> Option<TraceContext> {
+        self.headers
+            .last(headers::TRACEPARENT)
+            .and_then(TraceContext::parse)
     }
 
     fn correlation_id(&self) -> Option<CorrelationId> {
@@ -273,7 +299,9 @@ pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Ve
                 if let Some(id) = &correlation_id {
                     reply = reply.header(headers::CORRELATION_ID, id.as_bytes());
                 }
-                reply = reply.header(headers::CONTENT_TYPE, headers::TEXT_CONTENT_TYPE);
+                reply = reply
+                    .header(headers::CONTENT_TYPE, headers::TEXT_CONTENT_TYPE)
+                    .header(headers::NEST_IS_DISPOSED, headers::NEST_IS_DISPOSED_VALUE);
             }
             vec![reply]
         }
@@ -302,7 +330,20 @@ fn json_reply<T: Serialize>(
     if let Some(id) = correlation_id {
         outgoing = outgoing.header(headers::CORRELATION_ID, id.as_bytes());
     }
-    outgoing.header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE)
+    // What a NestJS client needs: `kafka_nest-err` fails its call with our error body, and
+    // `kafka_nest-is-disposed` (on every reply: there is only one) completes it.
+    if let crate::contract::Outcome::Error(body) = &reply.outcome {
+        let error = serde_json::to_vec(body).unwrap_or_default();
+        outgoing = outgoing.header(headers::NEST_ERR, error);
+    }
+    outgoing = outgoing.header(headers::NEST_IS_DISPOSED, headers::NEST_IS_DISPOSED_VALUE);
+    // The reply is a new span in the requester's trace (or the start of one).
+    let trace = inbound
+        .trace_context()
+        .map_or_else(TraceContext::new_root, |parent| parent.child());
+    outgoing
+        .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE)
+        .header(headers::TRACEPARENT, trace.header_value())
 }
 
 fn reject<S: Service>(
@@ -373,10 +414,16 @@ async fn deliver(
     queued: Result<DeliveryFuture, KafkaError>,
     inbound: &Inbound,
     routing: &Routing,
+    metrics: &WorkerMetrics,
 ) {
     let mut work = VecDeque::from([(outgoing, queued)]);
     while let Some((outgoing, queued)) = work.pop_front() {
-        for replacement in deliver_one(producer, outgoing, queued, inbound, routing).await {
+        let replacements = deliver_one(producer, outgoing, queued, inbound, routing).await;
+        if !replacements.is_empty() {
+            metrics.errors.inc();
+            metrics.dead_lettered.inc();
+        }
+        for replacement in replacements {
             let queued = enqueue(producer, &replacement).await;
             work.push_back((replacement, queued));
         }
@@ -445,9 +492,15 @@ struct WorkerContext {
     /// Partitions still to be rewound to the beginning on their first assignment (`--reset`).
     reset: bool,
     already_reset: Mutex<HashSet<(String, i32)>>,
+    /// Consumer lag comes from librdkafka's periodic statistics.
+    metrics: WorkerMetrics,
 }
 
-impl ClientContext for WorkerContext {}
+impl ClientContext for WorkerContext {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.metrics.record_lag(&statistics);
+    }
+}
 
 impl ConsumerContext for WorkerContext {
     fn rebalance(
@@ -576,9 +629,27 @@ pub async fn run<S: Service>(
     set_default(&mut consumer_config, "session.timeout.ms", "10000");
     // Not overridable: offsets are stored by hand once the reply is acknowledged.
     consumer_config.set("enable.auto.offset.store", "false");
+    let mut registry = Registry::default();
+    let metrics = WorkerMetrics::register(&mut registry);
+    let metrics_server = match config.metrics_listen {
+        None => None,
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| WorkerError::Metrics { address, source })?;
+            tracing::info!(address = %listener.local_addr().unwrap_or(address), "serving /metrics");
+            // Lag statistics are only worth computing when someone can read them.
+            set_default(&mut consumer_config, "statistics.interval.ms", "5000");
+            let app = crate::metrics::router(Arc::new(registry));
+            Some(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ))
+        }
+    };
     let context = WorkerContext {
         reset: config.reset,
         already_reset: Mutex::default(),
+        metrics: metrics.clone(),
     };
     let consumer: StreamConsumer<WorkerContext> = consumer_config
         .create_with_context(context)
@@ -613,7 +684,7 @@ pub async fn run<S: Service>(
                 Ok(message) => {
                     let inbound = Inbound::from_message(&message);
                     drop(message);
-                    in_flight.push_back(process(&service, &routing, &producer, inbound).await);
+                    in_flight.push_back(process(&service, &routing, &producer, &metrics, inbound).await);
                 }
             },
         }
@@ -638,6 +709,9 @@ pub async fn run<S: Service>(
     if let Err(error) = producer.flush(Duration::from_secs(10)) {
         tracing::warn!(%error, "producer flush incomplete");
     }
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     tracing::info!("worker stopped");
     Ok(())
 }
@@ -648,18 +722,34 @@ async fn process<S: Service>(
     service: &S,
     routing: &Arc<Routing>,
     producer: &FutureProducer,
+    metrics: &WorkerMetrics,
     inbound: Inbound,
 ) -> impl Future<Output = Inbound> + use<S> {
+    let received = std::time::Instant::now();
     let correlation_id = inbound
         .correlation_id()
         .map_or_else(|| "-".to_owned(), |id| id.key());
+    let trace_id = inbound
+        .trace_context()
+        .map_or_else(|| "-".to_owned(), |trace| trace.trace_id_hex());
     let span = info_span!(
         "request",
         correlation_id = %correlation_id,
+        trace_id = %trace_id,
         partition = inbound.partition,
         offset = inbound.offset
     );
     let caused = span.in_scope(|| plan(service, routing, &inbound));
+    let dead_letters = caused
+        .iter()
+        .filter(|outgoing| outgoing.topic == routing.dead_letter_topic)
+        .count();
+    if dead_letters == 0 {
+        metrics.handled.inc();
+    } else {
+        metrics.errors.inc();
+        metrics.dead_lettered.inc_by(dead_letters as u64);
+    }
     let mut queued = Vec::with_capacity(caused.len());
     for outgoing in caused {
         let delivery = enqueue(producer, &outgoing).await;
@@ -667,10 +757,14 @@ async fn process<S: Service>(
     }
     let producer = producer.clone();
     let routing = Arc::clone(routing);
+    let metrics = metrics.clone();
     async move {
         for (outgoing, delivery) in queued {
-            deliver(&producer, outgoing, delivery, &inbound, &routing).await;
+            deliver(&producer, outgoing, delivery, &inbound, &routing, &metrics).await;
         }
+        metrics
+            .handling_seconds
+            .observe(received.elapsed().as_secs_f64());
         inbound
     }
     .instrument(span)
@@ -1108,6 +1202,78 @@ mod tests {
         assert!(reply.headers.is_empty(), "{:?}", reply.headers);
         assert_eq!(reply.key, None);
         assert_eq!(reply.partition, None);
+    }
+
+    /// What a NestJS `ClientKafka` needs to finish a call: every reply carries
+    /// `kafka_nest-is-disposed` (it completes the call), and an error reply also carries
+    /// `kafka_nest-err` holding the same error body as its payload (it fails the call). The
+    /// dead-letter copy gets neither.
+    #[test]
+    fn replies_carry_what_a_nestjs_client_needs() {
+        let disposed = Some(headers::NEST_IS_DISPOSED_VALUE);
+        let good = inbound(
+            Some(&valid_payload("ACME")),
+            &[
+                (headers::CORRELATION_ID, b"nest-1"),
+                (headers::REPLY_TOPIC, b"t.generate-invoice.reply"),
+                (headers::REPLY_PARTITION, b"0"),
+            ],
+        );
+        let caused = plan(&EchoService, &routing(), &good);
+        assert_eq!(caused.len(), 1, "{caused:?}");
+        assert_eq!(header(&caused[0], headers::NEST_IS_DISPOSED), disposed);
+        assert_eq!(header(&caused[0], headers::NEST_ERR), None);
+
+        let bad = inbound(
+            Some(br#"{"customer":"ACME"}"#),
+            &[(headers::CORRELATION_ID, b"nest-2")],
+        );
+        let caused = plan(&EchoService, &routing(), &bad);
+        assert_eq!(caused.len(), 2, "{caused:?}");
+        assert_eq!(header(&caused[0], headers::NEST_IS_DISPOSED), None);
+        assert_eq!(header(&caused[0], headers::NEST_ERR), None);
+        let Outcome::Error(body) = decode(&caused[1]).outcome else {
+            panic!("expected an error reply: {:?}", caused[1]);
+        };
+        let nest_err = header(&caused[1], headers::NEST_ERR).expect("kafka_nest-err");
+        assert_eq!(headers::decode_nest_error(nest_err), Ok(body));
+        assert_eq!(header(&caused[1], headers::NEST_IS_DISPOSED), disposed);
+
+        let text = inbound(
+            Some(legacy::SCORE_REQUEST_TEXT.as_bytes()),
+            &[(headers::CORRELATION_ID, b"nest-3")],
+        );
+        let caused = plan(&EchoService, &routing(), &text);
+        assert_eq!(caused.len(), 1, "{caused:?}");
+        assert_eq!(header(&caused[0], headers::NEST_IS_DISPOSED), disposed);
+    }
+
+    /// The error reply that replaces an undeliverable one fails a NestJS call too.
+    #[test]
+    fn undeliverable_replies_become_nest_errors() {
+        let request = inbound(
+            Some(&valid_payload("ACME")),
+            &[
+                (headers::CORRELATION_ID, b"nest-4"),
+                (headers::REPLY_TOPIC, b"t.generate-invoice.reply"),
+                (headers::REPLY_PARTITION, b"7"),
+            ],
+        );
+        let caused = plan(&EchoService, &routing(), &request);
+        assert_eq!(caused.len(), 1, "{caused:?}");
+        let error = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownPartition);
+        let instead = undeliverable(&caused[0], &error, &request, &routing());
+        assert_eq!(instead.len(), 2, "{instead:?}");
+        let reply = &instead[1];
+        assert_eq!(reply.topic, "t.invoice-generated");
+        let nest_err = header(reply, headers::NEST_ERR).expect("kafka_nest-err");
+        let body = headers::decode_nest_error(nest_err).expect("our error body");
+        assert_eq!(body.code, ErrorCode::InvalidHeaders);
+        assert!(body.message.contains("partition 7"), "{}", body.message);
+        assert_eq!(
+            header(reply, headers::NEST_IS_DISPOSED),
+            Some(headers::NEST_IS_DISPOSED_VALUE)
+        );
     }
 
     /// Plain text from a client that does send a correlation ID (and a reply topic) gets a

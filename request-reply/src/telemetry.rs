@@ -2,12 +2,22 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Text logs to stderr, filtered by `RUST_LOG` (default: `info`, librdkafka's own chatter at warn).
+/// Logs to stderr, filtered by `RUST_LOG` (default: `info`, librdkafka's own chatter at warn),
+/// as text or, with `LOG_FORMAT=json`, one JSON object per line. Spans carry the correlation ID
+/// and trace ID, so every line about a request names them.
 pub fn init_logging() {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json")) {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
+    }
 }

@@ -42,6 +42,7 @@ pub fn worker_config(topics: &TopicSettings, group: &str) -> WorkerConfig {
         topics: topics.clone(),
         reset: false,
         extra_reply_topics: Vec::new(),
+        metrics_listen: None,
     }
 }
 

@@ -1,9 +1,16 @@
 //! The command line every worker shares: `<worker> config/config.ini [--reset]`, as the originals.
 
-use crate::config::{ConfigError, ConfigFile};
+use crate::config::{ConfigError, ConfigFile, EnvOverride};
 use crate::responder::WorkerConfig;
 use clap::Parser;
 use std::path::PathBuf;
+
+/// Environment variables a worker reads besides the common ones.
+pub const WORKER_ENV_OVERRIDES: &[EnvOverride] = &[EnvOverride {
+    var: "WORKER_METRICS_LISTEN",
+    section: "worker",
+    key: "metrics_listen",
+}];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,7 +31,7 @@ impl WorkerArgs {
     pub fn parse_and_load() -> Result<WorkerConfig, ConfigError> {
         let args = WorkerArgs::parse();
         crate::telemetry::init_logging();
-        let file = ConfigFile::load(&args.config, &[])?;
+        let file = ConfigFile::load(&args.config, WORKER_ENV_OVERRIDES)?;
         WorkerConfig::from_file(&file, args.reset)
     }
 }

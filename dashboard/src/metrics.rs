@@ -1,0 +1,153 @@
+//! The dashboard's Prometheus metrics, served at `GET /metrics` on its own port.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use request_reply::contract::RequestKind;
+use request_reply::metrics::latency_buckets;
+
+use crate::store::ReplyOutcome;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Debug)]
+pub struct DashboardMetrics {
+    registry: Registry,
+    requests_sent: Family<KindLabels, Counter>,
+    replies: Family<OutcomeLabels, Counter>,
+    timeouts: Counter,
+    pending: Gauge,
+    round_trip_seconds: Histogram,
+    broker_up: Gauge,
+}
+
+impl Default for DashboardMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let metrics = DashboardMetrics {
+            requests_sent: Family::default(),
+            replies: Family::default(),
+            timeouts: Counter::default(),
+            pending: Gauge::default(),
+            round_trip_seconds: Histogram::new(latency_buckets()),
+            broker_up: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let dashboard = registry.sub_registry_with_prefix("dashboard");
+        dashboard.register(
+            "requests_sent",
+            "Requests accepted by the broker, per kind",
+            metrics.requests_sent.clone(),
+        );
+        dashboard.register(
+            "replies",
+            "Replies received, by what became of them: matched, late, duplicate, uncorrelated, foreign",
+            metrics.replies.clone(),
+        );
+        dashboard.register(
+            "timeouts",
+            "Requests that reached their timeout without a reply",
+            metrics.timeouts.clone(),
+        );
+        dashboard.register(
+            "pending",
+            "Requests waiting for their reply",
+            metrics.pending.clone(),
+        );
+        dashboard.register(
+            "round_trip_seconds",
+            "From sending a request to receiving its first reply",
+            metrics.round_trip_seconds.clone(),
+        );
+        dashboard.register(
+            "broker_up",
+            "1 while the broker answers and the reply listener is assigned",
+            metrics.broker_up.clone(),
+        );
+        DashboardMetrics {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl DashboardMetrics {
+    pub fn request_sent(&self, kind: RequestKind) {
+        self.requests_sent
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn reply_received(&self, outcome: ReplyOutcome) {
+        let label = match outcome {
+            ReplyOutcome::Matched(round_trip) => {
+                self.round_trip_seconds.observe(round_trip.as_secs_f64());
+                "matched"
+            }
+            ReplyOutcome::Late(_) => "late",
+            ReplyOutcome::Duplicate => "duplicate",
+            ReplyOutcome::Uncorrelated => "uncorrelated",
+            ReplyOutcome::Foreign => "foreign",
+        };
+        self.replies
+            .get_or_create(&OutcomeLabels {
+                outcome: label.into(),
+            })
+            .inc();
+    }
+
+    pub fn timed_out(&self, count: usize) {
+        self.timeouts.inc_by(count as u64);
+    }
+
+    pub fn broker_healthy(&self, healthy: bool) {
+        self.broker_up.set(i64::from(healthy));
+    }
+
+    /// The text a scrape gets, with the pending gauge brought up to date first.
+    pub fn render(&self, pending: usize) -> String {
+        self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+        request_reply::metrics::render(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn every_metric_renders_under_its_name() {
+        let metrics = DashboardMetrics::default();
+        metrics.request_sent(RequestKind::Invoice);
+        metrics.reply_received(ReplyOutcome::Matched(Duration::from_millis(3)));
+        metrics.reply_received(ReplyOutcome::Duplicate);
+        metrics.timed_out(2);
+        metrics.broker_healthy(true);
+        let text = metrics.render(5);
+        for expected in [
+            "dashboard_requests_sent_total{kind=\"invoice\"} 1",
+            "dashboard_replies_total{outcome=\"matched\"} 1",
+            "dashboard_replies_total{outcome=\"duplicate\"} 1",
+            "dashboard_timeouts_total 2",
+            "dashboard_pending 5",
+            "dashboard_round_trip_seconds_count 1",
+            "dashboard_broker_up 1",
+        ] {
+            assert!(text.contains(expected), "missing {expected}:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Prometheus metrics: the workers' own, and the small HTTP endpoint every service uses to
+//! expose a registry (`GET /metrics` in the Prometheus text format, `GET /healthz`).
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+/// The content type Prometheus expects for the text format.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Buckets from 0.5 ms to about 4 s: request/reply on one machine lives at the low end, an
+/// outage at the high end.
+pub fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0005, 2.0, 14)
+}
+
+/// Renders a registry in the text format.
+pub fn render(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
+}
+
+/// A response carrying the rendered registry.
+pub fn response(registry: &Registry) -> impl IntoResponse + use<> {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(registry))
+}
+
+/// `GET /metrics` and `GET /healthz` for services that have no HTTP server of their own.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = Arc::clone(&registry);
+                async move { response(&registry) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub partition: i64,
+}
+
+/// What a worker counts.
+#[derive(Clone, Debug)]
+pub struct WorkerMetrics {
+    /// Requests answered with a reply.
+    pub handled: Counter,
+    /// Requests that could not be handled (bad payload or headers, undeliverable reply).
+    pub errors: Counter,
+    /// Copies written to the dead-letter topic.
+    pub dead_lettered: Counter,
+    /// From consuming a request to the broker acknowledging everything it caused.
+    pub handling_seconds: Histogram,
+    /// Messages behind the end of each assigned partition, from librdkafka's statistics.
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+}
+
+impl WorkerMetrics {
+    /// Creates the metrics and registers them (as `worker_*`) in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = WorkerMetrics {
+            handled: Counter::default(),
+            errors: Counter::default(),
+            dead_lettered: Counter::default(),
+            handling_seconds: Histogram::new(latency_buckets()),
+            consumer_lag: Family::default(),
+        };
+        let worker = registry.sub_registry_with_prefix("worker");
+        worker.register(
+            "requests_handled",
+            "Requests answered with a reply",
+            metrics.handled.clone(),
+        );
+        worker.register(
+            "request_errors",
+            "Requests that could not be handled",
+            metrics.errors.clone(),
+        );
+        worker.register(
+            "dead_lettered",
+            "Copies written to the dead-letter topic",
+            metrics.dead_lettered.clone(),
+        );
+        worker.register(
+            "handling_seconds",
+            "From consuming a request to the acknowledgement of its reply",
+            metrics.handling_seconds.clone(),
+        );
+        worker.register(
+            "consumer_lag",
+            "Messages behind the end of each assigned partition",
+            metrics.consumer_lag.clone(),
+        );
+        metrics
+    }
+
+    /// Updates the lag gauges from librdkafka's statistics (partition -1 is librdkafka's
+    /// internal "unassigned" partition; a lag of -1 means unknown).
+    pub fn record_lag(&self, statistics: &rdkafka::statistics::Statistics) {
+        for topic in statistics.topics.values() {
+            for (partition, stats) in &topic.partitions {
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    self.consumer_lag
+                        .get_or_create(&PartitionLabels {
+                            partition: i64::from(*partition),
+                        })
+                        .set(stats.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_metrics_render_with_their_names() {
+        let mut registry = Registry::default();
+        let metrics = WorkerMetrics::register(&mut registry);
+        metrics.handled.inc();
+        metrics.handling_seconds.observe(0.002);
+        metrics
+            .consumer_lag
+            .get_or_create(&PartitionLabels { partition: 2 })
+            .set(7);
+        let text = render(&registry);
+        assert!(text.contains("worker_requests_handled_total 1"), "{text}");
+        assert!(text.contains("worker_handling_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("worker_consumer_lag{partition=\"2\"} 7"),
+            "{text}"
+        );
+    }
+}
