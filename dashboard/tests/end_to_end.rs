@@ -408,3 +408,58 @@ async fn one_trace_spans_dashboard_worker_and_back() {
     assert_ne!(request.span_id, reply.span_id, "reply must be a new span");
     system.stop().await;
 }
+
+/// Every request and reply the services produce validates against the checked-in JSON Schemas,
+/// error replies included.
+#[tokio::test(flavor = "multi_thread")]
+async fn produced_messages_match_the_published_schemas() {
+    let system = System::start().await;
+    let invoice = system
+        .post_api(
+            "/api/invoices",
+            &json!({"customer": "Schema", "lines": [{"description": "x", "quantity": 1, "unit_price_cents": 1}]}),
+        )
+        .await;
+    let score = system
+        .post_api("/api/scores", &json!({"customer": "Schema"}))
+        .await;
+    assert_eq!(system.wait_api(&invoice).await["status"], "completed");
+    assert_eq!(system.wait_api(&score).await["status"], "completed");
+    // An error reply: a request with a schema version the worker does not know.
+    let requester = Requester::new(
+        &testkit::kafka(),
+        testkit::topics(&system.topics),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    requester
+        .send(
+            RequestKind::Score,
+            &request_reply::headers::CorrelationId::generate(),
+            &json!({"schema_version": 9, "customer": "Future"}),
+        )
+        .await
+        .unwrap();
+
+    let topics = testkit::topics(&system.topics);
+    for (topic, schema, expected) in [
+        (topics.request(RequestKind::Invoice), "invoice-request", 1),
+        (topics.request(RequestKind::Score), "score-request", 1),
+        (topics.reply(RequestKind::Invoice), "invoice-reply", 1),
+        (topics.reply(RequestKind::Score), "score-reply", 2),
+    ] {
+        let mut reader = testkit::TopicReader::new(&topic, system.topics.partitions);
+        let messages = reader
+            .read_until(&topic, Duration::from_secs(30), |seen| {
+                seen.len() >= expected
+            })
+            .await;
+        for message in messages {
+            if schema == "score-request" && message.text().contains("\"schema_version\":9") {
+                continue; // deliberately invalid
+            }
+            testkit::assert_valid_payload(schema, message.payload.as_deref().unwrap_or_default());
+        }
+    }
+    system.stop().await;
+}

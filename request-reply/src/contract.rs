@@ -4,6 +4,7 @@
 //! pinned by golden-JSON tests (see the tests at the bottom). Readers are lenient where the original
 //! system was (a missing `schema_version` means version 1); writers always emit the full form.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -111,7 +112,7 @@ fn current_schema_version() -> u32 {
 }
 
 /// `generate-invoice` payload.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceRequest {
     #[serde(default = "current_schema_version")]
     pub schema_version: u32,
@@ -120,7 +121,7 @@ pub struct InvoiceRequest {
 }
 
 /// One line of an invoice request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LineItem {
     pub description: String,
     pub quantity: u32,
@@ -129,7 +130,7 @@ pub struct LineItem {
 }
 
 /// `calculate-score` payload.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ScoreRequest {
     #[serde(default = "current_schema_version")]
     pub schema_version: u32,
@@ -137,7 +138,7 @@ pub struct ScoreRequest {
 }
 
 /// The invoice a worker generated (`invoice-generated`, success case).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Invoice {
     /// Unique across worker replicas and stable on redelivery: derived from the request's
     /// partition and offset (see `invoice-generator`).
@@ -150,7 +151,7 @@ pub struct Invoice {
 }
 
 /// One priced line of a generated invoice.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceLine {
     pub description: String,
     pub quantity: u32,
@@ -159,7 +160,7 @@ pub struct InvoiceLine {
 }
 
 /// The score a worker calculated (`score-calculated`, success case).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Score {
     pub customer: String,
     pub score: u32,
@@ -168,13 +169,13 @@ pub struct Score {
 }
 
 /// Why a request failed, as carried in an error reply.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The payload could not be read (bytes, encoding, JSON syntax, size).
@@ -188,7 +189,7 @@ pub enum ErrorCode {
 }
 
 /// A reply payload: the schema version plus either `"ok": {...}` or `"error": {...}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Reply<T> {
     #[serde(default = "current_schema_version")]
     pub schema_version: u32,
@@ -196,7 +197,7 @@ pub struct Reply<T> {
     pub outcome: Outcome<T>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome<T> {
     Ok(T),

@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod requester;
 pub mod responder;
+pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testkit")]

@@ -153,3 +153,19 @@ pub fn topics(settings: &TopicSettings) -> Topics {
 pub fn request_topic(settings: &TopicSettings, kind: RequestKind) -> String {
     topics(settings).request(kind)
 }
+
+/// Panics unless `payload` is JSON valid against the checked-in schema `schema`
+/// (`invoice-request`, `invoice-reply`, ...; see [`crate::schema`]).
+pub fn assert_valid_payload(schema: &str, payload: &[u8]) {
+    let instance: serde_json::Value = serde_json::from_slice(payload).unwrap_or_else(|error| {
+        panic!(
+            "payload is not JSON ({error}): {}",
+            String::from_utf8_lossy(payload)
+        )
+    });
+    let problems = crate::schema::problems(schema, &instance);
+    assert!(
+        problems.is_empty(),
+        "{instance} does not match {schema}: {problems:?}"
+    );
+}
