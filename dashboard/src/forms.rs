@@ -47,24 +47,54 @@ pub struct ScoreForm {
     pub customer: String,
 }
 
-/// Field names as the form shows them: `lines[1].quantity` becomes `line 2 quantity`.
-fn human_field(field: &str) -> String {
-    let Some(rest) = field.strip_prefix("lines[") else {
-        return field.replace('_', " ");
-    };
-    let Some((index, name)) = rest.split_once("].") else {
-        return field.to_owned();
-    };
-    let number = index.parse::<usize>().map_or(0, |index| index + 1);
-    let name = match name {
-        "unit_price_cents" => "unit price",
-        other => other,
-    };
-    format!("line {number} {name}")
+/// A problem with one form field: the id of its input, so the page shows the message next to
+/// it, the field's name as people read it, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub input_id: String,
+    pub label: String,
+    pub problem: String,
 }
 
-fn form_error(error: &ValidationError) -> String {
-    format!("{}: {}", human_field(&error.field), error.problem)
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.label, self.problem)
+    }
+}
+
+impl FieldError {
+    fn line(number: usize, column: &str, problem: impl Into<String>) -> Self {
+        FieldError {
+            input_id: format!("line-{number}-{column}"),
+            label: format!("line {number} {}", column.replace('_', " ")),
+            problem: problem.into(),
+        }
+    }
+
+    /// Places a contract validation error (`lines[1].unit_price_cents`) on the form's input.
+    fn from_validation(form: &str, error: &ValidationError) -> Self {
+        let line = error
+            .field
+            .strip_prefix("lines[")
+            .and_then(|rest| rest.split_once("]."));
+        match (error.field.as_str(), line) {
+            (_, Some((index, name))) => {
+                let number = index.parse::<usize>().map_or(0, |index| index + 1);
+                let column = name.strip_suffix("_cents").unwrap_or(name);
+                FieldError::line(number, column, error.problem.clone())
+            }
+            ("customer" | "lines", None) => FieldError {
+                input_id: format!("{form}-{}", error.field),
+                label: error.field.clone(),
+                problem: error.problem.clone(),
+            },
+            (other, None) => FieldError {
+                input_id: format!("{form}-form"),
+                label: other.replace('_', " "),
+                problem: error.problem.clone(),
+            },
+        }
+    }
 }
 
 /// Reads a price such as `12`, `12.5` or `12.50` as cents.
@@ -123,7 +153,7 @@ impl InvoiceForm {
     }
 
     /// The request, or every problem found, each naming its field.
-    pub fn to_request(&self) -> Result<InvoiceRequest, Vec<String>> {
+    pub fn to_request(&self) -> Result<InvoiceRequest, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut lines = Vec::new();
         for (index, input) in self.lines.iter().enumerate() {
@@ -132,11 +162,15 @@ impl InvoiceForm {
             }
             let number = index + 1;
             let quantity = input.quantity.trim().parse::<u32>().unwrap_or_else(|_| {
-                errors.push(format!("line {number} quantity: must be a whole number"));
+                errors.push(FieldError::line(
+                    number,
+                    "quantity",
+                    "must be a whole number",
+                ));
                 0
             });
             let unit_price_cents = parse_price_cents(&input.unit_price).unwrap_or_else(|problem| {
-                errors.push(format!("line {number} unit price: {problem}"));
+                errors.push(FieldError::line(number, "unit_price", problem));
                 0
             });
             lines.push(LineItem {
@@ -155,7 +189,7 @@ impl InvoiceForm {
         };
         request
             .validate()
-            .map_err(|error| vec![form_error(&error)])?;
+            .map_err(|error| vec![FieldError::from_validation("invoice", &error)])?;
         Ok(request)
     }
 
@@ -181,14 +215,14 @@ impl ScoreForm {
         }
     }
 
-    pub fn to_request(&self) -> Result<ScoreRequest, Vec<String>> {
+    pub fn to_request(&self) -> Result<ScoreRequest, Vec<FieldError>> {
         let request = ScoreRequest {
             schema_version: SCHEMA_VERSION,
             customer: self.customer.trim().to_owned(),
         };
         request
             .validate()
-            .map_err(|error| vec![form_error(&error)])?;
+            .map_err(|error| vec![FieldError::from_validation("score", &error)])?;
         Ok(request)
     }
 }
@@ -230,32 +264,48 @@ mod tests {
         assert_eq!(request.lines[1].unit_price_cents, 5);
     }
 
+    /// Each error as `input id => message`, the way the page places them.
+    fn placed(errors: Vec<FieldError>) -> Vec<String> {
+        errors
+            .iter()
+            .map(|error| format!("{} => {error}", error.input_id))
+            .collect()
+    }
+
     #[test]
     fn invoice_form_errors_name_the_row_and_field() {
         let form =
             InvoiceForm::from_body(b"customer=A&description=W&quantity=two&unit_price=1.234");
-        let errors = form.to_request().unwrap_err();
         assert_eq!(
-            errors,
+            placed(form.to_request().unwrap_err()),
             [
-                "line 1 quantity: must be a whole number",
-                "line 1 unit price: must be an amount such as 12.50"
+                "line-1-quantity => line 1 quantity: must be a whole number",
+                "line-1-unit_price => line 1 unit price: must be an amount such as 12.50"
             ]
         );
         let empty = InvoiceForm::from_body(b"customer=A&description=&quantity=&unit_price=");
         assert_eq!(
-            empty.to_request().unwrap_err(),
-            ["lines: must have at least one line item"]
+            placed(empty.to_request().unwrap_err()),
+            ["invoice-lines => lines: must have at least one line item"]
         );
-        let zero = InvoiceForm::from_body(b"customer=A&description=W&quantity=0&unit_price=1");
+        let zero = InvoiceForm::from_body(
+            b"customer=A&description=&quantity=&unit_price=&description=W&quantity=0&unit_price=1",
+        );
         assert_eq!(
-            zero.to_request().unwrap_err(),
-            ["line 1 quantity: must be between 1 and 1000000"]
+            placed(zero.to_request().unwrap_err()),
+            ["line-1-quantity => line 1 quantity: must be between 1 and 1000000"],
+            "contract errors count only the lines sent, so a blank first row shifts them"
+        );
+        let pricey =
+            InvoiceForm::from_body(b"customer=A&description=W&quantity=1&unit_price=999999999999");
+        assert_eq!(
+            placed(pricey.to_request().unwrap_err()),
+            ["line-1-unit_price => line 1 unit price: must be at most 10000000000"]
         );
         let nameless = InvoiceForm::from_body(b"customer=+&description=W&quantity=1&unit_price=1");
         assert_eq!(
-            nameless.to_request().unwrap_err(),
-            ["customer: must not be empty"]
+            placed(nameless.to_request().unwrap_err()),
+            ["invoice-customer => customer: must not be empty"]
         );
     }
 
@@ -290,8 +340,8 @@ mod tests {
             "ACME"
         );
         assert_eq!(
-            ScoreForm::from_body(b"").to_request().unwrap_err(),
-            ["customer: must not be empty"]
+            placed(ScoreForm::from_body(b"").to_request().unwrap_err()),
+            ["score-customer => customer: must not be empty"]
         );
     }
 

@@ -5,8 +5,8 @@ use crate::error::{ApiError, AppError};
 use crate::forms::{InvoiceForm, ScoreForm, parse_json_request};
 use crate::store::{RequestRecord, Status};
 use crate::views::{
-    BannerView, IndexPage, RECENT_ROWS, RequestPage, RowFragment, RowView, UncorrelatedFragment,
-    UncorrelatedView,
+    BannerView, Filter, IndexPage, RECENT_ROWS, RequestPage, RowFragment, RowView,
+    UncorrelatedFragment, UncorrelatedView,
 };
 use askama::Template;
 use axum::Router;
@@ -55,10 +55,10 @@ fn banner(state: &AppState) -> BannerView {
     BannerView::from(state.broker_status())
 }
 
-fn home_page(state: &AppState) -> IndexPage {
+fn home_page(state: &AppState, filter: Filter) -> IndexPage {
     let rows = state
         .store()
-        .recent(RECENT_ROWS)
+        .recent(RECENT_ROWS, |record| filter.matches(record))
         .iter()
         .map(RowView::from)
         .collect();
@@ -68,11 +68,11 @@ fn home_page(state: &AppState) -> IndexPage {
         .iter()
         .map(UncorrelatedView::from)
         .collect();
-    IndexPage::new(banner(state), rows, uncorrelated)
+    IndexPage::new(banner(state), filter, rows, uncorrelated)
 }
 
-async fn index(State(state): State<AppState>) -> IndexPage {
-    home_page(&state)
+async fn index(State(state): State<AppState>, Query(filter): Query<Filter>) -> IndexPage {
+    home_page(&state, filter)
 }
 
 /// Records the request, sends it, and returns its correlation ID once the broker has it.
@@ -149,7 +149,7 @@ async fn submit_invoice_form(
         }
         Err(errors) => Ok((
             StatusCode::BAD_REQUEST,
-            home_page(&state).with_invoice_form(&form, errors),
+            home_page(&state, Filter::default()).with_invoice_form(&form, errors),
         )
             .into_response()),
     }
@@ -173,7 +173,7 @@ async fn submit_score_form(
         }
         Err(errors) => Ok((
             StatusCode::BAD_REQUEST,
-            home_page(&state).with_score_form(&form, errors),
+            home_page(&state, Filter::default()).with_score_form(&form, errors),
         )
             .into_response()),
     }

@@ -325,15 +325,21 @@ impl Store {
         self.lock().records.get(id).cloned()
     }
 
-    /// The newest `count` requests, newest first.
-    pub fn recent(&self, count: usize) -> Vec<RequestRecord> {
+    /// The newest `count` requests that satisfy `keep`, newest first.
+    pub fn recent(
+        &self,
+        count: usize,
+        keep: impl Fn(&RequestRecord) -> bool,
+    ) -> Vec<RequestRecord> {
         let inner = self.lock();
         inner
             .order
             .iter()
             .rev()
+            .filter_map(|id| inner.records.get(id))
+            .filter(|record| keep(record))
             .take(count)
-            .filter_map(|id| inner.records.get(id).cloned())
+            .cloned()
             .collect()
     }
 
@@ -568,7 +574,7 @@ mod tests {
             );
         }
         let ids: Vec<String> = store
-            .recent(10)
+            .recent(10, |_| true)
             .into_iter()
             .map(|record| record.id)
             .collect();

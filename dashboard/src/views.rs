@@ -1,7 +1,7 @@
 //! Template data: records turned into the strings pages show. Askama escapes every value.
 
 use crate::BrokerStatus;
-use crate::forms::{InvoiceForm, LineInput, ScoreForm};
+use crate::forms::{FieldError, InvoiceForm, ScoreForm};
 use crate::store::{RequestRecord, Status, UncorrelatedReply};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -108,15 +108,84 @@ impl From<BrokerStatus> for BannerView {
     }
 }
 
+/// One form input as the page shows it: what was typed and, next to it, what is wrong with it.
+#[derive(Clone, Debug)]
+pub struct FieldView {
+    pub id: String,
+    pub value: String,
+    pub error: Option<String>,
+}
+
+impl FieldView {
+    fn new(id: String, value: &str, errors: &[FieldError]) -> Self {
+        let error = errors
+            .iter()
+            .find(|error| error.input_id == id)
+            .map(|error| error.problem.clone());
+        FieldView {
+            id,
+            value: value.to_owned(),
+            error,
+        }
+    }
+}
+
+/// One line-item row of the invoice form.
+#[derive(Clone, Debug)]
+pub struct LineRowView {
+    pub description: FieldView,
+    pub quantity: FieldView,
+    pub unit_price: FieldView,
+}
+
+/// Which requests the table shows (`GET /?kind=invoice&status=failed`).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct Filter {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub status: String,
+}
+
+impl Filter {
+    pub fn matches(&self, record: &RequestRecord) -> bool {
+        (self.kind.is_empty() || self.kind == record.kind.as_str())
+            && (self.status.is_empty() || self.status == record.status.as_str())
+    }
+
+    pub fn is_active(&self) -> bool {
+        !self.kind.is_empty() || !self.status.is_empty()
+    }
+}
+
+/// Options of the filter's selects: (value, label).
+pub const KIND_OPTIONS: [(&str, &str); 3] = [
+    ("", "all kinds"),
+    ("invoice", "invoices"),
+    ("score", "scores"),
+];
+pub const STATUS_OPTIONS: [(&str, &str); 5] = [
+    ("", "any status"),
+    ("pending", "pending"),
+    ("completed", "completed"),
+    ("failed", "failed"),
+    ("timed_out", "timed out"),
+];
+
 #[derive(Template, WebTemplate)]
 #[template(path = "index.html")]
 pub struct IndexPage {
     pub banner: BannerView,
-    pub invoice_customer: String,
-    pub invoice_rows: Vec<LineInput>,
-    pub score_customer: String,
-    pub invoice_errors: Vec<String>,
-    pub score_errors: Vec<String>,
+    pub invoice_customer: FieldView,
+    pub invoice_lines: Vec<LineRowView>,
+    /// The error about the line items as a whole (none given).
+    pub lines_error: Option<String>,
+    pub invoice_errors: Vec<FieldError>,
+    pub score_customer: FieldView,
+    pub score_errors: Vec<FieldError>,
+    pub filter: Filter,
+    pub kind_options: [(&'static str, &'static str); 3],
+    pub status_options: [(&'static str, &'static str); 5],
     pub rows: Vec<RowView>,
     pub uncorrelated: Vec<UncorrelatedView>,
 }
@@ -124,30 +193,49 @@ pub struct IndexPage {
 impl IndexPage {
     pub fn new(
         banner: BannerView,
+        filter: Filter,
         rows: Vec<RowView>,
         uncorrelated: Vec<UncorrelatedView>,
     ) -> Self {
         IndexPage {
             banner,
-            invoice_customer: String::new(),
-            invoice_rows: InvoiceForm::default().rows(),
-            score_customer: String::new(),
+            invoice_customer: FieldView::new("invoice-customer".into(), "", &[]),
+            invoice_lines: Vec::new(),
+            lines_error: None,
             invoice_errors: Vec::new(),
+            score_customer: FieldView::new("score-customer".into(), "", &[]),
             score_errors: Vec::new(),
+            filter,
+            kind_options: KIND_OPTIONS,
+            status_options: STATUS_OPTIONS,
             rows,
             uncorrelated,
         }
+        .with_invoice_form(&InvoiceForm::default(), Vec::new())
     }
 
-    pub fn with_invoice_form(mut self, form: &InvoiceForm, errors: Vec<String>) -> Self {
-        self.invoice_customer.clone_from(&form.customer);
-        self.invoice_rows = form.rows();
+    pub fn with_invoice_form(mut self, form: &InvoiceForm, errors: Vec<FieldError>) -> Self {
+        self.invoice_customer = FieldView::new("invoice-customer".into(), &form.customer, &errors);
+        self.invoice_lines = form
+            .rows()
+            .iter()
+            .enumerate()
+            .map(|(index, line)| {
+                let id = |column: &str| format!("line-{}-{column}", index + 1);
+                LineRowView {
+                    description: FieldView::new(id("description"), &line.description, &errors),
+                    quantity: FieldView::new(id("quantity"), &line.quantity, &errors),
+                    unit_price: FieldView::new(id("unit_price"), &line.unit_price, &errors),
+                }
+            })
+            .collect();
+        self.lines_error = FieldView::new("invoice-lines".into(), "", &errors).error;
         self.invoice_errors = errors;
         self
     }
 
-    pub fn with_score_form(mut self, form: &ScoreForm, errors: Vec<String>) -> Self {
-        self.score_customer.clone_from(&form.customer);
+    pub fn with_score_form(mut self, form: &ScoreForm, errors: Vec<FieldError>) -> Self {
+        self.score_customer = FieldView::new("score-customer".into(), &form.customer, &errors);
         self.score_errors = errors;
         self
     }
@@ -266,18 +354,56 @@ mod tests {
         let form = InvoiceForm::from_body(
             b"customer=%22%3E%3Cscript%3E&description=W&quantity=x&unit_price=1",
         );
-        let page = IndexPage::new(banner, vec![row("a", "b")], Vec::new()).with_invoice_form(
-            &form,
-            vec!["line 1 quantity: must be a whole number".into()],
-        );
+        let errors = form.to_request().unwrap_err();
+        let page = IndexPage::new(banner, Filter::default(), vec![row("a", "b")], Vec::new())
+            .with_invoice_form(&form, errors);
         let html = page.render().unwrap();
-        assert!(html.contains("line 1 quantity: must be a whole number"));
+        // In the summary, linked to the field...
+        assert!(
+            html.contains(
+                "<a href=\"#line-1-quantity\">line 1 quantity: must be a whole number</a>"
+            ),
+            "{html}"
+        );
+        // ...and next to the field, which points at it.
+        assert!(
+            html.contains("aria-describedby=\"line-1-quantity-error\""),
+            "{html}"
+        );
+        assert!(html.contains("<span class=\"field-error\" id=\"line-1-quantity-error\">must be a whole number</span>"), "{html}");
+        assert_eq!(
+            html.matches("aria-invalid").count(),
+            1,
+            "only the bad field is marked"
+        );
         assert!(html.contains("Kafka &#60;down&#62;"), "{html}");
         assert!(!html.contains("\"><script>"), "form value not escaped");
         assert!(
             html.contains("value=\"&#34;&#62;&#60;script&#62;\""),
             "{html}"
         );
+    }
+
+    #[test]
+    fn filters_select_by_kind_and_status_and_show_in_the_form() {
+        let filter = Filter {
+            kind: "score".into(),
+            status: "timed_out".into(),
+        };
+        let banner = BannerView {
+            healthy: true,
+            message: String::new(),
+        };
+        let html = IndexPage::new(banner, filter.clone(), Vec::new(), Vec::new())
+            .render()
+            .unwrap();
+        assert!(html.contains("<option value=\"score\" selected>"), "{html}");
+        assert!(
+            html.contains("<option value=\"timed_out\" selected>"),
+            "{html}"
+        );
+        assert!(html.contains("No requests match this filter."), "{html}");
+        assert!(html.contains("data-filter-kind=\"score\""), "{html}");
     }
 
     #[test]

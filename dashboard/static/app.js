@@ -14,13 +14,24 @@
       }
       return;
     }
-    var body = document.querySelector('#requests tbody');
+    var table = document.getElementById('requests');
+    var body = table && table.querySelector('tbody');
     if (!body) return;
     var row = document.getElementById('req-' + data.id);
+    // Respect the table's filter: a row that no longer matches leaves, one that never did stays out.
+    var kind = table.dataset.filterKind, status = table.dataset.filterStatus;
+    var template = document.createElement('tbody');
+    template.innerHTML = data.html;
+    var fresh = template.firstElementChild;
+    var matches = fresh && (!kind || fresh.dataset.kind === kind) && (!status || fresh.dataset.status === status);
+    if (!matches) {
+      if (row) row.remove();
+      return;
+    }
     if (row) {
-      row.outerHTML = data.html;
+      row.replaceWith(fresh);
     } else {
-      body.insertAdjacentHTML('afterbegin', data.html);
+      body.insertBefore(fresh, body.firstChild);
       var empty = document.getElementById('no-requests');
       if (empty) empty.remove();
     }

@@ -42,6 +42,28 @@ async fn api_requests_complete_with_the_right_replies() {
         score_calculator::score_of("Globex")
     );
 
+    // The table's filters pick by kind and status.
+    let page = |query: &'static str| {
+        let url = system.dashboard.url(&format!("/?{query}"));
+        let http = system.http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let scores = page("kind=score").await;
+    assert!(
+        scores.contains(&format!("req-{score_id}"))
+            && !scores.contains(&format!("req-{invoice_id}"))
+    );
+    let completed = page("status=completed").await;
+    assert!(
+        completed.contains(&format!("req-{score_id}"))
+            && completed.contains(&format!("req-{invoice_id}"))
+    );
+    let failed = page("kind=invoice&status=failed").await;
+    assert!(
+        failed.contains("No requests match this filter."),
+        "{failed}"
+    );
+
     system.stop().await;
 }
 
