@@ -16,11 +16,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use request_reply::admin::ensure_request_and_reply_topics;
 use request_reply::config::{ConfigError, ConfigFile, EnvOverride, KafkaSettings, TopicSettings};
 use request_reply::contract::{RequestKind, Topics};
-use request_reply::requester::{ReplyListener, Requester, StartAt};
+use request_reply::history::read_recent;
+use request_reply::requester::{
+    Positions, ReplyListener, RequestError, Requester, SentRequest, StartAt,
+};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -180,6 +183,45 @@ impl AppState {
             .broker_healthy(self.broker_status().healthy());
     }
 
+    /// Rebuilds the history from the log: requests made before this process started, and the
+    /// replies to them, including those that arrived while it was down. Returns where the reply
+    /// topics ended, so the live listener continues exactly there.
+    async fn restore_history(&self) -> Result<Positions, RequestError> {
+        let config = &self.0.config;
+        let window = read_recent(&config.kafka, &config.topics, config.history_limit).await?;
+        let (requests, replies) = (window.requests.len(), window.replies.len());
+        for request in window.requests {
+            let body = request
+                .payload
+                .as_deref()
+                .and_then(|payload| serde_json::from_slice(payload).ok())
+                .unwrap_or(serde_json::Value::Null);
+            let sent = SentRequest {
+                topic: request.topic,
+                partition: request.partition,
+                offset: request.offset,
+            };
+            let id = request.correlation_id.key();
+            let created_at = request
+                .timestamp_ms
+                .map_or_else(SystemTime::now, kafka_time);
+            self.store()
+                .insert_historic(&id, request.kind, body, created_at, sent);
+            let headers: Vec<(String, Vec<u8>)> = request
+                .headers
+                .iter()
+                .filter_map(|(key, value)| Some((key.to_owned(), value?.to_vec())))
+                .collect();
+            self.store().set_request_headers(&id, &headers);
+        }
+        for (reply, timestamp_ms) in window.replies {
+            self.store()
+                .record_historic_reply(reply, timestamp_ms.map(kafka_time));
+        }
+        tracing::info!(requests, replies, "history rebuilt from the log");
+        Ok(window.reply_ends)
+    }
+
     /// Sets up the reply listener (retrying while Kafka is unreachable), then feeds every reply
     /// to the store. Runs until aborted.
     async fn listen_for_replies(self) {
@@ -187,7 +229,13 @@ impl AppState {
         let listener = loop {
             let started = async {
                 ensure_request_and_reply_topics(&config.kafka, &config.topics).await?;
-                ReplyListener::start(&config.kafka, &config.topics, StartAt::End).await
+                let reply_ends = self.restore_history().await?;
+                ReplyListener::start(
+                    &config.kafka,
+                    &config.topics,
+                    StartAt::Positions(reply_ends),
+                )
+                .await
             };
             match started.await {
                 Ok(listener) => break listener,
@@ -270,6 +318,11 @@ impl AppState {
             tokio::time::sleep(BROKER_CHECK_INTERVAL).await;
         }
     }
+}
+
+/// A Kafka timestamp (milliseconds since the epoch) as a point in time.
+fn kafka_time(milliseconds: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(milliseconds.max(0).unsigned_abs())
 }
 
 /// Serves the dashboard on `listener` until `shutdown` resolves.

@@ -79,7 +79,6 @@ async fn index(State(state): State<AppState>, Query(filter): Query<Filter>) -> I
 async fn submit<T: Serialize>(
     state: &AppState,
     kind: RequestKind,
-    summary: String,
     request: &T,
 ) -> Result<String, AppError> {
     let status = state.broker_status();
@@ -93,7 +92,7 @@ async fn submit<T: Serialize>(
         .requester()
         .request_message(kind, &correlation_id, request, &trace);
     let body = serde_json::to_value(request).map_err(|error| AppError::Internal(error.into()))?;
-    state.store().insert_pending(&id, kind, summary, body);
+    state.store().insert_pending(&id, kind, body);
     let span =
         tracing::info_span!("request", correlation_id = %id, trace_id = %trace.trace_id_hex());
     match state
@@ -122,15 +121,6 @@ async fn submit<T: Serialize>(
     }
 }
 
-fn invoice_summary(request: &InvoiceRequest) -> String {
-    let lines = request.lines.len();
-    format!(
-        "{}, {lines} line{}",
-        request.customer,
-        if lines == 1 { "" } else { "s" }
-    )
-}
-
 async fn submit_invoice_form(
     State(state): State<AppState>,
     body: Bytes,
@@ -138,13 +128,7 @@ async fn submit_invoice_form(
     let form = InvoiceForm::from_body(&body);
     match form.to_request() {
         Ok(request) => {
-            let id = submit(
-                &state,
-                RequestKind::Invoice,
-                invoice_summary(&request),
-                &request,
-            )
-            .await?;
+            let id = submit(&state, RequestKind::Invoice, &request).await?;
             Ok(Redirect::to(&format!("/requests/{id}")).into_response())
         }
         Err(errors) => Ok((
@@ -162,13 +146,7 @@ async fn submit_score_form(
     let form = ScoreForm::from_body(&body);
     match form.to_request() {
         Ok(request) => {
-            let id = submit(
-                &state,
-                RequestKind::Score,
-                request.customer.clone(),
-                &request,
-            )
-            .await?;
+            let id = submit(&state, RequestKind::Score, &request).await?;
             Ok(Redirect::to(&format!("/requests/{id}")).into_response())
         }
         Err(errors) => Ok((
@@ -197,10 +175,9 @@ struct Accepted {
 async fn accept<T: Serialize>(
     state: &AppState,
     kind: RequestKind,
-    summary: String,
     request: &T,
 ) -> Result<Response, ApiError> {
-    let id = submit(state, kind, summary, request).await?;
+    let id = submit(state, kind, request).await?;
     let accepted = Accepted {
         status_url: format!("/api/requests/{id}"),
         correlation_id: id,
@@ -215,24 +192,12 @@ async fn accept<T: Serialize>(
 
 async fn api_invoice(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let request: InvoiceRequest = parse_json_request(&body).map_err(AppError::BadRequest)?;
-    accept(
-        &state,
-        RequestKind::Invoice,
-        invoice_summary(&request),
-        &request,
-    )
-    .await
+    accept(&state, RequestKind::Invoice, &request).await
 }
 
 async fn api_score(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let request: ScoreRequest = parse_json_request(&body).map_err(AppError::BadRequest)?;
-    accept(
-        &state,
-        RequestKind::Score,
-        request.customer.clone(),
-        &request,
-    )
-    .await
+    accept(&state, RequestKind::Score, &request).await
 }
 
 #[derive(Deserialize)]

@@ -64,7 +64,7 @@ pub struct RequestRecord {
     /// The correlation ID, canonical form.
     pub id: String,
     pub kind: RequestKind,
-    /// One line for the table: the customer, and the number of lines for invoices.
+    /// One line for the table (see [`request_summary`]).
     pub summary: String,
     pub request: serde_json::Value,
     pub created_at: SystemTime,
@@ -161,22 +161,47 @@ impl Store {
     }
 
     /// Records a request before it is sent, so even an instant reply finds it.
-    pub fn insert_pending(
+    pub fn insert_pending(&self, id: &str, kind: RequestKind, request: serde_json::Value) {
+        self.insert(id, kind, request, SystemTime::now(), Instant::now(), None);
+    }
+
+    /// Records a request read back from the log at start-up, as it was when it was sent.
+    pub fn insert_historic(
         &self,
         id: &str,
         kind: RequestKind,
-        summary: String,
         request: serde_json::Value,
+        created_at: SystemTime,
+        sent: SentRequest,
     ) {
+        if self.lock().records.contains_key(id) {
+            return;
+        }
+        let age = SystemTime::now()
+            .duration_since(created_at)
+            .unwrap_or_default();
         let now = Instant::now();
+        let started = now.checked_sub(age).unwrap_or(now);
+        self.insert(id, kind, request, created_at, started, Some(sent));
+    }
+
+    fn insert(
+        &self,
+        id: &str,
+        kind: RequestKind,
+        request: serde_json::Value,
+        created_at: SystemTime,
+        started: Instant,
+        sent: Option<SentRequest>,
+    ) {
         let record = RequestRecord {
             id: id.to_owned(),
             kind,
-            summary,
+            summary: request_summary(&request),
             request,
-            created_at: SystemTime::now(),
-            started: now,
-            sent: None,
+            created_at,
+            started,
+            sent,
             request_headers: Vec::new(),
             status: Status::Pending,
             error: None,
@@ -191,7 +216,7 @@ impl Store {
             inner.order.push_back(id.to_owned());
             inner
                 .deadlines
-                .push_back((now + self.timeout, id.to_owned()));
+                .push_back((started + self.timeout, id.to_owned()));
             while inner.order.len() > self.limit {
                 if let Some(oldest) = inner.order.pop_front() {
                     inner.records.remove(&oldest);
@@ -205,6 +230,13 @@ impl Store {
     pub fn mark_sent(&self, id: &str, sent: SentRequest, headers: &[(String, Vec<u8>)]) {
         if let Some(record) = self.lock().records.get_mut(id) {
             record.sent = Some(sent);
+        }
+        self.set_request_headers(id, headers);
+    }
+
+    /// Keeps the headers a request was sent with, as text, for the detail page.
+    pub fn set_request_headers(&self, id: &str, headers: &[(String, Vec<u8>)]) {
+        if let Some(record) = self.lock().records.get_mut(id) {
             record.request_headers = headers
                 .iter()
                 .map(|(key, value)| (key.clone(), header_text(Some(value))))
@@ -250,6 +282,20 @@ impl Store {
     }
 
     pub fn record_reply(&self, reply: IncomingReply) -> ReplyOutcome {
+        self.apply_reply(reply, None)
+    }
+
+    /// Records a reply read back from the log at start-up; its round trip comes from the Kafka
+    /// timestamps of request and reply.
+    pub fn record_historic_reply(
+        &self,
+        reply: IncomingReply,
+        sent_at: Option<SystemTime>,
+    ) -> ReplyOutcome {
+        self.apply_reply(reply, sent_at)
+    }
+
+    fn apply_reply(&self, reply: IncomingReply, sent_at: Option<SystemTime>) -> ReplyOutcome {
         let Some(id) = reply.correlation_id.as_ref().map(|id| id.key()) else {
             self.record_uncorrelated(reply);
             return ReplyOutcome::Uncorrelated;
@@ -272,7 +318,12 @@ impl Store {
                 };
                 record.error = error;
                 record.reply = Some(view);
-                let round_trip = record.started.elapsed();
+                let round_trip = match sent_at {
+                    Some(reply_time) => reply_time
+                        .duration_since(record.created_at)
+                        .unwrap_or_default(),
+                    None => record.started.elapsed(),
+                };
                 record.round_trip = Some(round_trip);
                 record.late = late;
                 if late {
@@ -371,6 +422,16 @@ fn legacy_number(content: &ReplyContent) -> Option<u64> {
         ReplyContent::Invoice(Outcome::Ok(invoice)) => Some(invoice.number),
         ReplyContent::Score(Outcome::Ok(score)) => Some(u64::from(score.score)),
         _ => None,
+    }
+}
+
+/// One line for the table: the customer, and the number of lines for invoices.
+pub fn request_summary(request: &serde_json::Value) -> String {
+    let customer = request["customer"].as_str().unwrap_or("(no customer)");
+    match request["lines"].as_array().map(Vec::len) {
+        Some(1) => format!("{customer}, 1 line"),
+        Some(lines) => format!("{customer}, {lines} lines"),
+        None => customer.to_owned(),
     }
 }
 
@@ -488,7 +549,7 @@ mod tests {
 
     fn store_with(id: &str, timeout: Duration) -> Store {
         let store = Store::new(timeout, 10);
-        store.insert_pending(id, RequestKind::Score, "a".into(), serde_json::json!({}));
+        store.insert_pending(id, RequestKind::Score, serde_json::json!({"customer": "a"}));
         store
     }
 
@@ -569,7 +630,6 @@ mod tests {
             store.insert_pending(
                 &format!("r{index}"),
                 RequestKind::Score,
-                "a".into(),
                 serde_json::json!({}),
             );
         }

@@ -485,3 +485,96 @@ async fn produced_messages_match_the_published_schemas() {
     }
     system.stop().await;
 }
+
+/// The log is the source of truth: a dashboard that restarts rebuilds its history from the
+/// request and reply topics, so requests made before the restart, and the replies that arrived
+/// while it was down, are shown and matched; replies after the restart keep arriving live.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_dashboard_rebuilds_its_history_from_the_log() {
+    let first = System::start_with(false, Duration::from_secs(120)).await;
+    let topics = first.topics.clone();
+    let mut sent = Vec::new();
+    for index in 0..3 {
+        let customer = format!("before-restart-{index}");
+        let invoice = json!({"customer": customer, "lines": [{"description": "x", "quantity": 1, "unit_price_cents": 100}]});
+        sent.push((
+            first.post_api("/api/invoices", &invoice).await,
+            customer.clone(),
+        ));
+        sent.push((
+            first
+                .post_api("/api/scores", &json!({"customer": customer}))
+                .await,
+            customer,
+        ));
+    }
+    first.stop().await;
+
+    // The workers answer while no dashboard runs.
+    let (stop_workers, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let workers = [
+        tokio::spawn(invoice_generator::run(
+            testkit::worker_config(&topics, "invoices"),
+            until_stopped(stopped.clone()),
+        )),
+        tokio::spawn(score_calculator::run(
+            testkit::worker_config(&topics, "scores"),
+            until_stopped(stopped.clone()),
+        )),
+    ];
+    for kind in RequestKind::ALL {
+        let mut replies =
+            testkit::TopicReader::new(&testkit::topics(&topics).reply(kind), topics.partitions);
+        replies
+            .read_until(
+                "the replies sent while the dashboard was down",
+                Duration::from_secs(60),
+                |seen| seen.len() >= 3,
+            )
+            .await;
+    }
+
+    let second = System::start_on(topics, false, Duration::from_secs(120)).await;
+    for (id, customer) in &sent {
+        let state: serde_json::Value = second
+            .http
+            .get(second.dashboard.url(&format!("/api/requests/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(state["status"], "completed", "{state}");
+        assert_eq!(state["reply"]["ok"]["customer"], customer.as_str());
+        assert_eq!(state["request"]["customer"], customer.as_str());
+        assert!(state["round_trip_ms"].as_f64().unwrap() > 0.0, "{state}");
+    }
+    // And it goes on live from where the log ended.
+    let after = second
+        .post_api("/api/scores", &json!({"customer": "after-restart"}))
+        .await;
+    assert_eq!(second.wait_api(&after).await["status"], "completed");
+    let home = second
+        .http
+        .get(second.dashboard.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("before-restart-0"),
+        "rebuilt requests missing from the table"
+    );
+
+    stop_workers.send_replace(true);
+    for worker in workers {
+        worker.await.unwrap().unwrap();
+    }
+    second.stop().await;
+}

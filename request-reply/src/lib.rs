@@ -7,6 +7,7 @@ pub mod codec;
 pub mod config;
 pub mod contract;
 pub mod headers;
+pub mod history;
 pub mod kafka;
 pub mod metrics;
 pub mod requester;

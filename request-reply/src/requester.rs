@@ -13,6 +13,7 @@ use crate::config::{KafkaSettings, TopicSettings};
 use crate::contract::legacy::{LegacyReply, parse_reply_text};
 use crate::contract::{Invoice, Outcome, RequestKind, Score, Topics};
 use crate::headers::{self, CorrelationId, TraceContext};
+use crate::history::partition_watermarks;
 use crate::kafka::{HeaderList, Outgoing, set_default};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -24,9 +25,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
-
-/// Bound on each metadata and watermark look-up at start-up.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -164,7 +162,7 @@ pub struct IncomingReply {
 }
 
 impl IncomingReply {
-    fn decode(kind: RequestKind, message: &impl Message) -> Self {
+    pub(crate) fn decode(kind: RequestKind, message: &impl Message) -> Self {
         let headers = HeaderList::from_message(message);
         let content_type = headers.last(headers::CONTENT_TYPE);
         let payload = message.payload();
@@ -217,13 +215,17 @@ fn content_from<T>(body: ReplyBody<T>, wrap: fn(Outcome<T>) -> ReplyContent) -> 
 }
 
 /// Where the listener starts reading.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartAt {
     /// Only replies that arrive after start-up.
     End,
-    /// Everything still in the log.
-    Beginning,
+    /// Exactly where an earlier read of the log stopped (see [`crate::history`]); partitions
+    /// not listed are read from the beginning.
+    Positions(Positions),
 }
+
+/// The next offset to read, per topic and partition.
+pub type Positions = std::collections::HashMap<(String, i32), i64>;
 
 /// Reads both reply topics, assigned directly (no consumer group).
 pub struct ReplyListener {
@@ -292,60 +294,33 @@ fn assign_reply_partitions(
 ) -> Result<(), KafkaError> {
     let mut assignment = TopicPartitionList::new();
     for topic in reply_topics {
-        for (partition, offset) in start_offsets(consumer, topic, start_at)? {
+        for (partition, offset) in start_offsets(consumer, topic, &start_at)? {
             assignment.add_partition_offset(topic, partition, offset)?;
         }
     }
     consumer.assign(&assignment)
 }
 
-/// The partitions of `topic` with the offset to start each at. A topic created moments ago may
-/// not have leaders yet, so look-ups are retried until [`LOOKUP_TIMEOUT`].
+/// The partitions of `topic` with the offset to start each at.
 fn start_offsets(
     consumer: &StreamConsumer,
     topic: &str,
-    start_at: StartAt,
+    start_at: &StartAt,
 ) -> Result<Vec<(i32, Offset)>, KafkaError> {
-    let deadline = std::time::Instant::now() + LOOKUP_TIMEOUT;
-    loop {
-        match try_start_offsets(consumer, topic, start_at) {
-            Err(error) if std::time::Instant::now() < deadline => {
-                tracing::debug!(%error, topic, "reply topic not ready yet; retrying");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            result => return result,
-        }
-    }
-}
-
-fn try_start_offsets(
-    consumer: &StreamConsumer,
-    topic: &str,
-    start_at: StartAt,
-) -> Result<Vec<(i32, Offset)>, KafkaError> {
-    let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
-    let mut offsets = Vec::new();
-    for topic_metadata in metadata.topics() {
-        if let Some(error) = topic_metadata.error() {
-            return Err(KafkaError::MetadataFetch(error.into()));
-        }
-        for partition in topic_metadata.partitions() {
-            if let Some(error) = partition.error() {
-                return Err(KafkaError::MetadataFetch(error.into()));
-            }
+    let offsets = partition_watermarks(consumer, topic)?
+        .into_iter()
+        .map(|(partition, _, high)| {
             let offset = match start_at {
-                StartAt::Beginning => Offset::Beginning,
                 // The exact end offset now, rather than `Offset::End` resolved later, so a
                 // reply that lands between start-up and the first fetch is not skipped.
-                StartAt::End => {
-                    let (_, high) =
-                        consumer.fetch_watermarks(topic, partition.id(), LOOKUP_TIMEOUT)?;
-                    Offset::Offset(high)
-                }
+                StartAt::End => Offset::Offset(high),
+                StartAt::Positions(positions) => positions
+                    .get(&(topic.to_owned(), partition))
+                    .map_or(Offset::Beginning, |next| Offset::Offset(*next)),
             };
-            offsets.push((partition.id(), offset));
-        }
-    }
+            (partition, offset)
+        })
+        .collect();
     Ok(offsets)
 }
 

@@ -105,7 +105,11 @@ impl System {
     }
 
     pub async fn start_with(workers: bool, request_timeout: Duration) -> Self {
-        let topics = testkit::unique_topics();
+        Self::start_on(testkit::unique_topics(), workers, request_timeout).await
+    }
+
+    /// Like [`System::start_with`], on topics an earlier system may have used.
+    pub async fn start_on(topics: TopicSettings, workers: bool, request_timeout: Duration) -> Self {
         let http = http_client();
         let dashboard = Dashboard::start(testkit::kafka(), &topics, request_timeout).await;
         dashboard.wait_ready(&http).await;
@@ -181,4 +185,188 @@ pub async fn wait_api(http: &reqwest::Client, dashboard: &Dashboard, id: &str) -
     let response = http.get(url).send().await.unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     response.json().await.unwrap()
+}
+
+/// Helpers for the interop tests with other ecosystems' request/reply libraries (Spring Kafka in
+/// `tests/peers/java`, NestJS in `tests/peers/nest`): their build scripts, the peers as child
+/// processes, both workers in-process with a config of the test's choosing, and the topics.
+#[allow(dead_code)]
+pub mod peers {
+    use super::{Running, until};
+    use request_reply::config::TopicSettings;
+    use request_reply::contract::RequestKind;
+    use request_reply::responder::WorkerConfig;
+    use request_reply::testkit;
+    use serde_json::Value;
+    use std::fs::File;
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, ExitStatus, Stdio};
+    use std::time::Duration;
+
+    /// `dashboard/tests/peers/<name>`.
+    pub fn dir(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/peers")
+            .join(name)
+    }
+
+    /// Runs a peer's build or install script (idempotent, and quick when nothing changed); panics
+    /// with its output when it fails.
+    pub fn run_script(script: &Path) {
+        let output = Command::new(script)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
+        assert!(
+            output.status.success(),
+            "{} failed ({}):\n{}{}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Creates every topic of both kinds under `settings` (request, reply, NestJS reply, dead
+    /// letter) plus `extra`, before any peer subscribes to or is assigned one of them.
+    pub async fn create_topics(settings: &TopicSettings, extra: &[String]) {
+        let topics = testkit::topics(settings);
+        let mut names: Vec<String> = RequestKind::ALL
+            .into_iter()
+            .flat_map(|kind| {
+                [
+                    topics.request(kind),
+                    topics.reply(kind),
+                    topics.nest_reply(kind),
+                    topics.dead_letter(kind),
+                ]
+            })
+            .collect();
+        names.extend_from_slice(extra);
+        request_reply::admin::ensure_topics(&testkit::kafka(), settings, &names)
+            .await
+            .expect("create the test topics");
+    }
+
+    /// Both workers running in-process, each with its own config.
+    pub struct Workers(Vec<Running>);
+
+    impl Workers {
+        pub fn start(invoices: WorkerConfig, scores: WorkerConfig) -> Self {
+            Workers(vec![
+                Running::spawn(|stopped| async move {
+                    Ok(invoice_generator::run(invoices, until(stopped)).await?)
+                }),
+                Running::spawn(|stopped| async move {
+                    Ok(score_calculator::run(scores, until(stopped)).await?)
+                }),
+            ])
+        }
+
+        /// Stops both and checks that they stopped cleanly.
+        pub async fn stop(self) {
+            for worker in self.0 {
+                worker.stop().await;
+            }
+        }
+    }
+
+    /// A peer running as a child process, its stdout and stderr in files of a scratch directory.
+    /// Killed when dropped; its output is printed if the test failed.
+    pub struct PeerProcess {
+        name: String,
+        child: Child,
+        dir: PathBuf,
+    }
+
+    impl PeerProcess {
+        pub fn start(name: &str, command: &mut Command) -> Self {
+            let unique = request_reply::headers::CorrelationId::generate().key();
+            let dir = std::env::temp_dir().join(format!("interop-peer-{unique}"));
+            std::fs::create_dir_all(&dir).expect("create a scratch directory");
+            let stdout = File::create(dir.join("stdout")).expect("create the stdout file");
+            let stderr = File::create(dir.join("stderr")).expect("create the stderr file");
+            let child = command
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr)
+                .spawn()
+                .unwrap_or_else(|error| panic!("cannot start the {name}: {error}"));
+            PeerProcess {
+                name: name.to_owned(),
+                child,
+                dir,
+            }
+        }
+
+        pub fn stdout(&self) -> String {
+            std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default()
+        }
+
+        pub fn stderr(&self) -> String {
+            std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+        }
+
+        pub fn output(&self) -> String {
+            format!(
+                "--- {} stdout ---\n{}--- {} stderr ---\n{}",
+                self.name,
+                self.stdout(),
+                self.name,
+                self.stderr()
+            )
+        }
+
+        /// The lines of stdout that are JSON objects: the peers print their results that way.
+        pub fn json_lines(&self) -> Vec<Value> {
+            self.stdout()
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter(Value::is_object)
+                .collect()
+        }
+
+        /// Waits for a JSON line of stdout that `matches`; panics if the process exits first.
+        pub async fn wait_for_json_line(
+            &mut self,
+            what: &str,
+            timeout: Duration,
+            matches: impl Fn(&Value) -> bool,
+        ) -> Value {
+            testkit::wait_for(what, timeout, || {
+                let found = self.json_lines().into_iter().find(|line| matches(line));
+                if found.is_none() {
+                    if let Some(status) = self.child.try_wait().expect("poll the child process") {
+                        panic!("the {} exited ({status}) before {what}", self.name);
+                    }
+                }
+                std::future::ready(found)
+            })
+            .await
+        }
+
+        /// Waits up to `timeout` for the process to exit by itself.
+        pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+            let child = &mut self.child;
+            let what = format!("the {} to exit", self.name);
+            testkit::wait_for(&what, timeout, || {
+                std::future::ready(child.try_wait().expect("poll the child process"))
+            })
+            .await
+        }
+    }
+
+    impl Drop for PeerProcess {
+        fn drop(&mut self) {
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+            if std::thread::panicking() {
+                let _ = std::io::stderr().lock().write_all(self.output().as_bytes());
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
