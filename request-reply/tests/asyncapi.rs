@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn document() -> Value {
@@ -42,7 +45,13 @@ fn document_is_asyncapi_3_and_names_every_topic() {
     let topics = Topics::default();
     let expected: BTreeSet<String> = RequestKind::ALL
         .iter()
-        .flat_map(|kind| [topics.request(*kind), topics.reply(*kind), topics.dead_letter(*kind)])
+        .flat_map(|kind| {
+            [
+                topics.request(*kind),
+                topics.reply(*kind),
+                topics.dead_letter(*kind),
+            ]
+        })
         .collect();
     assert_eq!(addresses, expected.iter().map(String::as_str).collect());
 }
@@ -55,7 +64,10 @@ fn every_reference_resolves_and_every_schema_is_used() {
     let mut files = BTreeSet::new();
     for target in refs {
         if let Some(pointer) = target.strip_prefix('#') {
-            assert!(document.pointer(pointer).is_some(), "dangling reference {target}");
+            assert!(
+                document.pointer(pointer).is_some(),
+                "dangling reference {target}"
+            );
         } else {
             let path = repo_root().join(&target);
             assert!(path.is_file(), "{target} does not exist");
@@ -66,5 +78,8 @@ fn every_reference_resolves_and_every_schema_is_used() {
         .into_iter()
         .map(|(name, _)| request_reply::schema::path(name).canonicalize().unwrap())
         .collect();
-    assert_eq!(files, generated, "the document must reference exactly the generated schemas");
+    assert_eq!(
+        files, generated,
+        "the document must reference exactly the generated schemas"
+    );
 }
