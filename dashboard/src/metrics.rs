@@ -129,6 +129,52 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Every metric the Grafana board in docker/ queries is one the services export.
+    #[test]
+    fn the_grafana_board_only_uses_exported_metrics() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docker/grafana/dashboards/request-reply.json"
+        );
+        let board: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        // Label families render only once they have a member.
+        let dashboard = DashboardMetrics::default();
+        dashboard.request_sent(RequestKind::Score);
+        dashboard.reply_received(ReplyOutcome::Duplicate);
+        let mut worker_registry = Registry::default();
+        let worker = request_reply::metrics::WorkerMetrics::register(&mut worker_registry);
+        worker
+            .consumer_lag
+            .get_or_create(&request_reply::metrics::PartitionLabels { partition: 0 })
+            .set(0);
+        let exported = dashboard.render(0) + &request_reply::metrics::render(&worker_registry);
+        let mut checked = 0;
+        for panel in board["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                let names = expr
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|word| word.starts_with("dashboard_") || word.starts_with("worker_"));
+                for name in names {
+                    let base = ["_total", "_bucket", "_count", "_sum"]
+                        .iter()
+                        .find_map(|suffix| name.strip_suffix(suffix))
+                        .unwrap_or(name);
+                    assert!(
+                        exported.contains(&format!("# TYPE {base} ")),
+                        "{name} in {expr} is not exported"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            checked >= 10,
+            "the board should query the services' metrics"
+        );
+    }
+
     #[test]
     fn every_metric_renders_under_its_name() {
         let metrics = DashboardMetrics::default();

@@ -141,3 +141,32 @@ async fn metrics_endpoint_counts_handled_requests_and_reports_lag() {
     stop.send(()).unwrap();
     worker.await.unwrap().unwrap();
 }
+
+/// A replica started next to a running one (`docker exec ... --reset`) finds the metrics port
+/// taken and works on without an endpoint of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_metrics_port_does_not_stop_the_worker() {
+    let topics = testkit::unique_topics();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = testkit::worker_config(&topics, "invoices");
+    config.metrics_listen = Some(taken.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(invoice_generator::run(config, async {
+        stopped.await.ok();
+    }));
+    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+    let reply = client
+        .call(
+            RequestKind::Invoice,
+            &invoice_request("Sidecar"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        reply.content,
+        ReplyContent::Invoice(Outcome::Ok(_))
+    ));
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}

@@ -631,13 +631,23 @@ pub async fn run<S: Service>(
     consumer_config.set("enable.auto.offset.store", "false");
     let mut registry = Registry::default();
     let metrics = WorkerMetrics::register(&mut registry);
-    let metrics_server = match config.metrics_listen {
+    let metrics_listener = match config.metrics_listen {
         None => None,
-        Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|source| WorkerError::Metrics { address, source })?;
-            tracing::info!(address = %listener.local_addr().unwrap_or(address), "serving /metrics");
+        Some(address) => match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => Some(listener),
+            // A second replica started by hand next to a running one (`docker exec ... --reset`)
+            // finds the port taken: it works on, without an endpoint of its own.
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::warn!(%address, "metrics port in use; running without /metrics");
+                None
+            }
+            Err(source) => return Err(WorkerError::Metrics { address, source }),
+        },
+    };
+    let metrics_server = match metrics_listener {
+        None => None,
+        Some(listener) => {
+            tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics");
             // Lag statistics are only worth computing when someone can read them.
             set_default(&mut consumer_config, "statistics.interval.ms", "5000");
             let app = crate::metrics::router(Arc::new(registry));
