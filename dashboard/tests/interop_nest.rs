@@ -1,0 +1,389 @@
+//! NestJS's request/reply over Kafka against ours, both ways, with the real libraries from npm
+//! (`@nestjs/microservices` on KafkaJS; the peer in `tests/peers/nest`, installed by its `install`
+//! script):
+//! - `ClientKafka.send()` calls our invoice and score workers and every call completes with the
+//!   reply to its own request (or fails with our error, for invalid requests);
+//! - our dashboard calls a `@MessagePattern` responder and shows its replies and its errors.
+
+// Each test binary uses part of the shared helpers.
+#[allow(dead_code)]
+mod common;
+
+use common::peers::{self, PeerProcess, Workers};
+use common::{Dashboard, http_client, post_api, wait_api};
+use futures::future::join_all;
+use request_reply::config::TopicSettings;
+use request_reply::contract::RequestKind;
+use request_reply::headers::{self, CorrelationId};
+use request_reply::testkit::{self, ReadMessage, TopicReader};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Valid calls per client (the issue asks for at least 50 per pairing).
+const CALLS: usize = 60;
+/// Invalid calls per client, answered with error replies.
+const INVALID: usize = 3;
+/// Bound on a whole client run: Node start-up, group join, every call.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
+/// Bound on the responder's start-up, up to its consumer group being joined.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `node dist/main.js ARGS`, installed and compiled first (once per test binary).
+fn nest_peer(args: &[&str]) -> Command {
+    static MAIN: OnceLock<PathBuf> = OnceLock::new();
+    let main = MAIN.get_or_init(|| {
+        let dir = peers::dir("nest");
+        peers::run_script(&dir.join("install"));
+        dir.join("dist/main.js")
+    });
+    let mut command = Command::new("node");
+    command.arg(main).args(args);
+    command
+}
+
+fn servers() -> String {
+    testkit::kafka().bootstrap_servers().to_owned()
+}
+
+/// Runs the NestJS client against `kind`'s request topic to the end; returns it for its output.
+async fn run_client(settings: &TopicSettings, kind: RequestKind) -> PeerProcess {
+    let topic = testkit::request_topic(settings, kind);
+    let (calls, invalid) = (CALLS.to_string(), INVALID.to_string());
+    let mut client = PeerProcess::start(
+        &format!("NestJS {kind} client"),
+        &mut nest_peer(&[
+            "client",
+            "--brokers",
+            &servers(),
+            "--topic",
+            &topic,
+            "--kind",
+            kind.as_str(),
+            "--count",
+            &calls,
+            "--invalid",
+            &invalid,
+            "--timeout-ms",
+            "60000",
+        ]),
+    );
+    let status = client.wait_exit(CLIENT_TIMEOUT).await;
+    assert!(
+        status.success(),
+        "the NestJS {kind} client failed: {status}"
+    );
+    client
+}
+
+/// The client's result lines, split into replies and errors, each checked to be for a distinct
+/// customer of its own.
+fn results(client: &PeerProcess) -> (Vec<Value>, Vec<Value>) {
+    let lines = client.json_lines();
+    let customers: HashSet<&str> = lines
+        .iter()
+        .filter_map(|line| line["customer"].as_str())
+        .collect();
+    assert_eq!(customers.len(), lines.len(), "one line per call: {lines:?}");
+    let (replies, errors): (Vec<Value>, Vec<Value>) = lines
+        .into_iter()
+        .partition(|line| line.get("reply").is_some());
+    assert_eq!(replies.len(), CALLS, "{replies:?}");
+    assert_eq!(errors.len(), INVALID, "{errors:?}");
+    for error in &errors {
+        // The observable failed with the parsed `kafka_nest-err`: our error body.
+        assert_eq!(error["detail"]["code"], "invalid_request", "{error}");
+        assert!(error["detail"]["message"].as_str().is_some(), "{error}");
+    }
+    for reply in &replies {
+        // send() emits the reply payload parsed as JSON: our whole contract reply.
+        assert_eq!(reply["reply"]["schema_version"], 1, "{reply}");
+        assert_eq!(
+            reply["reply"]["ok"]["customer"], reply["customer"],
+            "{reply}"
+        );
+    }
+    (replies, errors)
+}
+
+/// What a NestJS client put on a request and how our worker answered it on the wire: the text
+/// correlation ID, `<request-topic>.reply` and a decimal reply partition; the reply on that
+/// partition with the same ID, `kafka_nest-is-disposed` on every reply and `kafka_nest-err`
+/// exactly on the error replies.
+async fn check_the_wire(settings: &TopicSettings, kind: RequestKind) {
+    let topics = testkit::topics(settings);
+    let total = CALLS + INVALID;
+    let enough = |seen: &[ReadMessage]| seen.len() >= total;
+    let mut requests = TopicReader::new(&topics.request(kind), settings.partitions);
+    let requests = requests
+        .read_until("the NestJS requests", Duration::from_secs(30), enough)
+        .await
+        .to_vec();
+    let mut reply_partitions = HashMap::new();
+    for request in &requests {
+        let id = request
+            .headers
+            .last(headers::CORRELATION_ID)
+            .expect("a correlation ID");
+        assert!(
+            !id.is_empty() && id.iter().all(u8::is_ascii_graphic),
+            "NestJS correlation IDs are printable text: {id:?}"
+        );
+        assert_eq!(
+            request.headers.last(headers::REPLY_TOPIC),
+            Some(topics.nest_reply(kind).as_bytes())
+        );
+        let partition = request
+            .headers
+            .last(headers::REPLY_PARTITION)
+            .expect("kafka_replyPartition");
+        assert!(
+            partition.iter().all(u8::is_ascii_digit),
+            "decimal text: {partition:?}"
+        );
+        let partition: i32 = std::str::from_utf8(partition).unwrap().parse().unwrap();
+        reply_partitions.insert(id.to_vec(), partition);
+    }
+    assert_eq!(reply_partitions.len(), total, "distinct correlation IDs");
+
+    let mut replies = TopicReader::new(&topics.nest_reply(kind), settings.partitions);
+    let replies = replies
+        .read_until(
+            "the replies to the NestJS requests",
+            Duration::from_secs(30),
+            enough,
+        )
+        .await;
+    assert_eq!(replies.len(), total);
+    let mut refused = HashSet::new();
+    for reply in replies {
+        let id = reply
+            .headers
+            .last(headers::CORRELATION_ID)
+            .expect("a correlation ID");
+        let payload = reply.payload.as_deref().expect("a reply payload");
+        testkit::assert_valid_payload(&format!("{kind}-reply"), payload);
+        assert_eq!(
+            reply_partitions.get(id),
+            Some(&reply.partition),
+            "{}",
+            CorrelationId::from_bytes(id)
+        );
+        assert_eq!(
+            reply.headers.last(headers::NEST_IS_DISPOSED),
+            Some(headers::NEST_IS_DISPOSED_VALUE)
+        );
+        if let Some(error) = reply.headers.last(headers::NEST_ERR) {
+            let body = headers::decode_nest_error(error).expect("our error body");
+            let payload: Value = serde_json::from_slice(payload).unwrap();
+            assert_eq!(payload["error"]["message"], body.message.as_str());
+            refused.insert(id.to_vec());
+        }
+    }
+    assert_eq!(refused.len(), INVALID);
+    // What the NestJS client sent, where valid, matches the checked-in request schema.
+    for request in &requests {
+        let id = request.headers.last(headers::CORRELATION_ID).unwrap();
+        if !refused.contains(id) {
+            let payload = request.payload.as_deref().expect("a request payload");
+            testkit::assert_valid_payload(&format!("{kind}-request"), payload);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nestjs_client_kafka_calls_our_workers_and_every_call_completes() {
+    let settings = testkit::unique_topics();
+    peers::create_topics(&settings, &[]).await;
+    let workers = Workers::start(
+        testkit::worker_config(&settings, "invoices"),
+        testkit::worker_config(&settings, "scores"),
+    );
+
+    let (invoices, scores) = tokio::join!(
+        run_client(&settings, RequestKind::Invoice),
+        run_client(&settings, RequestKind::Score)
+    );
+
+    let (replies, _) = results(&invoices);
+    let mut numbers = HashSet::new();
+    for reply in &replies {
+        let invoice = &reply["reply"]["ok"];
+        let quantity = invoice["lines"][0]["quantity"].as_u64().unwrap();
+        let subtotal = quantity * 250;
+        assert_eq!(invoice["subtotal_cents"], subtotal, "{reply}");
+        assert_eq!(
+            invoice["total_cents"],
+            subtotal + (subtotal * 1000 + 5000) / 10000,
+            "{reply}"
+        );
+        assert!(
+            numbers.insert(invoice["number"].as_u64().unwrap()),
+            "{reply}"
+        );
+    }
+    let (replies, _) = results(&scores);
+    for reply in &replies {
+        let customer = reply["customer"].as_str().unwrap();
+        assert_eq!(
+            reply["reply"]["ok"]["score"],
+            score_calculator::score_of(customer),
+            "{reply}"
+        );
+    }
+
+    check_the_wire(&settings, RequestKind::Invoice).await;
+    check_the_wire(&settings, RequestKind::Score).await;
+    workers.stop().await;
+}
+
+/// The NestJS responder's score: 100 + the sum of the name's UTF-16 code units, mod 9900.
+fn nest_score(customer: &str) -> u32 {
+    100 + customer.encode_utf16().map(u32::from).sum::<u32>() % 9900
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn our_dashboard_gets_replies_and_errors_from_a_nestjs_message_pattern_responder() {
+    let settings = testkit::unique_topics();
+    peers::create_topics(&settings, &[]).await;
+    let mut responder = PeerProcess::start(
+        "NestJS responder",
+        &mut nest_peer(&[
+            "responder",
+            "--brokers",
+            &servers(),
+            "--prefix",
+            &settings.prefix,
+        ]),
+    );
+    responder
+        .wait_for_json_line("the NestJS responder to be ready", READY_TIMEOUT, |line| {
+            line["ready"] == true
+        })
+        .await;
+    let http = http_client();
+    let dashboard = Dashboard::start(testkit::kafka(), &settings, Duration::from_secs(60)).await;
+    dashboard.wait_ready(&http).await;
+
+    let half = CALLS / 2;
+    let invoice = |i: usize| {
+        json!({"customer": format!("Nest buyer {i}"),
+               "lines": [{"description": "Widget", "quantity": i + 1, "unit_price_cents": 1250}]})
+    };
+    let invoice_ids = join_all((0..half).map(|i| {
+        let body = invoice(i);
+        let (http, dashboard) = (&http, &dashboard);
+        async move { post_api(http, dashboard, "/api/invoices", &body).await }
+    }))
+    .await;
+    let score_ids = join_all((0..half).map(|i| {
+        let (http, dashboard) = (&http, &dashboard);
+        async move {
+            let body = json!({"customer": format!("Nest buyer {i}")});
+            post_api(http, dashboard, "/api/scores", &body).await
+        }
+    }))
+    .await;
+    let refused = post_api(
+        &http,
+        &dashboard,
+        "/api/scores",
+        &json!({"customer": "Reject Corp"}),
+    )
+    .await;
+    let crashed = post_api(
+        &http,
+        &dashboard,
+        "/api/scores",
+        &json!({"customer": "Crash Ltd"}),
+    )
+    .await;
+
+    let mut numbers = HashSet::new();
+    for (i, id) in invoice_ids.iter().enumerate() {
+        let state = wait_api(&http, &dashboard, id).await;
+        assert_eq!(state["status"], "completed", "{state}");
+        let reply = &state["reply"]["ok"];
+        assert_eq!(reply["customer"], format!("Nest buyer {i}"), "{state}");
+        let subtotal = (i as u64 + 1) * 1250;
+        assert_eq!(reply["subtotal_cents"], subtotal, "{state}");
+        assert_eq!(
+            reply["total_cents"],
+            subtotal + (subtotal * 1000 + 5000) / 10000,
+            "{state}"
+        );
+        assert!(numbers.insert(reply["number"].as_u64().unwrap()), "{state}");
+    }
+    for (i, id) in score_ids.iter().enumerate() {
+        let state = wait_api(&http, &dashboard, id).await;
+        assert_eq!(state["status"], "completed", "{state}");
+        let customer = format!("Nest buyer {i}");
+        assert_eq!(
+            state["reply"]["ok"]["customer"],
+            customer.as_str(),
+            "{state}"
+        );
+        assert_eq!(
+            state["reply"]["ok"]["score"],
+            nest_score(&customer),
+            "{state}"
+        );
+        let explanation = state["reply"]["ok"]["explanation"].as_str().unwrap();
+        assert!(explanation.starts_with("NestJS responder"), "{state}");
+    }
+    // RpcException({code, message}): kafka_nest-err holds our error body, shown as it is.
+    let state = wait_api(&http, &dashboard, &refused).await;
+    assert_eq!(state["status"], "failed", "{state}");
+    assert_eq!(
+        state["error"],
+        "invalid_request: customer Reject Corp is refused by the NestJS responder"
+    );
+    // Any other exception: NestJS's own {"status":"error","message":"Internal server error"}.
+    let state = wait_api(&http, &dashboard, &crashed).await;
+    assert_eq!(state["status"], "failed", "{state}");
+    let error = state["error"].as_str().unwrap();
+    assert!(
+        error.contains(headers::NEST_ERR) && error.contains("Internal server error"),
+        "{state}"
+    );
+
+    // The responder's replies on the wire: the dashboard's text correlation ID, byte for byte;
+    // success payloads that match the checked-in reply schema; the two error replies with no
+    // payload at all, only kafka_nest-err.
+    let topics = testkit::topics(&settings);
+    for (kind, ids, errors) in [
+        (RequestKind::Invoice, &invoice_ids, 0),
+        (RequestKind::Score, &score_ids, 2),
+    ] {
+        let mut reader = TopicReader::new(&topics.reply(kind), settings.partitions);
+        let replies = reader
+            .read_until(
+                &format!("the NestJS {kind} replies"),
+                Duration::from_secs(30),
+                |seen| seen.len() >= ids.len() + errors,
+            )
+            .await;
+        let mut without_payload = 0;
+        for reply in replies {
+            let id = reply.headers.last(headers::CORRELATION_ID).unwrap();
+            let id = std::str::from_utf8(id).unwrap();
+            match &reply.payload {
+                Some(payload) => {
+                    assert!(ids.iter().any(|sent| sent == id), "{reply:?}");
+                    testkit::assert_valid_payload(&format!("{kind}-reply"), payload);
+                }
+                None => {
+                    assert!(id == refused || id == crashed, "{reply:?}");
+                    assert!(reply.headers.last(headers::NEST_ERR).is_some(), "{reply:?}");
+                    without_payload += 1;
+                }
+            }
+        }
+        assert_eq!(without_payload, errors);
+    }
+
+    dashboard.stop().await;
+}
