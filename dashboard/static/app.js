@@ -5,6 +5,35 @@
   var source = new EventSource('/events');
   var detail = document.getElementById('request-detail');
 
+  // A change made between rendering this page and subscribing to /events (or while the stream
+  // was down) is announced to nobody: each time the stream (re)opens, catch up on what the page
+  // still shows as pending. The server subscribes before it answers /events, so later changes
+  // arrive as events.
+  source.addEventListener('open', function () {
+    if (detail) {
+      if (detail.dataset.status !== 'pending') return;
+      fetch('/api/requests/' + encodeURIComponent(detail.dataset.requestId))
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (state) {
+          if (state && state.status !== detail.dataset.status) window.location.reload();
+        })
+        .catch(function () {});
+      return;
+    }
+    if (!document.querySelector('#requests tr[data-status="pending"]')) return;
+    fetch(window.location.href, { headers: { accept: 'text/html' } })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var fresh = new DOMParser().parseFromString(html, 'text/html');
+        document.querySelectorAll('#requests tr[data-status="pending"]').forEach(function (row) {
+          var settled = fresh.getElementById(row.id);
+          if (settled && settled.dataset.status !== 'pending') row.replaceWith(document.importNode(settled, true));
+        });
+      })
+      .catch(function () {});
+  });
+
   source.addEventListener('request', function (event) {
     var data = JSON.parse(event.data);
     if (detail) {

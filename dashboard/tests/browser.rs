@@ -1,0 +1,130 @@
+//! The dashboard in a real browser: headless Chromium (Debian's `/usr/bin/chromium`), driven by
+//! `tests/browser/e2e.mjs` through playwright-core, against the whole system started in-process
+//! on the test broker. The script submits both forms, watches replies arrive without a reload,
+//! takes the no-JavaScript path, checks field errors, filters and a phone-sized layout, and saves
+//! screenshots to `target/screenshots/` (with `UPDATE_README_SCREENSHOT=1`, also the README's
+//! `dashboard/docs/screenshot.png`).
+//!
+//! Needs Chromium and the script's `node_modules`: `dashboard/tests/browser/install` sets both up.
+
+#[allow(dead_code)]
+mod common;
+
+use common::System;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The browser the script drives, unless `CHROMIUM_PATH` names another.
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long the whole script may take; it has its own, shorter, deadline and per-step timeouts.
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// `target/screenshots`, beside the integration tests' scratch directory `target/tmp`.
+fn screenshot_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("screenshots")
+}
+
+/// Panics with the way out when something the script needs is not installed.
+fn check_prerequisites() {
+    let install = browser_dir().join("install");
+    let chromium = std::env::var_os("CHROMIUM_PATH").map_or_else(|| CHROMIUM.into(), PathBuf::from);
+    assert!(
+        chromium.is_file(),
+        "{} is missing: run {} (installs Debian's chromium and the script's node_modules)",
+        chromium.display(),
+        install.display()
+    );
+    let playwright = browser_dir().join("node_modules/playwright-core/package.json");
+    assert!(
+        playwright.is_file(),
+        "{} is missing: run {} (npm ci of the pinned playwright-core)",
+        playwright.display(),
+        install.display()
+    );
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.as_ref().is_ok_and(|output| output.status.success()),
+        "node is not runnable ({node:?}): install Node.js 20 or later, then run {}",
+        install.display()
+    );
+}
+
+/// Reads a child's pipe to the end on a thread of its own, so that neither pipe fills up.
+fn collect(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Waits for the child until `deadline`; past it, asks it to stop (SIGTERM lets playwright close
+/// Chromium), then kills it. `None` when it had to be stopped.
+async fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("poll the browser script") {
+            return Some(status);
+        }
+        if started.elapsed() > deadline {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let grace = Instant::now();
+            while grace.elapsed() < Duration::from_secs(10) {
+                if child.try_wait().expect("poll the browser script").is_some() {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_works_in_headless_chromium() {
+    check_prerequisites();
+    let system = System::start().await;
+    let screenshots = screenshot_dir();
+    std::fs::create_dir_all(&screenshots).expect("create target/screenshots");
+
+    let started = Instant::now();
+    let mut child = Command::new("node")
+        .arg(browser_dir().join("e2e.mjs"))
+        .arg(&system.dashboard.base)
+        .arg(&screenshots)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let stdout = collect(child.stdout.take().expect("piped stdout"));
+    let stderr = collect(child.stderr.take().expect("piped stderr"));
+    let status = wait_with_deadline(&mut child, SCRIPT_DEADLINE).await;
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    let elapsed = started.elapsed();
+    system.stop().await;
+
+    let output = format!("--- e2e.mjs stdout ---\n{stdout}--- e2e.mjs stderr ---\n{stderr}");
+    match status {
+        None => panic!("the browser script was stopped after {SCRIPT_DEADLINE:?}\n{output}"),
+        Some(status) => assert!(
+            status.success(),
+            "the browser script failed ({status}) after {elapsed:.1?}\n{output}"
+        ),
+    }
+    println!("{output}browser script passed in {elapsed:.1?}");
+}

@@ -1,0 +1,490 @@
+#!/usr/bin/env node
+// The dashboard in a real browser: headless Chromium (Debian's /usr/bin/chromium, or
+// $CHROMIUM_PATH) driven by playwright-core, against a running dashboard with both workers.
+//
+//   node e2e.mjs <base-url> <screenshot-dir>
+//
+// Run by dashboard/tests/browser.rs, which starts the whole system in-process on the test broker.
+// Checks, each wait an explicit condition with a timeout (no fixed sleeps):
+//   1. desktop: the invoice form, filled by label and submitted with Enter, lands on the request
+//      page, which turns "completed" with the reply without the script reloading it (the page
+//      reloads itself on the live update, or was served completed);
+//   2. a score submitted from a second page appears in the first page's table and turns
+//      "completed" live, the first page never reloaded;
+//   3. without JavaScript: the form posts and redirects; reloading shows the reply; so does `/`;
+//   4. a bad quantity: the error next to the field, aria-invalid, a summary link that focuses it;
+//   5. the kind filter shows only its kind, and live updates respect it;
+//   6. a phone viewport: no horizontal scrolling of the home page or a request page, the Kafka
+//      header names still shown, the forms usable by touch;
+//   7. screenshots: desktop home, a request page, an error page, the phone view, into
+//      <screenshot-dir>; with UPDATE_README_SCREENSHOT=1 the desktop home also goes to
+//      dashboard/docs/screenshot.png;
+//   8. throughout: every request any page makes goes to 127.0.0.1, no uncaught script error.
+// Exits 0 when all pass, 1 with the reason (and failure-*.png screenshots) when one fails.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const [base, shotDir] = process.argv.slice(2);
+if (!base || !shotDir) {
+  console.error('usage: node e2e.mjs <base-url> <screenshot-dir>');
+  process.exit(2);
+}
+const BASE = new URL(base).origin;
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const README_SCREENSHOT = fileURLToPath(new URL('../../docs/screenshot.png', import.meta.url));
+const INSTALL = fileURLToPath(new URL('./install', import.meta.url));
+
+// Default for every action and wait.
+const STEP_TIMEOUT = 15_000;
+// A reply over Kafka; the first one waits for the workers to join their groups. The dashboard
+// times a request out after 30 s.
+const REPLY_TIMEOUT = 40_000;
+// The whole run; browser.rs gives it a little longer before it stops the script.
+const OVERALL_TIMEOUT = 200_000;
+
+const DESKTOP = { viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 };
+const PHONE = {
+  viewport: { width: 390, height: 844 },
+  deviceScaleFactor: 2,
+  isMobile: true,
+  hasTouch: true,
+};
+const UUID = /\/requests\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+
+if (!existsSync(CHROMIUM)) {
+  console.error(`${CHROMIUM} is missing: run ${INSTALL}`);
+  process.exit(1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watching every page: requests off the machine, script errors.
+
+const problems = [];
+// Error answers that a check provokes on purpose: `METHOD /path STATUS`.
+const expectedErrors = new Set();
+const contexts = [];
+
+async function newContext(options) {
+  const context = await browser.newContext({ baseURL: BASE, ...options });
+  context.setDefaultTimeout(STEP_TIMEOUT);
+  context.setDefaultNavigationTimeout(STEP_TIMEOUT);
+  context.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.protocol === 'data:' || url.protocol === 'blob:') return;
+    if (url.hostname !== '127.0.0.1') problems.push(`request to a non-loopback host: ${request.url()}`);
+  });
+  context.on('weberror', (error) => problems.push(`uncaught error in a page: ${error.error()}`));
+  context.on('console', (message) => {
+    if (message.type() !== 'error') return;
+    // A failed load is logged as well; its response is judged below.
+    if (!message.text().startsWith('Failed to load resource')) {
+      problems.push(`console error on ${message.page()?.url()}: ${message.text()}`);
+    }
+  });
+  context.on('response', (response) => {
+    if (response.status() < 400) return;
+    const what = `${response.request().method()} ${new URL(response.url()).pathname}`;
+    if (!expectedErrors.has(`${what} ${response.status()}`)) problems.push(`${what} answered ${response.status()}`);
+  });
+  contexts.push(context);
+  return context;
+}
+
+// Counts the main-frame navigations of a page (loads and reloads, its own or ours).
+function countNavigations(page) {
+  const counter = { loads: 0 };
+  page.on('framenavigated', (frame) => {
+    if (frame === page.mainFrame()) counter.loads += 1;
+  });
+  return counter;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+function requestIdOf(page) {
+  const match = UUID.exec(new URL(page.url()).pathname);
+  assert.ok(match, `expected a request page, got ${page.url()}`);
+  return match[1];
+}
+
+// What the score calculator answers for a customer: 100 + FNV-1a-64(normalized name) mod 9900.
+function expectedScore(customer) {
+  const normalized = customer.trim().split(/\s+/).join(' ').toLowerCase();
+  let hash = 0xcbf29ce484222325n;
+  for (const byte of new TextEncoder().encode(normalized)) {
+    hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return 100 + Number(hash % 9900n);
+}
+
+// Opens `/` and waits until its live-update stream is open, so no update can be missed.
+async function openLiveHome(page, url = '/') {
+  const events = page.waitForResponse((response) => new URL(response.url()).pathname === '/events');
+  await page.goto(url);
+  const response = await events;
+  assert.equal(response.status(), 200, '/events answered');
+}
+
+// The request's state from the JSON API, held up to `waitMs` for the reply.
+async function apiState(context, id, waitMs = 0) {
+  const response = await context.request.get(`/api/requests/${id}?wait_ms=${waitMs}`, {
+    timeout: waitMs + STEP_TIMEOUT,
+  });
+  assert.equal(response.status(), 200, `GET /api/requests/${id}`);
+  return response.json();
+}
+
+// Waits for a request page to show "completed"; says so precisely when the reply did arrive but
+// the page never learnt of it.
+async function waitForCompletedDetail(page, context) {
+  const id = requestIdOf(page);
+  try {
+    await page.locator('#request-detail[data-status="completed"] .badge.completed').waitFor({ timeout: REPLY_TIMEOUT });
+  } catch (error) {
+    const state = await apiState(context, id).catch((e) => ({ status: `unknown (${e})` }));
+    throw new Error(
+      `request page ${id} did not turn completed within ${REPLY_TIMEOUT} ms; the API says ` +
+        `"${state.status}"` +
+        (state.status === 'completed'
+          ? ` (round trip ${state.round_trip_ms?.toFixed(1)} ms): the reply arrived, but the page missed its live update`
+          : ''),
+      { cause: error },
+    );
+  }
+  return id;
+}
+
+// The document fits the screen's width. On a phone the browser widens its layout viewport
+// (zooming out) to fit content that overflows, so the check is against the screen's width.
+async function assertNoHorizontalOverflow(page, what) {
+  const screen = page.viewportSize().width;
+  const { scrollWidth, innerWidth } = await page.evaluate(() => ({
+    scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: window.innerWidth,
+  }));
+  assert.ok(
+    scrollWidth <= innerWidth && innerWidth <= screen,
+    `${what}: the document is ${scrollWidth}px wide, the layout viewport ${innerWidth}px, the screen ${screen}px`,
+  );
+}
+
+async function shot(page, name, options = {}) {
+  const file = path.join(shotDir, name);
+  await page.screenshot({ path: file, fullPage: true, animations: 'disabled', caret: 'hide', ...options });
+  return file;
+}
+
+let stepNumber = 0;
+let stepName = '';
+async function step(name, body) {
+  stepNumber += 1;
+  stepName = name;
+  const started = Date.now();
+  await body();
+  console.log(`ok ${stepNumber} - ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run.
+
+await mkdir(shotDir, { recursive: true });
+const overall = setTimeout(() => {
+  console.error(`not ok - the whole run took longer than ${OVERALL_TIMEOUT} ms (in step ${stepNumber}: ${stepName})`);
+  process.exit(1);
+}, OVERALL_TIMEOUT);
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+console.log(`# ${CHROMIUM} ${browser.version()}, dashboard at ${BASE}`);
+
+let failed = false;
+try {
+  const desktop = await newContext(DESKTOP);
+  let invoiceId;
+
+  await step('desktop: the invoice form, filled by label and sent with Enter, shows its reply without a reload', async () => {
+    const page = await desktop.newPage();
+    await page.goto('/');
+    const form = page.getByRole('form', { name: 'Generate an invoice' });
+    const customer = form.getByLabel('Customer', { exact: true });
+    assert.equal(await customer.getAttribute('id'), 'invoice-customer');
+    await customer.fill('ACME Corp');
+    const line = form.getByRole('group', { name: 'Line 1', exact: true });
+    const fields = {
+      Description: ['line-1-description', 'Widget'],
+      Quantity: ['line-1-quantity', '3'],
+      'Unit price': ['line-1-unit_price', '12.50'],
+    };
+    for (const [label, [id, value]] of Object.entries(fields)) {
+      const input = line.getByLabel(label, { exact: true });
+      assert.equal(await input.getAttribute('id'), id, `the label "${label}" of line 1`);
+      await input.fill(value);
+    }
+    const navigations = countNavigations(page);
+    const detail = page.waitForResponse((response) => UUID.test(new URL(response.url()).pathname));
+    await line.getByLabel('Unit price', { exact: true }).press('Enter');
+    await page.waitForURL(UUID);
+    // Informational. The body is gone once the page has reloaded itself, which it does only
+    // when the status it was served with has changed: it was served pending.
+    const firstStatus = await (await detail)
+      .text()
+      .then((html) => /id="request-detail"[^>]*data-status="(\w+)"/.exec(html)?.[1])
+      .catch(() => 'pending');
+    const loadsBefore = navigations.loads;
+    // Informational too: a marker that survives shows the page was not reloaded after this.
+    await page
+      .evaluate(() => {
+        window.__marker = 'set by the test';
+      })
+      .catch(() => {}); // the page was reloading itself just then
+    invoiceId = await waitForCompletedDetail(page, desktop);
+    assert.equal((await page.locator('#request-detail .badge').first().textContent()).trim(), 'completed');
+    const outcome = (await page.locator('#request-detail .outcome').textContent()).trim();
+    assert.match(outcome, /^Invoice #\d+, total 41\.25$/, 'the reply summary (3 x 12.50 + 10 % tax)');
+    assert.match(await page.locator('#reply-body').textContent(), /"total_cents":\s*4125/);
+    // Both the request and the reply carry the correlation ID header, shown in their tables.
+    const headerRows = page.locator('table.headers tr', { hasText: 'kafka_correlationId' });
+    assert.equal(await headerRows.count(), 2, 'kafka_correlationId rows (request and reply)');
+    for (const row of await headerRows.all()) assert.ok((await row.textContent()).includes(invoiceId));
+    const marker = await page.evaluate(() => window.__marker);
+    console.log(
+      `# the request page was served ${firstStatus}; ` +
+        `${navigations.loads === loadsBefore ? 'it did not reload' : `it reloaded itself ${navigations.loads - loadsBefore}x (live update)`}; ` +
+        `a marker set after it loaded is ${marker ? 'still there' : 'gone (reloaded since)'}`,
+    );
+    await shot(page, 'desktop-request.png');
+    await page.close();
+  });
+
+  await step('desktop: a score sent from a second page appears in the first page and completes live', async () => {
+    const watcher = await desktop.newPage();
+    await openLiveHome(watcher);
+    const navigations = countNavigations(watcher);
+    await watcher.evaluate(() => {
+      window.__marker = 'never reloaded';
+    });
+
+    const sender = await desktop.newPage();
+    await sender.goto('/');
+    const form = sender.getByRole('form', { name: 'Calculate a score' });
+    const customer = form.getByLabel('Customer', { exact: true });
+    assert.equal(await customer.getAttribute('id'), 'score-customer');
+    await customer.fill('Globex');
+    await form.getByRole('button', { name: 'Calculate score' }).click();
+    await sender.waitForURL(UUID);
+    const id = requestIdOf(sender);
+
+    const row = watcher.locator(`tr#req-${id}`);
+    await row.waitFor({ timeout: STEP_TIMEOUT });
+    await watcher.locator(`tr#req-${id}[data-status="completed"] .badge.completed`).waitFor({ timeout: REPLY_TIMEOUT });
+    assert.equal(await row.getAttribute('data-kind'), 'score');
+    assert.equal((await row.locator('.outcome').textContent()).trim(), `Score ${expectedScore('Globex')}`);
+    assert.equal(await watcher.evaluate(() => window.__marker), 'never reloaded', 'the watching page was reloaded');
+    assert.equal(navigations.loads, 0, 'the watching page navigated');
+    // The invoice of step 1 is in the table too, as it was rendered.
+    await watcher.locator(`tr#req-${invoiceId}[data-status="completed"]`).waitFor();
+    await sender.close();
+    await watcher.close();
+  });
+
+  await step('no JavaScript: the form posts and redirects, a reload shows the reply, and so does /', async () => {
+    const noScript = await newContext({ ...DESKTOP, javaScriptEnabled: false });
+    let eventStreams = 0;
+    noScript.on('request', (request) => {
+      if (new URL(request.url()).pathname === '/events') eventStreams += 1;
+    });
+    const page = await noScript.newPage();
+    await page.goto('/');
+    const form = page.locator('#invoice-form');
+    await form.getByLabel('Customer', { exact: true }).fill('Initech');
+    const line = form.getByRole('group', { name: 'Line 1', exact: true });
+    await line.getByLabel('Description', { exact: true }).fill('TPS report covers');
+    await line.getByLabel('Quantity', { exact: true }).fill('2');
+    await line.getByLabel('Unit price', { exact: true }).fill('4');
+    await form.getByRole('button', { name: 'Generate invoice' }).click();
+    await page.waitForURL(UUID);
+    const id = requestIdOf(page);
+    // Reload (the no-JavaScript way) until the page shows the reply. Between reloads the API's
+    // long poll holds until the reply is there, so this is no busy loop.
+    const deadline = Date.now() + REPLY_TIMEOUT;
+    let reloads = 0;
+    while ((await page.locator('#request-detail').getAttribute('data-status')) === 'pending') {
+      assert.ok(Date.now() < deadline, `request ${id} still pending after ${reloads} reloads`);
+      await apiState(noScript, id, Math.max(0, Math.min(5_000, deadline - Date.now())));
+      await page.reload();
+      reloads += 1;
+    }
+    assert.equal(await page.locator('#request-detail').getAttribute('data-status'), 'completed');
+    assert.match((await page.locator('#request-detail .outcome').textContent()).trim(), /^Invoice #\d+, total 8\.80$/);
+    await page.goto('/');
+    const row = page.locator(`tr#req-${id}`);
+    assert.equal(await row.getAttribute('data-status'), 'completed');
+    assert.match(await row.locator('.outcome').textContent(), /Invoice #\d+, total 8\.80/);
+    assert.equal(eventStreams, 0, 'no script ran, so nothing opened /events');
+    console.log(`# without JavaScript: ${reloads} reload(s) until completed`);
+    await noScript.close();
+  });
+
+  await step('a bad quantity: the error next to the field, aria-invalid, a summary link that focuses it', async () => {
+    const page = await desktop.newPage();
+    await page.goto('/');
+    const form = page.locator('#invoice-form');
+    await form.getByLabel('Customer', { exact: true }).fill('Bad Input Ltd');
+    const line = form.getByRole('group', { name: 'Line 1', exact: true });
+    await line.getByLabel('Description', { exact: true }).fill('Gadget');
+    await line.getByLabel('Quantity', { exact: true }).fill('lots');
+    await line.getByLabel('Unit price', { exact: true }).fill('1.00');
+    expectedErrors.add('POST /invoices 400');
+    const answer = page.waitForResponse((response) => response.request().method() === 'POST');
+    await line.getByLabel('Quantity', { exact: true }).press('Enter');
+    assert.equal((await answer).status(), 400, 'POST /invoices with a bad quantity');
+    expectedErrors.delete('POST /invoices 400');
+    await page.locator('#line-1-quantity-error').waitFor();
+    assert.equal((await page.locator('#line-1-quantity-error').textContent()).trim(), 'must be a whole number');
+    const quantity = page.locator('#line-1-quantity');
+    assert.equal(await quantity.getAttribute('aria-invalid'), 'true');
+    assert.equal(await quantity.getAttribute('aria-describedby'), 'line-1-quantity-error');
+    assert.equal(await quantity.inputValue(), 'lots', 'what was typed is kept');
+    assert.equal(await page.locator('#invoice-customer').inputValue(), 'Bad Input Ltd');
+    // The message sits next to its field: right below it, in the same field box.
+    const [inputBox, errorBox] = [await quantity.boundingBox(), await page.locator('#line-1-quantity-error').boundingBox()];
+    assert.ok(errorBox.y >= inputBox.y + inputBox.height - 1 && errorBox.y - (inputBox.y + inputBox.height) < 40, 'the error is right below the field');
+    const summary = page.getByRole('alert', { name: 'Problems with the invoice' });
+    const link = summary.locator('a[href="#line-1-quantity"]');
+    assert.match(await link.textContent(), /line 1 quantity: must be a whole number/);
+    await shot(page, 'desktop-form-error.png', { fullPage: false });
+    // Following the link with the keyboard puts the focus on the field.
+    await link.focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.activeElement?.id === 'line-1-quantity', null, { timeout: 5_000 }).catch(async () => {
+      const active = await page.evaluate(() => `${document.activeElement?.tagName}#${document.activeElement?.id}`);
+      throw new Error(`following the summary link left the focus on ${active}, not on #line-1-quantity`);
+    });
+    // ... where it is visible.
+    const outline = await quantity.evaluate((input) => getComputedStyle(input).outlineStyle);
+    assert.notEqual(outline, 'none', 'the focused field shows a focus outline');
+    await page.close();
+  });
+
+  await step('filters: /?kind=score shows only scores, and live updates keep to the filter', async () => {
+    const page = await desktop.newPage();
+    await page.goto('/');
+    await page.getByRole('form', { name: 'Filter the requests' }).getByLabel('Kind').selectOption('score');
+    const events = page.waitForResponse((response) => new URL(response.url()).pathname === '/events');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL((url) => url.searchParams.get('kind') === 'score');
+    await events;
+    const rows = page.locator('#requests tbody tr');
+    assert.ok((await rows.count()) >= 1, 'at least the score of step 2');
+    for (const kind of await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.kind))) assert.equal(kind, 'score');
+    await page.getByRole('link', { name: 'Show all' }).waitFor();
+    // An invoice sent now stays out of this table; a score sent after it comes in.
+    const post = async (apiPath, data) => {
+      const response = await desktop.request.post(apiPath, { data });
+      assert.equal(response.status(), 202, `POST ${apiPath}`);
+      return (await response.json()).correlation_id;
+    };
+    const invoice = await post('/api/invoices', {
+      customer: 'Stark Industries',
+      lines: [{ description: 'Arc reactor', quantity: 1, unit_price_cents: 99900 }],
+    });
+    const score = await post('/api/scores', { customer: 'Umbrella Corp' });
+    await page.locator(`tr#req-${score}[data-status="completed"]`).waitFor({ timeout: REPLY_TIMEOUT });
+    assert.equal((await apiState(desktop, invoice, REPLY_TIMEOUT)).status, 'completed');
+    assert.equal(await page.locator(`tr#req-${invoice}`).count(), 0, 'the invoice row stayed out of the score filter');
+    for (const kind of await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.kind))) assert.equal(kind, 'score');
+    // The same as a plain link, freshly rendered.
+    await page.goto('/?kind=score');
+    assert.equal(await page.getByLabel('Kind').inputValue(), 'score', 'the select shows the filter');
+    const kinds = await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.kind));
+    assert.ok(kinds.length >= 2 && kinds.every((kind) => kind === 'score'), `/?kind=score lists ${kinds}`);
+    await page.close();
+  });
+
+  await step('phone (390 x 844): no horizontal scrolling, and the score form works by touch', async () => {
+    const phone = await newContext(PHONE);
+    const page = await phone.newPage();
+    await page.goto('/');
+    await assertNoHorizontalOverflow(page, 'the home page on a phone');
+    const width = page.viewportSize().width;
+    const controls = page.locator('form input:not([type="hidden"]), form button, form select');
+    for (const control of await controls.all()) {
+      const box = await control.boundingBox();
+      const name = await control.evaluate((element) => `${element.form.id || element.form.className} ${element.id || element.textContent.trim()}`);
+      assert.ok(box && box.x >= 0 && box.x + box.width <= width, `${name} lies within the ${width}px screen`);
+      assert.ok(box.height >= 24, `${name} is at least 24px tall (is ${box.height})`);
+    }
+    await shot(page, 'phone-home.png');
+    const form = page.getByRole('form', { name: 'Calculate a score' });
+    await form.getByLabel('Customer', { exact: true }).tap();
+    await page.keyboard.type('Hooli');
+    await form.getByRole('button', { name: 'Calculate score' }).tap();
+    await page.waitForURL(UUID);
+    await waitForCompletedDetail(page, phone);
+    assert.equal((await page.locator('#request-detail .outcome').textContent()).trim(), `Score ${expectedScore('Hooli')}`);
+    await assertNoHorizontalOverflow(page, 'a request page on a phone');
+    // The Kafka headers of request and reply keep their names on a small screen.
+    const names = page.locator('table.headers tr', { hasText: 'kafka_correlationId' }).locator('td').first();
+    assert.equal(await names.count(), 1);
+    assert.ok(await names.isVisible(), 'the header names (the first column of the headers tables) are hidden on a phone');
+    await shot(page, 'phone-request.png');
+    await phone.close();
+  });
+
+  await step('screenshots: the desktop home page with completed invoices and scores', async () => {
+    const page = await desktop.newPage();
+    await page.goto('/');
+    await page.waitForFunction(() => !document.querySelector('#requests tr[data-status="pending"]'), null, { timeout: REPLY_TIMEOUT });
+    const kinds = await page.locator('#requests tbody tr[data-status="completed"]').evaluateAll((trs) => trs.map((tr) => tr.dataset.kind));
+    assert.ok(kinds.includes('invoice') && kinds.includes('score'), `completed rows of both kinds (${kinds})`);
+    await assertNoHorizontalOverflow(page, 'the home page on a desktop');
+    const file = await shot(page, 'desktop-home.png');
+    if (process.env.UPDATE_README_SCREENSHOT === '1') {
+      await mkdir(path.dirname(README_SCREENSHOT), { recursive: true });
+      await copyFile(file, README_SCREENSHOT);
+      console.log(`# wrote ${README_SCREENSHOT}`);
+    }
+    await page.close();
+  });
+
+  await step('no page asked anything of a host other than 127.0.0.1, and no script failed', async () => {
+    assert.deepEqual(problems, []);
+  });
+  console.log(`# screenshots in ${shotDir}`);
+} catch (error) {
+  failed = true;
+  console.error(`not ok ${stepNumber} - ${stepName}`);
+  console.error(error?.stack ?? error);
+  if (error?.cause) console.error('caused by:', error.cause?.message ?? error.cause);
+  if (problems.length) console.error(`also seen:\n  ${problems.join('\n  ')}`);
+  let index = 0;
+  for (const context of contexts) {
+    for (const page of context.pages()) {
+      index += 1;
+      const file = path.join(shotDir, `failure-${stepNumber}-${index}.png`);
+      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+      console.error(`# ${page.url()} -> ${file}`);
+    }
+  }
+} finally {
+  await browser.close().catch(() => {});
+  clearTimeout(overall);
+}
+process.exit(failed ? 1 : 0);
