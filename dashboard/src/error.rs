@@ -18,6 +18,15 @@ pub enum AppError {
     /// Kafka is unreachable or the reply listener is not ready.
     #[error("{0}")]
     Unavailable(String),
+    /// No valid credentials (the middleware adds the `WWW-Authenticate` challenges).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Refused on purpose: a form post without a valid anti-forgery token, or from another site.
+    #[error("{0}")]
+    Forbidden(String),
+    /// An API post whose body is not declared as JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -28,6 +37,9 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod forms;
 mod metrics;
 mod routes;
+pub mod security;
 pub mod store;
 mod views;
 
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use routes::build_app;
+pub use security::Secret;
 
 /// Environment variables the dashboard reads besides the common ones.
 pub const ENV_OVERRIDES: &[EnvOverride] = &[
@@ -46,6 +48,16 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         var: "DASHBOARD_HISTORY_LIMIT",
         section: "dashboard",
         key: "history_limit",
+    },
+    EnvOverride {
+        var: "DASHBOARD_AUTH_TOKEN",
+        section: "dashboard",
+        key: "auth_token",
+    },
+    EnvOverride {
+        var: "DASHBOARD_ALLOW_UNAUTHENTICATED",
+        section: "dashboard",
+        key: "allow_unauthenticated",
     },
 ];
 
@@ -68,6 +80,11 @@ pub struct DashboardConfig {
     pub request_timeout: Duration,
     /// How many requests are remembered.
     pub history_limit: usize,
+    /// When set, every route but `/healthz` and `/readyz` needs this token (as a bearer token or
+    /// the password of HTTP Basic).
+    pub auth_token: Option<Secret>,
+    /// Serve without authentication on a non-loopback address (a proxy in front authenticates).
+    pub allow_unauthenticated: bool,
 }
 
 impl DashboardConfig {
@@ -86,7 +103,47 @@ impl DashboardConfig {
                 30_000,
             )?),
             history_limit: file.get("dashboard", "history_limit", 10_000)?,
+            auth_token: auth_token(file)?,
+            allow_unauthenticated: file
+                .get(
+                    "dashboard",
+                    "allow_unauthenticated",
+                    security::Switch(false),
+                )?
+                .0,
         })
+    }
+
+    /// Fails unless serving on `address` is safe: loopback, authenticated, or explicitly allowed.
+    pub fn check_listen_address(&self, address: SocketAddr) -> anyhow::Result<()> {
+        security::check_exposure(
+            address,
+            self.auth_token.is_some(),
+            self.allow_unauthenticated,
+        )
+    }
+}
+
+/// `[dashboard] auth_token`: unset or blank means no authentication. Errors never quote it.
+fn auth_token(file: &ConfigFile) -> Result<Option<Secret>, ConfigError> {
+    let token = file
+        .section("dashboard")
+        .get("auth_token")
+        .map(|token| token.trim().to_owned())
+        .filter(|token| !token.is_empty());
+    match token {
+        Some(token) if token.chars().count() < security::MIN_AUTH_TOKEN_CHARS => {
+            Err(ConfigError::Invalid {
+                section: "dashboard".into(),
+                key: "auth_token".into(),
+                value: "<redacted>".into(),
+                problem: format!(
+                    "must be at least {} characters (for example the output of `openssl rand -hex 32`)",
+                    security::MIN_AUTH_TOKEN_CHARS
+                ),
+            })
+        }
+        token => Ok(token.map(Secret::new)),
     }
 }
 
@@ -119,6 +176,8 @@ struct Shared {
     broker: watch::Sender<BrokerStatus>,
     /// Flips to true when the server is shutting down, so live-update streams end.
     stopping: watch::Sender<bool>,
+    /// The CSRF key and the credential requests must present.
+    security: security::Keys,
     config: DashboardConfig,
 }
 
@@ -139,12 +198,14 @@ impl AppState {
             ),
         });
         let (stopping, _) = watch::channel(false);
+        let security = security::Keys::generate(config.auth_token.clone())?;
         Ok(AppState(Arc::new(Shared {
             store: Store::new(config.request_timeout, config.history_limit),
             metrics: metrics::DashboardMetrics::default(),
             requester,
             broker,
             stopping,
+            security,
             config,
         })))
     }
@@ -155,6 +216,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &metrics::DashboardMetrics {
         &self.0.metrics
+    }
+
+    pub(crate) fn security(&self) -> &security::Keys {
+        &self.0.security
     }
 
     pub fn requester(&self) -> &Requester {
@@ -325,12 +390,14 @@ fn kafka_time(milliseconds: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(milliseconds.max(0).unsigned_abs())
 }
 
-/// Serves the dashboard on `listener` until `shutdown` resolves.
+/// Serves the dashboard on `listener` until `shutdown` resolves. Refuses to serve a non-loopback
+/// listener without authentication unless `allow_unauthenticated` says so.
 pub async fn run(
     config: DashboardConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config.check_listen_address(listener.local_addr().context("listener has no address")?)?;
     let state = AppState::new(config)?;
     let background = [
         tokio::spawn(state.clone().listen_for_replies()),

@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let file =
         ConfigFile::load(&args.config, ENV_OVERRIDES).context("cannot read the configuration")?;
     let config = DashboardConfig::from_file(&file).context("invalid configuration")?;
+    config.check_listen_address(config.listen)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -3,6 +3,7 @@
 use crate::AppState;
 use crate::error::{ApiError, AppError};
 use crate::forms::{InvoiceForm, ScoreForm, parse_json_request};
+use crate::security;
 use crate::store::{RequestRecord, Status};
 use crate::views::{
     BannerView, Filter, IndexPage, RECENT_ROWS, RequestPage, RowFragment, RowView,
@@ -12,7 +13,7 @@ use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -47,6 +48,11 @@ pub fn build_app(state: AppState) -> Router {
         .route("/static/style.css", get(stylesheet))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::require_auth,
+        ))
+        .layer(axum::middleware::from_fn(security::security_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -71,8 +77,16 @@ fn home_page(state: &AppState, filter: Filter) -> IndexPage {
     IndexPage::new(banner(state), filter, rows, uncorrelated)
 }
 
-async fn index(State(state): State<AppState>, Query(filter): Query<Filter>) -> IndexPage {
-    home_page(&state, filter)
+/// The home page; its forms carry the visitor's anti-forgery token (and the cookie it is
+/// bound to, on a first visit).
+async fn index(
+    State(state): State<AppState>,
+    Query(filter): Query<Filter>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let (nonce, set_cookie) = security::page_nonce(&headers)?;
+    let token = state.security().csrf_token(&nonce);
+    Ok((set_cookie, home_page(&state, filter).with_csrf_token(token)).into_response())
 }
 
 /// Records the request, sends it, and returns its correlation ID once the broker has it.
@@ -123,8 +137,10 @@ async fn submit<T: Serialize>(
 
 async fn submit_invoice_form(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
+    let nonce = state.security().check_form(&headers, &body)?;
     let form = InvoiceForm::from_body(&body);
     match form.to_request() {
         Ok(request) => {
@@ -133,7 +149,9 @@ async fn submit_invoice_form(
         }
         Err(errors) => Ok((
             StatusCode::BAD_REQUEST,
-            home_page(&state, Filter::default()).with_invoice_form(&form, errors),
+            home_page(&state, Filter::default())
+                .with_csrf_token(state.security().csrf_token(&nonce))
+                .with_invoice_form(&form, errors),
         )
             .into_response()),
     }
@@ -141,8 +159,10 @@ async fn submit_invoice_form(
 
 async fn submit_score_form(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
+    let nonce = state.security().check_form(&headers, &body)?;
     let form = ScoreForm::from_body(&body);
     match form.to_request() {
         Ok(request) => {
@@ -151,7 +171,9 @@ async fn submit_score_form(
         }
         Err(errors) => Ok((
             StatusCode::BAD_REQUEST,
-            home_page(&state, Filter::default()).with_score_form(&form, errors),
+            home_page(&state, Filter::default())
+                .with_csrf_token(state.security().csrf_token(&nonce))
+                .with_score_form(&form, errors),
         )
             .into_response()),
     }
@@ -190,12 +212,22 @@ async fn accept<T: Serialize>(
         .into_response())
 }
 
-async fn api_invoice(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+async fn api_invoice(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    security::check_api_post(&headers)?;
     let request: InvoiceRequest = parse_json_request(&body).map_err(AppError::BadRequest)?;
     accept(&state, RequestKind::Invoice, &request).await
 }
 
-async fn api_score(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+async fn api_score(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    security::check_api_post(&headers)?;
     let request: ScoreRequest = parse_json_request(&body).map_err(AppError::BadRequest)?;
     accept(&state, RequestKind::Score, &request).await
 }

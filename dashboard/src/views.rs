@@ -188,6 +188,8 @@ pub struct IndexPage {
     pub status_options: [(&'static str, &'static str); 5],
     pub rows: Vec<RowView>,
     pub uncorrelated: Vec<UncorrelatedView>,
+    /// The anti-forgery token both forms carry (see `security`).
+    pub csrf_token: String,
 }
 
 impl IndexPage {
@@ -210,8 +212,14 @@ impl IndexPage {
             status_options: STATUS_OPTIONS,
             rows,
             uncorrelated,
+            csrf_token: String::new(),
         }
         .with_invoice_form(&InvoiceForm::default(), Vec::new())
+    }
+
+    pub fn with_csrf_token(mut self, token: String) -> Self {
+        self.csrf_token = token;
+        self
     }
 
     pub fn with_invoice_form(mut self, form: &InvoiceForm, errors: Vec<FieldError>) -> Self {

@@ -71,20 +71,21 @@ async fn api_requests_complete_with_the_right_replies() {
 async fn html_form_redirects_to_the_request_page_which_shows_the_reply() {
     let system = System::start().await;
     let response = system
-        .http
-        .post(system.dashboard.url("/invoices"))
-        .form(&[
-            ("customer", "Initech <b>"),
-            ("description", "Stapler"),
-            ("quantity", "2"),
-            ("unit_price", "7.50"),
-            ("description", ""),
-            ("quantity", ""),
-            ("unit_price", ""),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .dashboard
+        .post_form(
+            &system.http,
+            "/invoices",
+            &[
+                ("customer", "Initech <b>"),
+                ("description", "Stapler"),
+                ("quantity", "2"),
+                ("unit_price", "7.50"),
+                ("description", ""),
+                ("quantity", ""),
+                ("unit_price", ""),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let id = location
@@ -235,17 +236,18 @@ async fn requests_without_a_worker_time_out() {
 async fn bad_input_gets_a_4xx_that_names_the_field() {
     let system = System::start_with(false, Duration::from_secs(30)).await;
     let form = system
-        .http
-        .post(system.dashboard.url("/invoices"))
-        .form(&[
-            ("customer", "A"),
-            ("description", "W"),
-            ("quantity", "lots"),
-            ("unit_price", "1"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .dashboard
+        .post_form(
+            &system.http,
+            "/invoices",
+            &[
+                ("customer", "A"),
+                ("description", "W"),
+                ("quantity", "lots"),
+                ("unit_price", "1"),
+            ],
+        )
+        .await;
     assert_eq!(form.status(), StatusCode::BAD_REQUEST);
     let html = form.text().await.unwrap();
     assert!(

@@ -47,14 +47,19 @@ pub async fn ensure_topics(
                 servers: servers.clone(),
                 source,
             })?;
+    let min_insync = settings.min_insync_replicas.map(|count| count.to_string());
     let new_topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|name| {
-            NewTopic::new(
+            let topic = NewTopic::new(
                 name,
                 settings.partitions,
                 TopicReplication::Fixed(settings.replication_factor),
-            )
+            );
+            match &min_insync {
+                Some(count) => topic.set("min.insync.replicas", count),
+                None => topic,
+            }
         })
         .collect();
     let options = AdminOptions::new()

@@ -6,6 +6,24 @@
 use crate::contract::{ErrorCode, MAX_REQUEST_BYTES, Reply, Validate, ValidationError};
 use crate::headers::{is_json_content_type, is_text_content_type};
 use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+
+/// Longest excerpt of a request's own text (a header value) quoted in an error message.
+pub const MAX_QUOTED_CHARS: usize = 200;
+
+/// `text` cut to `max_chars` characters, saying how much was cut. Error messages quote what a
+/// request carried, and a hostile request can make that as large as itself.
+pub fn excerpt(text: &str, max_chars: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        None => text.into(),
+        Some((end, _)) => format!(
+            "{}… ({} more characters)",
+            &text[..end],
+            text[end..].chars().count()
+        )
+        .into(),
+    }
+}
 
 /// A request as a worker sees it after decoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +83,7 @@ fn detect_format(text: &str, content_type: Option<&[u8]>) -> Result<Format, Deco
         Some(value) if is_json_content_type(value) => Ok(Format::Json),
         Some(value) if is_text_content_type(value) => Ok(Format::Text),
         Some(value) => Err(DecodeError::UnsupportedContentType(
-            String::from_utf8_lossy(value).into_owned(),
+            excerpt(&String::from_utf8_lossy(value), MAX_QUOTED_CHARS).into_owned(),
         )),
         // The original system sends no headers at all; kcat users often send JSON without one.
         None if text.trim_start().starts_with('{') => Ok(Format::Json),
@@ -213,6 +231,19 @@ mod tests {
             score_request(nested.as_bytes(), JSON),
             Err(DecodeError::MalformedJson(_)) | Err(DecodeError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn quoted_header_values_are_cut_short() {
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt("ééééé", 2), "éé… (3 more characters)");
+        let long = format!("application/{}", "x".repeat(100_000));
+        let Err(error) = score_request(b"{}", Some(long.as_bytes())) else {
+            panic!("expected an unsupported content type");
+        };
+        let message = error.to_string();
+        assert!(message.len() < 300, "{message}");
+        assert!(message.contains("more characters"), "{message}");
     }
 
     #[test]

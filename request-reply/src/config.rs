@@ -102,6 +102,8 @@ pub struct TopicSettings {
     pub prefix: String,
     pub partitions: i32,
     pub replication_factor: i32,
+    /// `min.insync.replicas` of the topics created at start-up; none: the broker's default.
+    pub min_insync_replicas: Option<i32>,
 }
 
 impl Default for TopicSettings {
@@ -110,6 +112,7 @@ impl Default for TopicSettings {
             prefix: String::new(),
             partitions: 3,
             replication_factor: 1,
+            min_insync_replicas: None,
         }
     }
 }
@@ -161,6 +164,11 @@ pub const COMMON_ENV_OVERRIDES: &[EnvOverride] = &[
         section: "topics",
         key: "replication_factor",
     },
+    EnvOverride {
+        var: "TOPIC_MIN_INSYNC_REPLICAS",
+        section: "topics",
+        key: "min_insync_replicas",
+    },
 ];
 
 /// Any librdkafka property can be set as `LIBRDKAFKA_<KEY>`, dots written as underscores
@@ -168,9 +176,28 @@ pub const COMMON_ENV_OVERRIDES: &[EnvOverride] = &[
 const LIBRDKAFKA_ENV_PREFIX: &str = "LIBRDKAFKA_";
 
 /// The sections of a config file after environment overrides.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ConfigFile {
     sections: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Shows every section, with the values of secret-looking keys (`sasl.password`,
+/// `[dashboard] auth_token`, ...) redacted.
+impl fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sections = f.debug_map();
+        for (name, keys) in &self.sections {
+            let shown: BTreeMap<&str, &str> = keys
+                .iter()
+                .map(|(key, value)| {
+                    let value = if is_secret(key) { "<redacted>" } else { value };
+                    (key.as_str(), value)
+                })
+                .collect();
+            sections.entry(name, &shown);
+        }
+        sections.finish()
+    }
 }
 
 impl ConfigFile {
@@ -263,6 +290,14 @@ impl ConfigFile {
                 "replication_factor",
                 defaults.replication_factor,
             )?,
+            min_insync_replicas: match self
+                .sections
+                .get("topics")
+                .and_then(|keys| keys.get("min_insync_replicas"))
+            {
+                None => None,
+                Some(_) => Some(self.get("topics", "min_insync_replicas", 1)?),
+            },
         };
         // Invoice numbers reserve three decimal digits for the partition.
         if !(1..=1000).contains(&settings.partitions) {
@@ -280,6 +315,19 @@ impl ConfigFile {
                 value: settings.replication_factor.to_string(),
                 problem: "must be at least 1".into(),
             });
+        }
+        if let Some(min_insync) = settings.min_insync_replicas {
+            if !(1..=settings.replication_factor).contains(&min_insync) {
+                return Err(ConfigError::Invalid {
+                    section: "topics".into(),
+                    key: "min_insync_replicas".into(),
+                    value: min_insync.to_string(),
+                    problem: format!(
+                        "must be between 1 and replication_factor ({})",
+                        settings.replication_factor
+                    ),
+                });
+            }
         }
         Ok(settings)
     }
@@ -351,6 +399,31 @@ mod tests {
         let error = config.topics().unwrap_err().to_string();
         assert!(error.contains("[topics] partitions"), "{error}");
         config.set("topics", "partitions", "0");
+        assert!(config.topics().is_err());
+    }
+
+    #[test]
+    fn min_insync_replicas_is_optional_and_bounded_by_the_replication_factor() {
+        let mut config = ConfigFile::default();
+        assert_eq!(config.topics().unwrap().min_insync_replicas, None);
+        config.apply_env(
+            [
+                ("TOPIC_REPLICATION_FACTOR", "3"),
+                ("TOPIC_MIN_INSYNC_REPLICAS", "2"),
+            ]
+            .into_iter()
+            .map(|(var, value)| (var.to_owned(), value.to_owned())),
+            &[],
+        );
+        let topics = config.topics().unwrap();
+        assert_eq!(
+            (topics.replication_factor, topics.min_insync_replicas),
+            (3, Some(2))
+        );
+        config.set("topics", "min_insync_replicas", "4");
+        let error = config.topics().unwrap_err().to_string();
+        assert!(error.contains("[topics] min_insync_replicas"), "{error}");
+        config.set("topics", "min_insync_replicas", "0");
         assert!(config.topics().is_err());
     }
 

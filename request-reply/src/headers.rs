@@ -19,6 +19,8 @@ pub const CONTENT_TYPE: &str = "content-type";
 pub const DEAD_LETTER_REASON: &str = "dlq-reason";
 /// On a dead-lettered message: where it came from, as `topic/partition/offset`.
 pub const DEAD_LETTER_SOURCE: &str = "dlq-source";
+/// On a dead-lettered message cut down to fit the dead-letter topic: what was cut.
+pub const DEAD_LETTER_TRUNCATED: &str = "dlq-truncated";
 
 /// W3C trace context, so one trace spans dashboard → worker → dashboard.
 pub const TRACEPARENT: &str = "traceparent";

@@ -12,22 +12,41 @@ pub fn set_default(config: &mut ClientConfig, key: &str, value: &str) {
     }
 }
 
-/// The headers of a consumed message, copied out so the message itself can be released.
+/// The headers of a consumed message, copied out so the message itself can be released; and the
+/// positions of those whose names are not UTF-8, which cannot be read (see [`Self::unreadable`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HeaderList(Vec<(String, Option<Vec<u8>>)>);
+pub struct HeaderList(Vec<(String, Option<Vec<u8>>)>, Vec<usize>);
 
 impl HeaderList {
     pub fn from_message(message: &impl Message) -> Self {
-        let headers = message
-            .headers()
-            .map(|headers| {
+        let mut list = HeaderList::default();
+        let Some(headers) = message.headers() else {
+            return list;
+        };
+        for index in 0..headers.count() {
+            // rdkafka panics on a header name that is not UTF-8, which Kafka allows and any
+            // producer can send: such a header is skipped and noted, never allowed to take the
+            // process down (it would again on every redelivery).
+            let header = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 headers
-                    .iter()
+                    .try_get(index)
                     .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        HeaderList(headers)
+            }));
+            match header {
+                Ok(Some(header)) => list.0.push(header),
+                Ok(None) => {}
+                Err(_) => {
+                    tracing::warn!(index, "skipped a header whose name is not UTF-8");
+                    list.1.push(index);
+                }
+            }
+        }
+        list
+    }
+
+    /// Positions (from 0) of the headers left out because their names are not UTF-8.
+    pub fn unreadable(&self) -> &[usize] {
+        &self.1
     }
 
     /// The value of the last header called `name` (Kafka allows repeats; the last one wins, as

@@ -10,7 +10,7 @@
 //! crash at any point leads to redelivery, never to a lost reply.
 
 use crate::admin::{AdminError, ensure_topics};
-use crate::codec::{RequestBody, decode_request};
+use crate::codec::{MAX_QUOTED_CHARS, RequestBody, decode_request, excerpt};
 use crate::config::{ConfigError, ConfigFile, KafkaSettings, TopicSettings};
 use crate::contract::{ErrorCode, Reply, RequestKind, Topics, Validate};
 use crate::headers::{self, CorrelationId, TraceContext};
@@ -42,6 +42,14 @@ const MAX_IN_FLIGHT: usize = 4096;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest pause between attempts to deliver a reply while the broker is unavailable.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest reason, in characters, put in `dlq-reason` and error replies: reasons quote header
+/// values and parser messages, which a hostile request can make as large as itself.
+const MAX_REASON_CHARS: usize = 1000;
+/// A dead-letter copy too large for its topic is cut down to at most this many original headers,
+/// each name and value to at most [`SHRUNK_VALUE_BYTES`], and the payload to
+/// [`MAX_REQUEST_BYTES`](crate::contract::MAX_REQUEST_BYTES).
+const SHRUNK_HEADERS: usize = 64;
+const SHRUNK_VALUE_BYTES: usize = 1024;
 
 /// A worker's business function, and how it answers the original system's plain-text requests.
 pub trait Service: Send + Sync + 'static {
@@ -205,6 +213,43 @@ impl Inbound {
             .map(CorrelationId::from_bytes)
     }
 
+    /// A dead-letter copy that fits any topic, for when [`Self::dead_letter`] is too large: the
+    /// start of the payload, key and headers, plus why, whence, and `dlq-truncated` saying what
+    /// was cut.
+    pub fn dead_letter_shrunk(&self, topic: &str, reason: &str) -> Outgoing {
+        let cut = |bytes: &[u8], max: usize| bytes[..bytes.len().min(max)].to_vec();
+        let payload = self.payload.as_deref().unwrap_or_default();
+        let mut copy = Outgoing::new(topic, cut(payload, crate::contract::MAX_REQUEST_BYTES));
+        copy.key = self.key.as_deref().map(|key| cut(key, SHRUNK_VALUE_BYTES));
+        let readable: Vec<(&str, &[u8])> = self
+            .headers
+            .iter()
+            .filter_map(|(key, value)| Some((key, value?)))
+            .collect();
+        copy.headers = readable
+            .iter()
+            .take(SHRUNK_HEADERS)
+            .map(|(key, value)| {
+                let key: String = key.chars().take(SHRUNK_VALUE_BYTES / 4).collect();
+                (key, cut(value, SHRUNK_VALUE_BYTES))
+            })
+            .collect();
+        let note = format!(
+            "too large for {topic}: kept {} of {} payload bytes and {} of {} headers, names and \
+             values cut to {SHRUNK_VALUE_BYTES} bytes",
+            copy.payload.len(),
+            payload.len(),
+            copy.headers.len(),
+            readable.len(),
+        );
+        copy.header(headers::DEAD_LETTER_REASON, reason)
+            .header(
+                headers::DEAD_LETTER_SOURCE,
+                format!("{}/{}/{}", self.topic, self.partition, self.offset),
+            )
+            .header(headers::DEAD_LETTER_TRUNCATED, note)
+    }
+
     /// A copy for the dead-letter topic: same key, payload and headers, plus why and whence.
     pub fn dead_letter(&self, topic: &str, reason: &str) -> Outgoing {
         let mut copy = Outgoing::new(topic, self.payload.clone().unwrap_or_default());
@@ -235,6 +280,7 @@ fn reply_target(routing: &Routing, inbound: &Inbound) -> Result<ReplyTarget, Str
             let topic = std::str::from_utf8(bytes)
                 .map_err(|_| format!("{} is not UTF-8", headers::REPLY_TOPIC))?;
             if !routing.allowed_reply_topics.contains(topic) {
+                let topic = excerpt(topic, MAX_QUOTED_CHARS);
                 return Err(format!("reply topic {topic:?} is not allowed"));
             }
             topic.to_owned()
@@ -243,8 +289,14 @@ fn reply_target(routing: &Routing, inbound: &Inbound) -> Result<ReplyTarget, Str
     let partition = match inbound.headers.last(headers::REPLY_PARTITION) {
         None => None,
         Some(bytes) => Some(headers::decode_reply_partition(bytes).ok_or_else(|| {
+            let shown = &bytes[..bytes.len().min(16)];
+            let more = if bytes.len() > shown.len() {
+                format!("… ({} bytes)", bytes.len())
+            } else {
+                String::new()
+            };
             format!(
-                "{} {bytes:?} is not a partition number",
+                "{} {shown:?}{more} is not a partition number",
                 headers::REPLY_PARTITION
             )
         })?),
@@ -277,6 +329,21 @@ pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Ve
             );
         }
     };
+    if let [first, ..] = inbound.headers.unreadable() {
+        let reason = format!(
+            "{} header name(s) are not UTF-8 (the first is header {first}); they are left out of \
+             the dead-letter copy",
+            inbound.headers.unreadable().len()
+        );
+        return reject::<S>(
+            routing,
+            inbound,
+            &target,
+            correlation_id,
+            ErrorCode::InvalidHeaders,
+            &reason,
+        );
+    }
     let content_type = inbound.headers.last(headers::CONTENT_TYPE);
     match decode_request::<S::Request>(inbound.payload.as_deref(), content_type) {
         Ok(RequestBody::Json(request)) => {
@@ -354,6 +421,8 @@ fn reject<S: Service>(
     code: ErrorCode,
     reason: &str,
 ) -> Vec<Outgoing> {
+    let bounded = excerpt(reason, MAX_REASON_CHARS);
+    let reason: &str = &bounded;
     tracing::warn!(reason, "rejected request; copied to the dead-letter topic");
     let mut caused = vec![inbound.dead_letter(&routing.dead_letter_topic, reason)];
     if let Some(id) = correlation_id {
@@ -465,6 +534,31 @@ fn undeliverable(
     routing: &Routing,
 ) -> Vec<Outgoing> {
     if outgoing.topic == routing.dead_letter_topic {
+        // A request near the size limit, grown by the dead-letter headers: send it cut down.
+        // The cut-down copy ends with `dlq-truncated` (an original header of that name comes
+        // earlier), so this happens at most once.
+        let too_large = matches!(
+            error,
+            KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize
+            )
+        );
+        let already_cut = outgoing
+            .headers
+            .last()
+            .is_some_and(|(key, _)| key == headers::DEAD_LETTER_TRUNCATED);
+        if too_large && !already_cut {
+            // Ours is the last `dlq-reason`: the original headers come before it.
+            let reason = outgoing
+                .headers
+                .iter()
+                .rev()
+                .find(|(key, _)| key == headers::DEAD_LETTER_REASON)
+                .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+                .unwrap_or_default();
+            tracing::warn!(%error, "dead-letter copy too large; sending it cut down");
+            return vec![inbound.dead_letter_shrunk(&routing.dead_letter_topic, &reason)];
+        }
         tracing::error!(%error, "cannot write to the dead-letter topic; dropping the copy");
         return Vec::new();
     }
@@ -736,9 +830,11 @@ async fn process<S: Service>(
     inbound: Inbound,
 ) -> impl Future<Output = Inbound> + use<S> {
     let received = std::time::Instant::now();
-    let correlation_id = inbound
-        .correlation_id()
-        .map_or_else(|| "-".to_owned(), |id| id.key());
+    // Bounded: every log line of the request carries it, and a hostile one can be huge.
+    let correlation_id = inbound.correlation_id().map_or_else(
+        || "-".to_owned(),
+        |id| excerpt(&id.key(), MAX_QUOTED_CHARS).into_owned(),
+    );
     let trace_id = inbound
         .trace_context()
         .map_or_else(|| "-".to_owned(), |trace| trace.trace_id_hex());
@@ -1329,5 +1425,92 @@ mod tests {
             header(&caused[1], headers::CORRELATION_ID),
             Some(&b"second"[..])
         );
+    }
+
+    /// Reasons quote what the request carried, cut short: a half-MiB header must not turn into
+    /// a half-MiB `dlq-reason` (and error reply), which could make the copy too large to write.
+    #[test]
+    fn reasons_quote_huge_header_values_only_in_part() {
+        let huge_topic = "r".repeat(512 * 1024);
+        let huge_partition = vec![b'x'; 100_000];
+        let huge_type = format!("application/{}", "z".repeat(512 * 1024));
+        let payload = valid_payload("ACME");
+        for (name, value, reason) in [
+            (
+                headers::REPLY_TOPIC,
+                huge_topic.as_bytes(),
+                "is not allowed",
+            ),
+            (
+                headers::REPLY_PARTITION,
+                &huge_partition,
+                "is not a partition number",
+            ),
+            (
+                headers::CONTENT_TYPE,
+                huge_type.as_bytes(),
+                "unsupported content-type",
+            ),
+        ] {
+            let request = inbound(
+                Some(&payload),
+                &[(headers::CORRELATION_ID, b"id-6"), (name, value)],
+            );
+            let caused = plan(&EchoService, &routing(), &request);
+            assert_eq!(caused.len(), 2, "{name}");
+            let reason = assert_dead_letter(&caused[0], &request, reason);
+            assert!(reason.len() < 400, "{name}: {} bytes", reason.len());
+            assert!(
+                caused[1].payload.len() < 1000,
+                "{name}: error reply too large"
+            );
+        }
+    }
+
+    /// A dead-letter copy too large for its topic is sent cut down (once), marked as such, with
+    /// its reason and source; any other failure to write a dead letter drops it as before.
+    #[test]
+    fn a_dead_letter_too_large_for_its_topic_is_sent_cut_down() {
+        let mut payload = vec![b'p'; 1_040_000];
+        payload[0] = b'{';
+        let many: Vec<(String, Vec<u8>)> = (0..100)
+            .map(|index| (format!("h{index}"), vec![b'v'; 5000]))
+            .collect();
+        let mut headers_in: Vec<(&str, &[u8])> = many
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_slice()))
+            .collect();
+        headers_in.push((headers::DEAD_LETTER_TRUNCATED, b"forged"));
+        let request = inbound(Some(&payload), &headers_in);
+        let caused = plan(&EchoService, &routing(), &request);
+        assert_eq!(caused.len(), 1, "uncorrelated: only the dead letter");
+        let too_large = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        let instead = undeliverable(&caused[0], &too_large, &request, &routing());
+        assert_eq!(instead.len(), 1, "{instead:?}");
+        let cut = &instead[0];
+        assert_eq!(cut.topic, "t.generate-invoice.dlq");
+        assert_eq!(cut.payload, payload[..MAX_REQUEST_BYTES]);
+        assert_eq!(cut.key, request.key);
+        assert_eq!(
+            header(cut, headers::DEAD_LETTER_SOURCE),
+            Some("t.generate-invoice/1/42".as_bytes())
+        );
+        assert_eq!(
+            header(cut, headers::DEAD_LETTER_REASON),
+            header(&caused[0], headers::DEAD_LETTER_REASON)
+        );
+        let note = String::from_utf8_lossy(header(cut, headers::DEAD_LETTER_TRUNCATED).unwrap());
+        assert!(note.contains("1040000 payload bytes"), "{note}");
+        let size: usize = cut.payload.len()
+            + cut
+                .headers
+                .iter()
+                .map(|(key, value)| key.len() + value.len())
+                .sum::<usize>();
+        assert!(size < 200 * 1024, "cut-down copy of {size} bytes");
+        // Never cut twice, and other failures still drop the copy.
+        assert!(undeliverable(cut, &too_large, &request, &routing()).is_empty());
+        let unknown = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopic);
+        assert!(undeliverable(&caused[0], &unknown, &request, &routing()).is_empty());
     }
 }

@@ -63,6 +63,8 @@ impl Dashboard {
             listen: listener.local_addr().unwrap(),
             request_timeout,
             history_limit: 10_000,
+            auth_token: None,
+            allow_unauthenticated: false,
         };
         let running = Running::spawn(|stopped| dashboard::run(config, listener, until(stopped)));
         Dashboard { base, running }
@@ -70,6 +72,44 @@ impl Dashboard {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// What a browser gets from the home page to post a form: the anti-forgery cookie (as a
+    /// `Cookie` header value) and the token of the forms' hidden `csrf_token` field.
+    pub async fn form_token(&self, http: &reqwest::Client) -> (String, String) {
+        let page = http.get(self.url("/")).send().await.unwrap();
+        assert_eq!(page.status(), reqwest::StatusCode::OK);
+        let cookie = page.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let html = page.text().await.unwrap();
+        let marker = "name=\"csrf_token\" value=\"";
+        let start = html.find(marker).expect("the page has a csrf_token field") + marker.len();
+        let token = html[start..].split('"').next().unwrap().to_owned();
+        (cookie, token)
+    }
+
+    /// Posts an HTML form the way a browser does from the home page: with the page's cookie
+    /// and anti-forgery token.
+    pub async fn post_form(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let (cookie, token) = self.form_token(http).await;
+        let mut fields = fields.to_vec();
+        fields.push(("csrf_token", &token));
+        http.post(self.url(path))
+            .header("cookie", cookie)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Waits for `/readyz` to say the reply listener is assigned and the broker reachable.
