@@ -14,7 +14,7 @@ mod views;
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use request_reply::admin::ensure_request_and_reply_topics;
+use request_reply::admin::{SecurityWatch, ensure_request_and_reply_topics};
 use request_reply::config::{ConfigError, ConfigFile, EnvOverride, KafkaSettings, TopicSettings};
 use request_reply::contract::{RequestKind, Topics};
 use request_reply::history::read_recent;
@@ -349,12 +349,14 @@ impl AppState {
 
     /// Checks every second that a broker answers, so an outage is shown at once. Runs until aborted.
     async fn watch_broker_reachability(self) -> anyhow::Result<()> {
-        let probe: BaseConsumer = self
+        // The watch context hears librdkafka say a login or TLS handshake was refused, which a
+        // metadata request alone only reports as a timeout.
+        let probe: BaseConsumer<SecurityWatch> = self
             .0
             .config
             .kafka
             .common_config()
-            .create()
+            .create_with_context(SecurityWatch::default())
             .context("cannot create the broker probe")?;
         let probe = Arc::new(probe);
         let topic = Topics::with_prefix(&self.0.config.topics.prefix).reply(RequestKind::Invoice);
@@ -364,9 +366,18 @@ impl AppState {
                 let probe = Arc::clone(&probe);
                 let topic = topic.clone();
                 tokio::task::spawn_blocking(move || {
-                    probe
+                    let result = probe
                         .fetch_metadata(Some(&topic), BROKER_CHECK_TIMEOUT)
-                        .map(|_| ())
+                        .map(|_| ());
+                    while probe.poll(Duration::ZERO).is_some() {}
+                    match result {
+                        Ok(()) => {
+                            // Let in: any earlier refusal is history.
+                            probe.context().take_failure();
+                            Ok(())
+                        }
+                        Err(error) => Err((error, probe.context().failure())),
+                    }
                 })
             };
             let result = check.await.context("broker probe panicked")?;
@@ -375,7 +386,11 @@ impl AppState {
                     status.reachable = true;
                     status.message = format!("Connected to Kafka at {servers}");
                 }
-                Err(error) => {
+                Err((_, Some(refused))) => {
+                    status.reachable = false;
+                    status.message = format!("Kafka at {servers} refused the dashboard: {refused}. New requests are refused until the credentials or TLS settings are fixed.");
+                }
+                Err((error, None)) => {
                     status.reachable = false;
                     status.message = format!("Kafka at {servers} is unreachable: {error}. New requests are refused until it is back.");
                 }

@@ -309,7 +309,18 @@ impl Store {
                 record.duplicate_replies += 1;
                 ReplyOutcome::Duplicate
             } else {
-                let late = record.status == Status::TimedOut;
+                let late = match sent_at {
+                    // A reply read back from the log was late if it came after the timeout,
+                    // whatever the record says now: while history is being rebuilt, an old
+                    // request can be marked timed out a moment before its reply is applied.
+                    Some(reply_time) => {
+                        reply_time
+                            .duration_since(record.created_at)
+                            .unwrap_or_default()
+                            > self.timeout
+                    }
+                    None => record.status == Status::TimedOut,
+                };
                 let (view, error) = reply_view(&reply);
                 record.status = if error.is_some() {
                     Status::Failed
@@ -600,6 +611,35 @@ mod tests {
         assert!(record.late);
         assert_eq!(record.status, Status::Completed);
         assert_eq!(store.expire(Instant::now()), 0);
+    }
+
+    #[test]
+    fn rebuilt_history_is_late_only_when_the_reply_came_after_the_timeout() {
+        let store = Store::new(Duration::from_secs(30), 10);
+        let sent = SystemTime::now() - Duration::from_secs(120);
+        for (offset, id) in [(0, "prompt"), (1, "slow")] {
+            let at = SentRequest {
+                topic: "calculate-score".into(),
+                partition: 0,
+                offset,
+            };
+            store.insert_historic(id, RequestKind::Score, serde_json::json!({}), sent, at);
+        }
+        // Two minutes old: the expiry marks both timed out before their replies are applied.
+        assert_eq!(store.expire(Instant::now()), 2);
+        let prompt = store.record_historic_reply(
+            reply(Some("prompt"), score(1)),
+            Some(sent + Duration::from_millis(40)),
+        );
+        assert!(matches!(prompt, ReplyOutcome::Matched(_)), "{prompt:?}");
+        let slow = store.record_historic_reply(
+            reply(Some("slow"), score(2)),
+            Some(sent + Duration::from_secs(45)),
+        );
+        assert!(matches!(slow, ReplyOutcome::Late(_)), "{slow:?}");
+        assert!(!store.get("prompt").unwrap().late);
+        assert!(store.get("slow").unwrap().late);
+        assert_eq!(store.get("prompt").unwrap().status, Status::Completed);
     }
 
     #[test]

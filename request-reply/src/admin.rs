@@ -3,10 +3,15 @@
 use crate::config::{KafkaSettings, TopicSettings};
 use crate::contract::{RequestKind, Topics};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
-use std::time::Duration;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How long one admin request may take before start-up fails with a clear error.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -30,6 +35,147 @@ pub enum AdminError {
         topic: String,
         code: RDKafkaErrorCode,
     },
+    /// The broker refused our credentials or our TLS handshake: retrying cannot help.
+    #[error("Kafka at {servers} refused us: {failure}")]
+    Security {
+        servers: String,
+        failure: SecurityFailure,
+    },
+}
+
+/// Why the broker refused us: `what` failed ("authentication", "the TLS handshake"), and
+/// librdkafka's reason, which names the mechanism but never the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecurityFailure {
+    pub what: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for SecurityFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}", self.what, self.reason)
+    }
+}
+
+/// A client context that remembers the first authentication or TLS failure librdkafka reports.
+/// librdkafka reports these only as events on a client's main queue, which a consumer's `poll`
+/// serves; requests such as metadata look-ups or topic creation merely time out.
+#[derive(Debug, Default)]
+pub struct SecurityWatch {
+    failure: Mutex<Option<SecurityFailure>>,
+}
+
+impl SecurityWatch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<SecurityFailure>> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The failure seen so far, if any.
+    pub fn failure(&self) -> Option<SecurityFailure> {
+        self.lock().clone()
+    }
+
+    /// The failure seen since the last call, if any.
+    pub fn take_failure(&self) -> Option<SecurityFailure> {
+        self.lock().take()
+    }
+
+    fn note(&self, what: &'static str, reason: &str) {
+        let mut failure = self.lock();
+        if failure.is_none() {
+            *failure = Some(SecurityFailure {
+                what,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+}
+
+/// Which step of connecting a librdkafka message says failed, if it is a refusal.
+fn refused_step(message: &str) -> Option<&'static str> {
+    if message.contains("Authentication failed") || message.contains("SASL authentication error") {
+        Some("authentication")
+    } else if message.contains("SSL handshake failed")
+        || message.contains("certificate verify failed")
+    {
+        Some("the TLS handshake")
+    } else {
+        None
+    }
+}
+
+impl ClientContext for SecurityWatch {
+    // librdkafka raises an error event for a refused login but, for a failed TLS handshake,
+    // often only logs it: both are watched.
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {facility} {message}");
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", "librdkafka: {facility} {message}");
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", "librdkafka: {facility} {message}");
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", "librdkafka: {facility} {message}");
+            }
+        }
+        if let Some(what) = refused_step(message) {
+            self.note(what, message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!("librdkafka: {error}: {reason}");
+        let what = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                Some("authentication")
+            }
+            Some(RDKafkaErrorCode::SSL) => Some("the TLS handshake"),
+            _ => refused_step(reason),
+        };
+        if let Some(what) = what {
+            self.note(what, reason);
+        }
+    }
+}
+
+impl ConsumerContext for SecurityWatch {}
+
+/// Connects a throw-away client with `kafka`'s settings and waits until it is let in (`None`),
+/// the broker refuses its login or TLS handshake (`Some`), `stop` is set or `within` has passed
+/// (`None`). Blocking.
+pub fn watch_login(
+    kafka: &KafkaSettings,
+    within: Duration,
+    stop: &AtomicBool,
+) -> Option<SecurityFailure> {
+    let client: BaseConsumer<SecurityWatch> = kafka
+        .common_config()
+        .create_with_context(SecurityWatch::default())
+        .ok()?;
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        // A metadata request makes the client connect and log in; an answer means it is in.
+        if client
+            .fetch_metadata(None, Duration::from_millis(500))
+            .is_ok()
+        {
+            return None;
+        }
+        while client.poll(Duration::ZERO).is_some() {}
+        if let Some(failure) = client.context().failure() {
+            return Some(failure);
+        }
+    }
+    None
 }
 
 /// Creates each topic that does not exist yet; existing topics are left as they are.
@@ -65,10 +211,22 @@ pub async fn ensure_topics(
     let options = AdminOptions::new()
         .request_timeout(Some(ADMIN_TIMEOUT))
         .operation_timeout(Some(ADMIN_TIMEOUT));
-    let results = admin
-        .create_topics(&new_topics, &options)
-        .await
-        .map_err(|source| AdminError::Request { servers, source })?;
+    // When the broker refuses our login or TLS handshake, topic creation merely times out; a
+    // watching client sees the refusal within a second and says why.
+    let stop_watching = Arc::new(AtomicBool::new(false));
+    let mut login = tokio::task::spawn_blocking({
+        let kafka = kafka.clone();
+        let stop = Arc::clone(&stop_watching);
+        move || watch_login(&kafka, ADMIN_TIMEOUT, &stop)
+    });
+    let created = tokio::select! {
+        created = admin.create_topics(&new_topics, &options) => created,
+        Ok(Some(failure)) = &mut login => {
+            return Err(AdminError::Security { servers, failure });
+        }
+    };
+    stop_watching.store(true, Ordering::Relaxed);
+    let results = created.map_err(|source| AdminError::Request { servers, source })?;
     for result in results {
         match result {
             Ok(topic) => tracing::info!(topic, "created topic"),

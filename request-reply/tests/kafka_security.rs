@@ -1,0 +1,275 @@
+//! Kafka security against a real broker with SCRAM listeners (see `support/secure_broker.rs`):
+//! a worker and a requester with the right credentials answer a request over SASL_PLAINTEXT and
+//! over SASL_SSL (a certificate made at test time); a worker with the wrong password stops at
+//! start-up, promptly, with an error that says authentication failed; a client that does not
+//! trust the broker's certificate is refused; and no password shows up in an error or a log line.
+
+#[path = "support/secure_broker.rs"]
+mod secure_broker;
+
+use request_reply::config::{KafkaSettings, TopicSettings};
+use request_reply::contract::{Outcome, RequestKind, SCHEMA_VERSION, Score, ScoreRequest};
+use request_reply::requester::{Client, ReplyContent};
+use request_reply::responder::{Origin, Service, WorkerConfig, WorkerError, run};
+use secure_broker::secure_broker;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Longest a worker with bad credentials may take to give up.
+const FAIL_FAST: Duration = Duration::from_secs(30);
+
+/// Everything logged in this test process (the library's lines and librdkafka's).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn captured_logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        logs
+    })
+}
+
+fn log_text() -> String {
+    String::from_utf8_lossy(
+        &captured_logs()
+            .0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()),
+    )
+    .into_owned()
+}
+
+/// What librdkafka said about logins and handshakes, for failure messages.
+fn security_log_lines() -> String {
+    log_text()
+        .lines()
+        .filter(|line| {
+            let lower = line.to_lowercase();
+            lower.contains("librdkafka")
+                && ["auth", "ssl", "certificate", "sasl"]
+                    .iter()
+                    .any(|word| lower.contains(word))
+        })
+        .take(60)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A worker that scores everyone 42 and names who asked: enough to prove a round trip over an
+/// authenticated listener.
+struct Echo;
+
+impl Service for Echo {
+    const KIND: RequestKind = RequestKind::Score;
+    type Request = ScoreRequest;
+    type Response = Score;
+
+    fn handle(&self, request: ScoreRequest, origin: Origin) -> Score {
+        Score {
+            customer: request.customer,
+            score: 42,
+            explanation: format!("answered from partition {}", origin.partition),
+        }
+    }
+
+    fn handle_text(&self, text: &str, _origin: Origin) -> String {
+        text.to_owned()
+    }
+}
+
+fn unique_topics() -> TopicSettings {
+    let id = request_reply::headers::CorrelationId::generate().key();
+    TopicSettings {
+        prefix: format!("secure-{}.", &id[..8]),
+        ..TopicSettings::default()
+    }
+}
+
+fn worker_config(kafka: KafkaSettings, topics: &TopicSettings) -> WorkerConfig {
+    let mut kafka = kafka;
+    kafka
+        .consumer
+        .insert("group.id".into(), format!("{}echo", topics.prefix));
+    WorkerConfig {
+        kafka,
+        topics: topics.clone(),
+        reset: false,
+        extra_reply_topics: Vec::new(),
+        metrics_listen: None,
+    }
+}
+
+fn score_request(customer: &str) -> ScoreRequest {
+    ScoreRequest {
+        schema_version: SCHEMA_VERSION,
+        customer: customer.into(),
+    }
+}
+
+/// The error and every error it wraps, one per line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str("\n  caused by: ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A worker and a requester with `kafka` exchange one request and reply.
+async fn round_trip(kafka: KafkaSettings, customer: &str) {
+    let topics = unique_topics();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(run(Echo, worker_config(kafka.clone(), &topics), async {
+        let _ = stopped.await;
+    }));
+    let client = Client::connect(&kafka, &topics)
+        .await
+        .unwrap_or_else(|error| panic!("requester over {kafka:?}: {}", chain(&error)));
+    let reply = client
+        .call(
+            RequestKind::Score,
+            &score_request(customer),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("no reply over {kafka:?}: {}", chain(&error)));
+    match &reply.content {
+        ReplyContent::Score(Outcome::Ok(score)) => {
+            assert_eq!((score.customer.as_str(), score.score), (customer, 42));
+        }
+        other => panic!("expected the echo worker's score, got {other:?}"),
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .expect("worker stops after its shutdown signal")
+        .unwrap()
+        .unwrap_or_else(|error| panic!("worker failed: {}", chain(&error)));
+}
+
+#[tokio::test]
+async fn scram_over_sasl_plaintext_answers_a_request() {
+    captured_logs();
+    let broker = secure_broker();
+    round_trip(broker.sasl_settings(&broker.password), "Sasl Plaintext Ltd").await;
+    assert!(
+        !log_text().contains(&broker.password),
+        "password in the logs"
+    );
+}
+
+#[tokio::test]
+async fn scram_over_tls_answers_a_request() {
+    captured_logs();
+    let broker = secure_broker();
+    round_trip(broker.tls_settings(&broker.password), "Tls Ltd").await;
+    assert!(
+        !log_text().contains(&broker.password),
+        "password in the logs"
+    );
+}
+
+/// Runs a worker that must fail at start-up; returns its error text, chain included.
+async fn failing_worker(kafka: KafkaSettings) -> (String, Duration) {
+    let topics = unique_topics();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        FAIL_FAST,
+        run(Echo, worker_config(kafka, &topics), std::future::pending()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("a worker that cannot connect must stop within {FAIL_FAST:?}"));
+    let error: WorkerError = match outcome {
+        Ok(()) => panic!("a worker that cannot connect must not run"),
+        Err(error) => error,
+    };
+    (chain(&error), started.elapsed())
+}
+
+#[tokio::test]
+async fn wrong_password_stops_the_worker_promptly_saying_authentication_failed() {
+    captured_logs();
+    let broker = secure_broker();
+    let wrong = format!("{}-but-wrong", broker.password);
+    let (error, took) = failing_worker(broker.sasl_settings(&wrong)).await;
+    assert!(
+        error.to_lowercase().contains("authentication failed"),
+        "the error must say authentication failed: {error}\nlibrdkafka said:\n{}",
+        security_log_lines()
+    );
+    assert!(
+        !error.contains(&wrong) && !error.contains(&broker.password),
+        "password in the error: {error}"
+    );
+    let logs = log_text();
+    assert!(
+        !logs.contains(&wrong) && !logs.contains(&broker.password),
+        "password in the logs"
+    );
+    eprintln!("wrong password: failed after {took:?} with: {error}");
+}
+
+#[tokio::test]
+async fn unknown_user_over_tls_is_refused_too() {
+    captured_logs();
+    let broker = secure_broker();
+    let mut kafka = broker.tls_settings("whatever-password-9");
+    kafka
+        .common
+        .insert("sasl.username".into(), "nobody-of-that-name".into());
+    let (error, _) = failing_worker(kafka).await;
+    assert!(
+        error.to_lowercase().contains("authentication failed"),
+        "the error must say authentication failed: {error}\nlibrdkafka said:\n{}",
+        security_log_lines()
+    );
+    assert!(
+        !error.contains("whatever-password-9"),
+        "password in the error: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_trust_the_certificate_is_refused() {
+    captured_logs();
+    let broker = secure_broker();
+    let mut kafka = broker.tls_settings(&broker.password);
+    // No CA: the system trust store does not know our test CA, so the handshake must fail.
+    kafka.common.remove("ssl.ca.location");
+    let (error, _) = failing_worker(kafka).await;
+    let lower = error.to_lowercase();
+    assert!(
+        lower.contains("certificate") || lower.contains("ssl"),
+        "the error must name the TLS failure: {error}\nlibrdkafka said:\n{}",
+        security_log_lines()
+    );
+    assert!(
+        !error.contains(&broker.password),
+        "password in the error: {error}"
+    );
+}
