@@ -468,7 +468,7 @@ impl Suite {
         }
         if let Some(metric) = duplicate_metric {
             row.notes.push(format!(
-                "duplicates: {} absorbed per request (the last dashboard's counter says {metric})",
+                "duplicate replies: {} counted in the log (the last dashboard's absorbed-duplicates counter says {metric})",
                 row.duplicates
             ));
         }
