@@ -75,7 +75,8 @@ impl Requester {
     ) -> Result<Self, RequestError> {
         let mut config = kafka.producer_config();
         set_default(&mut config, "enable.idempotence", "true");
-        set_default(&mut config, "linger.ms", "1");
+        // As for the worker's replies: a request leaves at once (see responder.rs).
+        set_default(&mut config, "linger.ms", "0");
         set_default(
             &mut config,
             "message.timeout.ms",

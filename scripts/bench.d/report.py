@@ -72,13 +72,11 @@ def main():
     # one (same measurement: one message produced, then consumed), else the Java tool's.
     base_p50 = one_way["p50_ms"] if one_way else (e2e["p50_ms"] if e2e else None)
     base_name = "bench e2e" if one_way else "EndToEndLatency"
-    for name, label in (("low", "Round trip, low load (library, 1 in flight, defaults)"),
-                        ("profile_latency_low", "Round trip, low load, latency profile (linger.ms=0)")):
-        row = get(name)
-        if not row:
-            if name == "low":
-                add(label, why(name), "", "", "MISSED")
-            continue
+    label = "Round trip, low load (library, 1 in flight, defaults)"
+    row = get("low")
+    if not row:
+        add(label, why("low"), "", "", "MISSED")
+    else:
         limit = 2 * base_p50 + 1 if base_p50 is not None else None
         ratio = f"p50 = {row['p50_ms'] / base_p50:.1f}x one-way p50" if base_p50 else ""
         ok = (limit is None or row["p50_ms"] <= limit) and row["p99_ms"] <= 20 and not problems(row)
@@ -173,7 +171,7 @@ def main():
         add("Worker start to first reply", why("startup_1"), "<= 2,000 ms", "", "MISSED")
 
     # Profiles.
-    for profile in ("default", "latency", "throughput"):
+    for profile in ("throughput", "bulk"):
         low_p, high_p = get(f"profile_{profile}_low"), get(f"profile_{profile}_high")
         if low_p or high_p:
             text = []
