@@ -9,9 +9,8 @@
 #[allow(dead_code)]
 mod common;
 
-use common::peers::{self, PeerProcess, Workers};
+use common::peers::{self, ForeignResponder, PeerProcess, Workers};
 use common::{Dashboard, http_client, post_api, wait_api};
-use futures::future::join_all;
 use request_reply::config::TopicSettings;
 use request_reply::contract::RequestKind;
 use request_reply::headers::{self, CorrelationId};
@@ -241,8 +240,8 @@ async fn nestjs_client_kafka_calls_our_workers_and_every_call_completes() {
 }
 
 /// The NestJS responder's score: 100 + the sum of the name's UTF-16 code units, mod 9900.
-fn nest_score(customer: &str) -> u32 {
-    100 + customer.encode_utf16().map(u32::from).sum::<u32>() % 9900
+fn nest_score(customer: &str) -> i64 {
+    100 + customer.encode_utf16().map(i64::from).sum::<i64>() % 9900
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -268,25 +267,13 @@ async fn our_dashboard_gets_replies_and_errors_from_a_nestjs_message_pattern_res
     let dashboard = Dashboard::start(testkit::kafka(), &settings, Duration::from_secs(60)).await;
     dashboard.wait_ready(&http).await;
 
-    let half = CALLS / 2;
-    let invoice = |i: usize| {
-        json!({"customer": format!("Nest buyer {i}"),
-               "lines": [{"description": "Widget", "quantity": i + 1, "unit_price_cents": 1250}]})
+    let nest = ForeignResponder {
+        buyer: "Nest buyer",
+        unit_price_cents: 1250,
+        score: nest_score,
+        explanation_prefix: "NestJS responder",
     };
-    let invoice_ids = join_all((0..half).map(|i| {
-        let body = invoice(i);
-        let (http, dashboard) = (&http, &dashboard);
-        async move { post_api(http, dashboard, "/api/invoices", &body).await }
-    }))
-    .await;
-    let score_ids = join_all((0..half).map(|i| {
-        let (http, dashboard) = (&http, &dashboard);
-        async move {
-            let body = json!({"customer": format!("Nest buyer {i}")});
-            post_api(http, dashboard, "/api/scores", &body).await
-        }
-    }))
-    .await;
+    let (invoice_ids, score_ids) = nest.exchange(&http, &dashboard, CALLS).await;
     let refused = post_api(
         &http,
         &dashboard,
@@ -301,39 +288,6 @@ async fn our_dashboard_gets_replies_and_errors_from_a_nestjs_message_pattern_res
         &json!({"customer": "Crash Ltd"}),
     )
     .await;
-
-    let mut numbers = HashSet::new();
-    for (i, id) in invoice_ids.iter().enumerate() {
-        let state = wait_api(&http, &dashboard, id).await;
-        assert_eq!(state["status"], "completed", "{state}");
-        let reply = &state["reply"]["ok"];
-        assert_eq!(reply["customer"], format!("Nest buyer {i}"), "{state}");
-        let subtotal = (i as u64 + 1) * 1250;
-        assert_eq!(reply["subtotal_cents"], subtotal, "{state}");
-        assert_eq!(
-            reply["total_cents"],
-            subtotal + (subtotal * 1000 + 5000) / 10000,
-            "{state}"
-        );
-        assert!(numbers.insert(reply["number"].as_u64().unwrap()), "{state}");
-    }
-    for (i, id) in score_ids.iter().enumerate() {
-        let state = wait_api(&http, &dashboard, id).await;
-        assert_eq!(state["status"], "completed", "{state}");
-        let customer = format!("Nest buyer {i}");
-        assert_eq!(
-            state["reply"]["ok"]["customer"],
-            customer.as_str(),
-            "{state}"
-        );
-        assert_eq!(
-            state["reply"]["ok"]["score"],
-            nest_score(&customer),
-            "{state}"
-        );
-        let explanation = state["reply"]["ok"]["explanation"].as_str().unwrap();
-        assert!(explanation.starts_with("NestJS responder"), "{state}");
-    }
     // RpcException({code, message}): kafka_nest-err holds our error body, shown as it is.
     let state = wait_api(&http, &dashboard, &refused).await;
     assert_eq!(state["status"], "failed", "{state}");

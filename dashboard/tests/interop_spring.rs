@@ -9,9 +9,8 @@
 #[allow(dead_code)]
 mod common;
 
-use common::peers::{self, PeerProcess, Workers};
+use common::peers::{self, ForeignResponder, PeerProcess, Workers};
 use common::{Dashboard, http_client, post_api, wait_api};
-use futures::future::join_all;
 use request_reply::config::TopicSettings;
 use request_reply::contract::RequestKind;
 use request_reply::headers::{self, CorrelationId};
@@ -299,24 +298,13 @@ async fn our_dashboard_gets_replies_and_errors_from_a_spring_sendto_responder() 
     let dashboard = Dashboard::start(testkit::kafka(), &settings, Duration::from_secs(60)).await;
     dashboard.wait_ready(&http).await;
 
-    let half = CALLS / 2;
-    let invoice_ids = join_all((0..half).map(|i| {
-        let (http, dashboard) = (&http, &dashboard);
-        async move {
-            let body = json!({"customer": format!("Spring buyer {i}"),
-                              "lines": [{"description": "Gadget", "quantity": i + 1, "unit_price_cents": 1999}]});
-            post_api(http, dashboard, "/api/invoices", &body).await
-        }
-    }))
-    .await;
-    let score_ids = join_all((0..half).map(|i| {
-        let (http, dashboard) = (&http, &dashboard);
-        async move {
-            let body = json!({"customer": format!("Spring buyer {i}")});
-            post_api(http, dashboard, "/api/scores", &body).await
-        }
-    }))
-    .await;
+    let spring = ForeignResponder {
+        buyer: "Spring buyer",
+        unit_price_cents: 1999,
+        score: spring_score,
+        explanation_prefix: "Spring responder",
+    };
+    let (invoice_ids, score_ids) = spring.exchange(&http, &dashboard, CALLS).await;
     let refused = post_api(
         &http,
         &dashboard,
@@ -325,39 +313,6 @@ async fn our_dashboard_gets_replies_and_errors_from_a_spring_sendto_responder() 
         "lines": [{"description": "Gadget", "quantity": 1, "unit_price_cents": 1}]}),
     )
     .await;
-
-    let mut numbers = HashSet::new();
-    for (i, id) in invoice_ids.iter().enumerate() {
-        let state = wait_api(&http, &dashboard, id).await;
-        assert_eq!(state["status"], "completed", "{state}");
-        let reply = &state["reply"]["ok"];
-        assert_eq!(reply["customer"], format!("Spring buyer {i}"), "{state}");
-        let subtotal = (i as u64 + 1) * 1999;
-        assert_eq!(reply["subtotal_cents"], subtotal, "{state}");
-        assert_eq!(
-            reply["total_cents"],
-            subtotal + (subtotal * 1000 + 5000) / 10000,
-            "{state}"
-        );
-        assert!(numbers.insert(reply["number"].as_u64().unwrap()), "{state}");
-    }
-    for (i, id) in score_ids.iter().enumerate() {
-        let state = wait_api(&http, &dashboard, id).await;
-        assert_eq!(state["status"], "completed", "{state}");
-        let customer = format!("Spring buyer {i}");
-        assert_eq!(
-            state["reply"]["ok"]["customer"],
-            customer.as_str(),
-            "{state}"
-        );
-        assert_eq!(
-            state["reply"]["ok"]["score"],
-            spring_score(&customer),
-            "{state}"
-        );
-        let explanation = state["reply"]["ok"]["explanation"].as_str().unwrap();
-        assert!(explanation.starts_with("Spring responder"), "{state}");
-    }
     // Spring itself answers a failed listener with nothing; the peer's KafkaListenerErrorHandler
     // answers with the contract's error reply, which the dashboard shows as it is.
     let state = wait_api(&http, &dashboard, &refused).await;

@@ -232,12 +232,15 @@ pub async fn wait_api(http: &reqwest::Client, dashboard: &Dashboard, id: &str) -
 /// processes, both workers in-process with a config of the test's choosing, and the topics.
 #[allow(dead_code)]
 pub mod peers {
-    use super::{Running, until};
+    use super::{Dashboard, Running, post_api, until, wait_api};
+    use futures::future::join_all;
     use request_reply::config::TopicSettings;
     use request_reply::contract::RequestKind;
     use request_reply::responder::WorkerConfig;
     use request_reply::testkit;
     use serde_json::Value;
+    use serde_json::json;
+    use std::collections::HashSet;
     use std::fs::File;
     use std::io::Write;
     use std::path::{Path, PathBuf};
@@ -407,6 +410,72 @@ pub mod peers {
                 let _ = std::io::stderr().lock().write_all(self.output().as_bytes());
             }
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// A request/reply responder from another ecosystem (Spring, NestJS) standing in for our workers
+    /// behind our dashboard, described by what it computes so its replies can be checked.
+    pub struct ForeignResponder {
+        /// Customers are named `"<buyer> <i>"`.
+        pub buyer: &'static str,
+        /// Invoice `i` has one line of `i + 1` items at this price.
+        pub unit_price_cents: u64,
+        /// The peer's own scoring rule, written again here.
+        pub score: fn(&str) -> i64,
+        /// How the peer's score explanations begin.
+        pub explanation_prefix: &'static str,
+    }
+
+    impl ForeignResponder {
+        /// Sends `calls / 2` invoices and as many scores through the dashboard's JSON API at once,
+        /// checks that each completes with what the peer computes (invoice numbers all different),
+        /// and returns the correlation IDs of the invoices and of the scores.
+        pub async fn exchange(
+            &self,
+            http: &reqwest::Client,
+            dashboard: &Dashboard,
+            calls: usize,
+        ) -> (Vec<String>, Vec<String>) {
+            let half = calls / 2;
+            let customer = |i: usize| format!("{} {i}", self.buyer);
+            let invoice_ids = join_all((0..half).map(|i| {
+                let body = json!({"customer": customer(i),
+                    "lines": [{"description": "Widget", "quantity": i + 1,
+                               "unit_price_cents": self.unit_price_cents}]});
+                async move { post_api(http, dashboard, "/api/invoices", &body).await }
+            }))
+            .await;
+            let score_ids = join_all((0..half).map(|i| {
+                let body = json!({"customer": customer(i)});
+                async move { post_api(http, dashboard, "/api/scores", &body).await }
+            }))
+            .await;
+
+            let mut numbers = HashSet::new();
+            for (i, id) in invoice_ids.iter().enumerate() {
+                let state = wait_api(http, dashboard, id).await;
+                assert_eq!(state["status"], "completed", "{state}");
+                let reply = &state["reply"]["ok"];
+                assert_eq!(reply["customer"], customer(i), "{state}");
+                let subtotal = (i as u64 + 1) * self.unit_price_cents;
+                assert_eq!(reply["subtotal_cents"], subtotal, "{state}");
+                assert_eq!(
+                    reply["total_cents"],
+                    subtotal + (subtotal * 1000 + 5000) / 10000,
+                    "{state}"
+                );
+                assert!(numbers.insert(reply["number"].as_u64().unwrap()), "{state}");
+            }
+            for (i, id) in score_ids.iter().enumerate() {
+                let state = wait_api(http, dashboard, id).await;
+                assert_eq!(state["status"], "completed", "{state}");
+                let reply = &state["reply"]["ok"];
+                assert_eq!(reply["customer"], customer(i), "{state}");
+                assert_eq!(reply["score"], (self.score)(&customer(i)), "{state}");
+                let explanation = reply["explanation"].as_str().unwrap();
+                assert!(explanation.starts_with(self.explanation_prefix), "{state}");
+            }
+            (invoice_ids, score_ids)
         }
     }
 }
