@@ -23,8 +23,8 @@ pub struct ReadBack {
 }
 
 /// The message at `topic`/`partition`/`offset`. Errors say, for people, why it cannot be shown:
-/// [`AppError::Gone`] when retention removed it, [`AppError::Unavailable`] when Kafka did not
-/// answer in time.
+/// [`AppError::Gone`] when retention removed it, [`AppError::Unavailable`] when Kafka is known
+/// to be unreachable or did not answer in time.
 pub async fn read_back(
     state: &AppState,
     what: &str,
@@ -32,6 +32,13 @@ pub async fn read_back(
     partition: i32,
     offset: i64,
 ) -> Result<ReadBack, AppError> {
+    // Waiting out the deadline while the banner already says Kafka is down would only make the
+    // page slow.
+    if !state.broker_status().reachable {
+        return Err(AppError::Unavailable(format!(
+            "The {what} message cannot be read back while Kafka is unreachable."
+        )));
+    }
     let reader = state.reader();
     let position = (topic.to_owned(), partition, offset);
     let result = tokio::task::spawn_blocking(move || {
