@@ -15,6 +15,9 @@ pub enum AppError {
     /// What was not found, in words.
     #[error("{0}")]
     NotFound(String),
+    /// Was there, is no more: a message retention removed from Kafka.
+    #[error("{0}")]
+    Gone(String),
     /// Kafka is unreachable or the reply listener is not ready.
     #[error("{0}")]
     Unavailable(String),
@@ -36,6 +39,7 @@ impl AppError {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Gone(_) => StatusCode::GONE,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod forms;
 mod metrics;
+mod records;
 mod routes;
 pub mod security;
 pub mod store;
@@ -17,7 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use request_reply::admin::{SecurityWatch, ensure_request_and_reply_topics};
 use request_reply::config::{ConfigError, ConfigFile, EnvOverride, KafkaSettings, TopicSettings};
 use request_reply::contract::{RequestKind, Topics};
-use request_reply::history::read_recent;
+use request_reply::history::{LogMessage, RecordReader, read_recent};
 use request_reply::requester::{
     Positions, ReplyListener, RequestError, Requester, SentRequest, StartAt,
 };
@@ -173,6 +174,8 @@ struct Shared {
     store: Store,
     metrics: metrics::DashboardMetrics,
     requester: Requester,
+    /// Reads requests and replies back from Kafka for the detail page and the API.
+    reader: Arc<RecordReader>,
     broker: watch::Sender<BrokerStatus>,
     /// Flips to true when the server is shutting down, so live-update streams end.
     stopping: watch::Sender<bool>,
@@ -189,6 +192,7 @@ impl AppState {
             SEND_TIMEOUT,
         )
         .context("cannot create the Kafka producer")?;
+        let reader = RecordReader::new(&config.kafka).context("cannot create the Kafka reader")?;
         let (broker, _) = watch::channel(BrokerStatus {
             reachable: false,
             listening: false,
@@ -200,9 +204,14 @@ impl AppState {
         let (stopping, _) = watch::channel(false);
         let security = security::Keys::generate(config.auth_token.clone())?;
         Ok(AppState(Arc::new(Shared {
-            store: Store::new(config.request_timeout, config.history_limit),
+            store: Store::new(
+                Topics::with_prefix(&config.topics.prefix),
+                config.request_timeout,
+                config.history_limit,
+            ),
             metrics: metrics::DashboardMetrics::default(),
             requester,
+            reader: Arc::new(reader),
             broker,
             stopping,
             security,
@@ -224,6 +233,10 @@ impl AppState {
 
     pub fn requester(&self) -> &Requester {
         &self.0.requester
+    }
+
+    pub(crate) fn reader(&self) -> Arc<RecordReader> {
+        Arc::clone(&self.0.reader)
     }
 
     pub fn broker_status(&self) -> BrokerStatus {
@@ -249,42 +262,46 @@ impl AppState {
     }
 
     /// Rebuilds the history from the log: requests made before this process started, and the
-    /// replies to them, including those that arrived while it was down. Returns where the reply
-    /// topics ended, so the live listener continues exactly there.
+    /// replies to them, including those that arrived while it was down. Each message is reduced
+    /// to the store's index entry as it is read, so the rebuild never holds the window's
+    /// payloads. Returns where the reply topics ended, so the live listener continues exactly
+    /// there.
     async fn restore_history(&self) -> Result<Positions, RequestError> {
         let config = &self.0.config;
-        let window = read_recent(&config.kafka, &config.topics, config.history_limit).await?;
-        let (requests, replies) = (window.requests.len(), window.replies.len());
-        for request in window.requests {
-            let body = request
-                .payload
-                .as_deref()
-                .and_then(|payload| serde_json::from_slice(payload).ok())
-                .unwrap_or(serde_json::Value::Null);
-            let sent = SentRequest {
-                topic: request.topic,
-                partition: request.partition,
-                offset: request.offset,
-            };
-            let id = request.correlation_id.key();
-            let created_at = request
-                .timestamp_ms
-                .map_or_else(SystemTime::now, kafka_time);
-            self.store()
-                .insert_historic(&id, request.kind, body, created_at, sent);
-            let headers: Vec<(String, Vec<u8>)> = request
-                .headers
-                .iter()
-                .filter_map(|(key, value)| Some((key.to_owned(), value?.to_vec())))
-                .collect();
-            self.store().set_request_headers(&id, &headers);
-        }
-        for (reply, timestamp_ms) in window.replies {
-            self.store()
-                .record_historic_reply(reply, timestamp_ms.map(kafka_time));
-        }
+        let (mut requests, mut replies) = (0_usize, 0_usize);
+        let reply_ends = read_recent(
+            &config.kafka,
+            &config.topics,
+            config.history_limit,
+            |message| match message {
+                LogMessage::Request(request) => {
+                    requests += 1;
+                    let created_at = request
+                        .timestamp_ms
+                        .map_or_else(SystemTime::now, kafka_time);
+                    let sent = SentRequest {
+                        topic: request.topic,
+                        partition: request.partition,
+                        offset: request.offset,
+                    };
+                    self.store().insert_historic(
+                        &request.correlation_id,
+                        request.kind,
+                        request.payload.as_deref().unwrap_or_default(),
+                        created_at,
+                        &sent,
+                    );
+                }
+                LogMessage::Reply(reply, timestamp_ms) => {
+                    replies += 1;
+                    self.store()
+                        .record_historic_reply(reply, timestamp_ms.map(kafka_time));
+                }
+            },
+        )
+        .await?;
         tracing::info!(requests, replies, "history rebuilt from the log");
-        Ok(window.reply_ends)
+        Ok(reply_ends)
     }
 
     /// Sets up the reply listener (retrying while Kafka is unreachable), then feeds every reply

@@ -3,6 +3,7 @@
 use crate::AppState;
 use crate::error::{ApiError, AppError};
 use crate::forms::{InvoiceForm, ScoreForm, parse_json_request};
+use crate::records;
 use crate::security;
 use crate::store::{RequestRecord, Status};
 use crate::views::{
@@ -64,7 +65,7 @@ fn banner(state: &AppState) -> BannerView {
 fn home_page(state: &AppState, filter: Filter) -> IndexPage {
     let rows = state
         .store()
-        .recent(RECENT_ROWS, |record| filter.matches(record))
+        .recent(RECENT_ROWS, |kind, status| filter.matches(kind, status))
         .iter()
         .map(RowView::from)
         .collect();
@@ -105,8 +106,7 @@ async fn submit<T: Serialize>(
     let message = state
         .requester()
         .request_message(kind, &correlation_id, request, &trace);
-    let body = serde_json::to_value(request).map_err(|error| AppError::Internal(error.into()))?;
-    state.store().insert_pending(&id, kind, body);
+    state.store().insert_pending(&id, kind, &message.payload);
     let span =
         tracing::info_span!("request", correlation_id = %id, trace_id = %trace.trace_id_hex());
     match state
@@ -119,7 +119,7 @@ async fn submit<T: Serialize>(
             span.in_scope(|| {
                 tracing::info!(%kind, partition = sent.partition, offset = sent.offset, "request sent");
             });
-            state.store().mark_sent(&id, sent, &message.headers);
+            state.store().mark_sent(&id, &sent);
             state.metrics().request_sent(kind);
             Ok(id)
         }
@@ -127,7 +127,7 @@ async fn submit<T: Serialize>(
             span.in_scope(|| tracing::warn!(%error, "request not sent"));
             state
                 .store()
-                .mark_send_failed(&id, format!("not sent: {error}"));
+                .mark_send_failed(&id, &format!("not sent: {error}"));
             Err(AppError::Unavailable(format!(
                 "The request could not be sent to Kafka: {error}"
             )))
@@ -179,12 +179,41 @@ async fn submit_score_form(
     }
 }
 
+/// The detail page: what the store knows, and the request and reply messages in full, read
+/// back from Kafka. A message that cannot be read is explained on the page, not turned into an
+/// error page: the rest of what is known is still worth showing.
 async fn request_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<RequestPage, AppError> {
     let record = state.store().get(&id).ok_or_else(|| unknown_request(&id))?;
-    Ok(RequestPage::new(banner(&state), &record))
+    let request = match &record.sent {
+        Some(sent) => Some(
+            records::read_back(&state, "request", &sent.topic, sent.partition, sent.offset)
+                .await
+                .map(Ok)
+                .or_else(shown_on_page)?,
+        ),
+        None => None,
+    };
+    let reply = match &record.reply {
+        Some(reply) => Some(
+            records::read_back(&state, "reply", &reply.topic, reply.partition, reply.offset)
+                .await
+                .map(Ok)
+                .or_else(shown_on_page)?,
+        ),
+        None => None,
+    };
+    Ok(RequestPage::new(banner(&state), &record, request, reply))
+}
+
+/// Why a message is missing, for the page to say in its place; internal errors still fail.
+fn shown_on_page<T>(error: AppError) -> Result<Result<T, String>, AppError> {
+    match error {
+        AppError::Internal(_) => Err(error),
+        other => Ok(Err(other.to_string())),
+    }
 }
 
 /// Answer of `POST /api/invoices` and `POST /api/scores`.
@@ -252,8 +281,12 @@ struct RequestState {
     error: Option<String>,
 }
 
-impl From<RequestRecord> for RequestState {
-    fn from(record: RequestRecord) -> Self {
+impl RequestState {
+    fn new(
+        record: RequestRecord,
+        request: serde_json::Value,
+        reply: Option<serde_json::Value>,
+    ) -> Self {
         RequestState {
             correlation_id: record.id,
             kind: record.kind,
@@ -263,8 +296,8 @@ impl From<RequestRecord> for RequestState {
             round_trip_ms: record
                 .round_trip
                 .map(|elapsed| elapsed.as_secs_f64() * 1000.0),
-            request: record.request,
-            reply: record.reply.map(|reply| reply.body),
+            request,
+            reply,
             error: record.error,
         }
     }
@@ -281,7 +314,9 @@ async fn api_request(
         .wait_for_reply(&id, wait)
         .await
         .ok_or_else(|| unknown_request(&id))?;
-    Ok(axum::Json(RequestState::from(record)))
+    let request = records::request_json(&state, &record).await?;
+    let reply = records::reply_json(&state, &record).await?;
+    Ok(axum::Json(RequestState::new(record, request, reply)))
 }
 
 /// Server-sent events: `request` (a re-rendered table row), `uncorrelated` (a feed entry) and

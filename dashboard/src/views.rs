@@ -2,9 +2,11 @@
 
 use crate::BrokerStatus;
 use crate::forms::{FieldError, InvoiceForm, ScoreForm};
+use crate::records::{self, ReadBack};
 use crate::store::{RequestRecord, Status, UncorrelatedReply};
 use askama::Template;
 use askama_web::WebTemplate;
+use request_reply::contract::RequestKind;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How many requests the home page lists.
@@ -148,9 +150,9 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn matches(&self, record: &RequestRecord) -> bool {
-        (self.kind.is_empty() || self.kind == record.kind.as_str())
-            && (self.status.is_empty() || self.status == record.status.as_str())
+    pub fn matches(&self, kind: RequestKind, status: Status) -> bool {
+        (self.kind.is_empty() || self.kind == kind.as_str())
+            && (self.status.is_empty() || self.status == status.as_str())
     }
 
     pub fn is_active(&self) -> bool {
@@ -267,6 +269,7 @@ pub struct UncorrelatedFragment<'a> {
 #[derive(Clone, Debug)]
 pub struct KafkaMeta {
     pub position: String,
+    /// Empty when the message could not be read back.
     pub headers: Vec<(String, String)>,
 }
 
@@ -275,35 +278,81 @@ pub struct KafkaMeta {
 pub struct RequestPage {
     pub banner: BannerView,
     pub row: RowView,
-    pub request_json: String,
+    pub request_json: Option<String>,
     pub request_meta: Option<KafkaMeta>,
+    /// Why the request message is not shown, when it cannot be read back.
+    pub request_notice: Option<String>,
     pub reply_body: Option<String>,
     pub reply_meta: Option<KafkaMeta>,
+    /// Why the reply message is not shown, when it cannot be read back.
+    pub reply_notice: Option<String>,
 }
 
 impl RequestPage {
-    pub fn new(banner: BannerView, record: &RequestRecord) -> Self {
+    /// `request` and `reply` are the messages read back from Kafka (or why they could not be),
+    /// `None` when there is none yet. A message that cannot be read falls back on the payload
+    /// the store still holds for recent requests.
+    pub fn new(
+        banner: BannerView,
+        record: &RequestRecord,
+        request: Option<Result<ReadBack, String>>,
+        reply: Option<Result<ReadBack, String>>,
+    ) -> Self {
         let pretty =
             |value: &serde_json::Value| serde_json::to_string_pretty(value).unwrap_or_default();
+        let cached = |json: &Option<std::sync::Arc<[u8]>>| {
+            json.as_deref()
+                .and_then(|json| serde_json::from_slice::<serde_json::Value>(json).ok())
+        };
+        let (request_json, request_headers, request_notice) = match request {
+            Some(Ok(read)) => (
+                Some(pretty(&records::request_value(&read.message))),
+                read.headers,
+                None,
+            ),
+            Some(Err(notice)) => (
+                cached(&record.request_json).map(|json| pretty(&json)),
+                Vec::new(),
+                Some(notice),
+            ),
+            None => (
+                cached(&record.request_json).map(|json| pretty(&json)),
+                Vec::new(),
+                None,
+            ),
+        };
+        let reply_text = |body: serde_json::Value| match body.get("text") {
+            Some(serde_json::Value::String(text)) => text.clone(),
+            _ => pretty(&body),
+        };
+        let (reply_body, reply_headers, reply_notice) = match (reply, &record.reply) {
+            (Some(Ok(read)), Some(meta)) => (
+                Some(reply_text(records::reply_value(meta.kind, &read.message))),
+                read.headers,
+                None,
+            ),
+            (Some(Err(notice)), _) => (
+                cached(&record.reply_json).map(reply_text),
+                Vec::new(),
+                Some(notice),
+            ),
+            _ => (None, Vec::new(), None),
+        };
         RequestPage {
             banner,
             row: RowView::from(record),
-            request_json: pretty(&record.request),
+            request_json,
             request_meta: record.sent.as_ref().map(|sent| KafkaMeta {
                 position: format!("{}/{}/{}", sent.topic, sent.partition, sent.offset),
-                headers: record.request_headers.clone(),
+                headers: request_headers,
             }),
-            reply_body: record
-                .reply
-                .as_ref()
-                .map(|reply| match reply.body.get("text") {
-                    Some(serde_json::Value::String(text)) => text.clone(),
-                    _ => pretty(&reply.body),
-                }),
+            request_notice,
+            reply_body,
             reply_meta: record.reply.as_ref().map(|reply| KafkaMeta {
                 position: format!("{}/{}/{}", reply.topic, reply.partition, reply.offset),
-                headers: reply.headers.clone(),
+                headers: reply_headers,
             }),
+            reply_notice,
         }
     }
 }

@@ -555,6 +555,33 @@ async fn a_restarted_dashboard_rebuilds_its_history_from_the_log() {
         assert_eq!(state["request"]["customer"], customer.as_str());
         assert!(state["round_trip_ms"].as_f64().unwrap() > 0.0, "{state}");
     }
+    // The detail page of a rebuilt request holds nothing in memory: request and reply are
+    // read back from Kafka by their positions, with their headers.
+    let (id, customer) = &sent[0];
+    let html = second
+        .http
+        .get(second.dashboard.url(&format!("/requests/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let request_body = section(&html, "<pre id=\"request-body\">");
+    assert!(
+        request_body.contains(&format!("&#34;customer&#34;: &#34;{customer}&#34;")),
+        "request payload not shown: {html}"
+    );
+    let reply_body = section(&html, "<pre id=\"reply-body\">");
+    assert!(
+        reply_body.contains("&#34;total_cents&#34;: 110"),
+        "reply payload not shown: {html}"
+    );
+    assert_eq!(
+        html.matches(&format!("<code>{id}</code></td>")).count(),
+        2,
+        "both messages' kafka_correlationId headers: {html}"
+    );
     // And it goes on live from where the log ended.
     let after = second
         .post_api("/api/scores", &json!({"customer": "after-restart"}))
@@ -579,4 +606,85 @@ async fn a_restarted_dashboard_rebuilds_its_history_from_the_log() {
         worker.await.unwrap().unwrap();
     }
     second.stop().await;
+}
+
+/// The text of a `<pre>` block that starts with `opening`.
+fn section<'a>(html: &'a str, opening: &str) -> &'a str {
+    let start = html
+        .find(opening)
+        .unwrap_or_else(|| panic!("no {opening} in {html}"))
+        + opening.len();
+    html[start..].split("</pre>").next().unwrap()
+}
+
+/// The detail page reads the messages back from Kafka; once retention has removed them it says
+/// so, with what the dashboard still knows, instead of failing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_detail_page_says_when_kafka_no_longer_has_the_messages() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+    let system = System::start().await;
+    let id = system
+        .post_api("/api/scores", &json!({"customer": "Ephemeral"}))
+        .await;
+    let state = system.wait_api(&id).await;
+    assert_eq!(state["status"], "completed", "{state}");
+    let page = |id: String| {
+        let url = system.dashboard.url(&format!("/requests/{id}"));
+        let http = system.http.clone();
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    let (status, html) = page(id.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        section(&html, "<pre id=\"request-body\">").contains("Ephemeral"),
+        "{html}"
+    );
+    assert!(
+        section(&html, "<pre id=\"reply-body\">").contains("&#34;score&#34;"),
+        "{html}"
+    );
+    assert!(!html.contains("no longer in Kafka"), "{html}");
+
+    // What retention does, at once: every record of both topics deleted.
+    let admin: AdminClient<DefaultClientContext> =
+        testkit::kafka().common_config().create().unwrap();
+    let topics = testkit::topics(&system.topics);
+    let mut everything = TopicPartitionList::new();
+    for topic in [
+        topics.request(RequestKind::Score),
+        topics.reply(RequestKind::Score),
+    ] {
+        for partition in 0..system.topics.partitions {
+            everything
+                .add_partition_offset(&topic, partition, Offset::End)
+                .unwrap();
+        }
+    }
+    let deleted = admin
+        .delete_records(&everything, &AdminOptions::new())
+        .await
+        .unwrap();
+    for element in deleted.elements() {
+        assert!(element.error().is_ok(), "{element:?}");
+    }
+
+    let (status, html) = page(id.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_eq!(
+        html.matches("message is no longer in Kafka").count(),
+        2,
+        "request and reply both explained: {html}"
+    );
+    // What the store knows is still shown: status, outcome, positions.
+    assert!(html.contains("data-status=\"completed\""), "{html}");
+    let score = score_calculator::score_of("Ephemeral");
+    assert!(html.contains(&format!("Score {score}")), "{html}");
+    assert!(html.contains(&topics.reply(RequestKind::Score)), "{html}");
+    system.stop().await;
 }

@@ -1,21 +1,22 @@
 //! Reading the recent past of the request and reply topics, so a requester that restarts can
-//! rebuild what it knew: the log is the source of truth, there is no database.
+//! rebuild what it knew, and single messages back by position, so it need not keep what the log
+//! already holds: the log is the source of truth, there is no database.
 
 use crate::config::{KafkaSettings, TopicSettings};
 use crate::contract::{RequestKind, Topics};
 use crate::headers::{self, CorrelationId};
 use crate::kafka::{HeaderList, set_default};
 use crate::requester::{IncomingReply, Positions, RequestError};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Bound on each metadata and watermark look-up; new topics may need a moment for leaders.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on reading the whole window.
+/// Bound on each pass over the window (requests, then replies).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A correlated request as read back from a request topic.
@@ -32,16 +33,24 @@ pub struct RecordedRequest {
     pub payload: Option<Vec<u8>>,
 }
 
-/// What the log held when it was read.
-#[derive(Debug, Default)]
-pub struct LogWindow {
-    /// Correlated requests, oldest first (by Kafka timestamp).
-    pub requests: Vec<RecordedRequest>,
-    /// Replies with their Kafka timestamps (milliseconds), in the order read.
-    pub replies: Vec<(IncomingReply, Option<i64>)>,
-    /// Where each reply partition ended: a listener started here misses and repeats nothing.
-    pub reply_ends: Positions,
+/// One message of the log window, handed over as soon as it is read.
+#[derive(Debug)]
+pub enum LogMessage {
+    /// A correlated request. Every request comes before every reply, but requests of different
+    /// partitions interleave: they are not in timestamp order.
+    Request(RecordedRequest),
+    /// A reply with its Kafka timestamp (milliseconds since the epoch).
+    Reply(IncomingReply, Option<i64>),
 }
+
+/// Prefetch bounds of the history reader unless config.ini sets them: librdkafka's defaults
+/// queue up to 64 MiB ahead, which a reader that only wants to go through the window once and
+/// keep little of it does not need.
+const HISTORY_QUEUE_KBYTES: &str = "1024";
+/// Per partition and fetch, so the fetch responses in flight stay small too.
+const HISTORY_PARTITION_FETCH_BYTES: &str = "262144";
+/// With a small queue, librdkafka's default 1 s pause after the queue fills would dominate.
+const HISTORY_QUEUE_BACKOFF_MS: &str = "10";
 
 /// Each partition of `topic` with its low and high watermarks, retried while the topic is new.
 pub(crate) fn partition_watermarks(
@@ -82,15 +91,35 @@ fn try_partition_watermarks(
 }
 
 /// Reads the last `per_partition` messages of every partition of the request and reply topics,
-/// up to where they ended when this was called.
+/// up to where they ended when this was called, and hands each one to `on_message` as it is
+/// read: the window is never held in memory at once, so a large history costs the caller only
+/// what it keeps of each message. All requests are handed over before any reply, so a reply
+/// always finds its request. Returns where each reply partition ended: a listener started there
+/// misses and repeats nothing.
 pub async fn read_recent(
     kafka: &KafkaSettings,
     settings: &TopicSettings,
     per_partition: usize,
-) -> Result<LogWindow, RequestError> {
+    mut on_message: impl FnMut(LogMessage),
+) -> Result<Positions, RequestError> {
     let topics = Topics::with_prefix(&settings.prefix);
     let mut config = kafka.consumer_config();
     set_default(&mut config, "group.id", "dashboard");
+    set_default(
+        &mut config,
+        "queued.max.messages.kbytes",
+        HISTORY_QUEUE_KBYTES,
+    );
+    set_default(
+        &mut config,
+        "fetch.queue.backoff.ms",
+        HISTORY_QUEUE_BACKOFF_MS,
+    );
+    set_default(
+        &mut config,
+        "max.partition.fetch.bytes",
+        HISTORY_PARTITION_FETCH_BYTES,
+    );
     config.set("enable.auto.commit", "false");
     config.set("enable.auto.offset.store", "false");
     let consumer: StreamConsumer = config.create().map_err(RequestError::Client)?;
@@ -122,32 +151,45 @@ pub async fn read_recent(
     .map_err(|_| RequestError::ListenerStopped)?
     .map_err(RequestError::Lookup)?;
 
-    let mut assignment = TopicPartitionList::new();
-    let mut unfinished: HashMap<(String, i32), i64> = HashMap::new();
-    for ((topic, partition), (start, high)) in &ends {
-        if start < high {
-            assignment
-                .add_partition_offset(topic, *partition, Offset::Offset(*start))
-                .map_err(RequestError::Lookup)?;
-            unfinished.insert((topic.clone(), *partition), *high);
-        }
-    }
-    let mut log = LogWindow {
-        reply_ends: ends
+    let is_request_topic = |topic: &str| {
+        names
             .iter()
-            .filter(|((topic, _), _)| {
-                names
-                    .iter()
-                    .any(|(name, _, is_request)| name == topic && !is_request)
-            })
-            .map(|(key, (_, high))| (key.clone(), *high))
-            .collect(),
-        ..LogWindow::default()
+            .any(|(name, _, is_request)| name == topic && *is_request)
     };
-    if unfinished.is_empty() {
-        return Ok(log);
+    let reply_ends = ends
+        .iter()
+        .filter(|((topic, _), _)| !is_request_topic(topic))
+        .map(|(key, (_, high))| (key.clone(), *high))
+        .collect();
+    // Requests first, then replies: two passes over one consumer.
+    for requests in [true, false] {
+        let mut assignment = TopicPartitionList::new();
+        let mut unfinished: HashMap<(String, i32), i64> = HashMap::new();
+        for ((topic, partition), (start, high)) in &ends {
+            if start < high && is_request_topic(topic) == requests {
+                assignment
+                    .add_partition_offset(topic, *partition, Offset::Offset(*start))
+                    .map_err(RequestError::Lookup)?;
+                unfinished.insert((topic.clone(), *partition), *high);
+            }
+        }
+        if unfinished.is_empty() {
+            continue;
+        }
+        consumer.assign(&assignment).map_err(RequestError::Lookup)?;
+        read_until_ends(&consumer, &names, unfinished, &mut on_message).await;
     }
-    consumer.assign(&assignment).map_err(RequestError::Lookup)?;
+    Ok(reply_ends)
+}
+
+/// Reads the assigned partitions up to `unfinished`'s end offsets (or gives up after
+/// [`READ_TIMEOUT`], leaving the history partial), handing each message over.
+async fn read_until_ends(
+    consumer: &StreamConsumer,
+    names: &[(String, RequestKind, bool)],
+    mut unfinished: HashMap<(String, i32), i64>,
+    on_message: &mut impl FnMut(LogMessage),
+) {
     let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
     while !unfinished.is_empty() {
         let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
@@ -156,7 +198,7 @@ pub async fn read_recent(
                     partitions = unfinished.len(),
                     "gave up reading the log window; history is partial"
                 );
-                break;
+                return;
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "error while reading the log window");
@@ -182,7 +224,7 @@ pub async fn read_recent(
                 .last(headers::CORRELATION_ID)
                 .map(CorrelationId::from_bytes)
             {
-                log.requests.push(RecordedRequest {
+                on_message(LogMessage::Request(RecordedRequest {
                     kind: *kind,
                     topic: key.0,
                     partition: key.1,
@@ -191,13 +233,142 @@ pub async fn read_recent(
                     correlation_id,
                     headers,
                     payload: message.payload().map(<[u8]>::to_vec),
-                });
+                }));
             }
         } else {
-            log.replies
-                .push((IncomingReply::decode(*kind, &message), timestamp_ms));
+            on_message(LogMessage::Reply(
+                IncomingReply::decode(*kind, &message),
+                timestamp_ms,
+            ));
         }
     }
-    log.requests.sort_by_key(|request| request.timestamp_ms);
-    Ok(log)
+}
+
+/// Why a message could not be read back by [`RecordReader::read`].
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Retention or compaction removed it: asking again will not help.
+    #[error("{topic}/{partition}/{offset} is no longer in the log")]
+    Gone {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+    /// No answer in time: the broker is unreachable or slow; asking again may help.
+    #[error("{topic}/{partition}/{offset} could not be read within {timeout:?}")]
+    Timeout {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        timeout: Duration,
+    },
+    #[error("cannot read from Kafka: {0}")]
+    Kafka(#[source] KafkaError),
+}
+
+/// Reads single messages back by their position, for programs that remember only where a
+/// message is and show it in full on demand (the dashboard's detail page) instead of keeping
+/// every payload in memory.
+///
+/// One consumer, assigned to one partition at a time and never in a consumer group, is reused
+/// for every read: creating a client per read would cost a connection and a metadata round
+/// trip each time. Reads are serialized.
+pub struct RecordReader {
+    consumer: std::sync::Mutex<BaseConsumer>,
+}
+
+impl std::fmt::Debug for RecordReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordReader").finish_non_exhaustive()
+    }
+}
+
+/// Prefetch bounds of the reader unless config.ini sets them: it wants one message, not the
+/// batch after it.
+const READER_QUEUE_KBYTES: &str = "1024";
+const READER_QUEUE_MESSAGES: &str = "1";
+
+impl RecordReader {
+    pub fn new(kafka: &KafkaSettings) -> Result<Self, RequestError> {
+        let mut config = kafka.consumer_config();
+        set_default(&mut config, "group.id", "dashboard");
+        set_default(
+            &mut config,
+            "queued.max.messages.kbytes",
+            READER_QUEUE_KBYTES,
+        );
+        set_default(&mut config, "queued.min.messages", READER_QUEUE_MESSAGES);
+        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.offset.store", "false");
+        // An offset that retention has deleted must be an error, not a silent jump to another
+        // message.
+        config.set("auto.offset.reset", "error");
+        let consumer = config.create().map_err(RequestError::Client)?;
+        Ok(RecordReader {
+            consumer: std::sync::Mutex::new(consumer),
+        })
+    }
+
+    /// The message at `offset` of `topic`/`partition`, waiting at most `timeout`. Blocks: call
+    /// it from `spawn_blocking`.
+    pub fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<OwnedMessage, ReadError> {
+        let consumer = self
+            .consumer
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, partition, Offset::Offset(offset))
+            .map_err(ReadError::Kafka)?;
+        consumer.assign(&assignment).map_err(ReadError::Kafka)?;
+        let gone = || ReadError::Gone {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        };
+        let deadline = Instant::now() + timeout;
+        let result = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(ReadError::Timeout {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset,
+                    timeout,
+                });
+            }
+            match consumer.poll(left) {
+                None => {}
+                Some(Ok(message))
+                    if message.topic() == topic && message.partition() == partition =>
+                {
+                    match message.offset().cmp(&offset) {
+                        std::cmp::Ordering::Equal => break Ok(message.detach()),
+                        // Compaction removed it: the log goes on after the gap.
+                        std::cmp::Ordering::Greater => break Err(gone()),
+                        // Left over from an earlier read of this partition.
+                        std::cmp::Ordering::Less => {}
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                    break Err(gone());
+                }
+                // Connection trouble is reported here and retried by librdkafka: keep waiting
+                // until the deadline.
+                Some(Err(error)) => tracing::debug!(%error, "reading a message back"),
+            }
+        };
+        // Stop fetching until the next read.
+        if let Err(error) = consumer.unassign() {
+            tracing::debug!(%error, "unassigning the message reader");
+        }
+        result
+    }
 }

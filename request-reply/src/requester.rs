@@ -163,7 +163,9 @@ pub struct IncomingReply {
 }
 
 impl IncomingReply {
-    pub(crate) fn decode(kind: RequestKind, message: &impl Message) -> Self {
+    /// Decodes a message of the reply topic of `kind`; also used on messages read back later
+    /// (see [`crate::history::RecordReader`]), so they are shown exactly as when they arrived.
+    pub fn decode(kind: RequestKind, message: &impl Message) -> Self {
         let headers = HeaderList::from_message(message);
         let content_type = headers.last(headers::CONTENT_TYPE);
         let payload = message.payload();
