@@ -48,15 +48,6 @@ impl KafkaSettings {
         for (key, value) in &self.common {
             config.set(key, value);
         }
-        // When every broker has been down, librdkafka (2.10 and later) "re-bootstraps": it drops
-        // the brokers it knew and starts over from bootstrap.servers. With 2.12.1, clients that
-        // did so during a whole-cluster restart kept some partitions stuck for good afterwards: a
-        // consumer stopped fetching them (the dashboard never saw replies that were in the log)
-        // and an idempotent producer waited forever for in-flight requests to drain (a worker's
-        // replies stalled). Found by scripts/chaos, scenario 3. Our bootstrap list never changes,
-        // so reconnecting to the brokers already known is all we need; `[default]` may still ask
-        // for `rebootstrap`.
-        crate::kafka::set_default(&mut config, "metadata.recovery.strategy", "none");
         config
     }
 
@@ -409,25 +400,6 @@ mod tests {
         assert!(error.contains("[topics] partitions"), "{error}");
         config.set("topics", "partitions", "0");
         assert!(config.topics().is_err());
-    }
-
-    #[test]
-    fn clients_do_not_rebootstrap_unless_asked_to() {
-        let mut kafka = KafkaSettings::for_bootstrap("127.0.0.1:9092");
-        for config in [
-            kafka.common_config(),
-            kafka.consumer_config(),
-            kafka.producer_config(),
-        ] {
-            assert_eq!(config.get("metadata.recovery.strategy"), Some("none"));
-        }
-        kafka
-            .common
-            .insert("metadata.recovery.strategy".into(), "rebootstrap".into());
-        assert_eq!(
-            kafka.consumer_config().get("metadata.recovery.strategy"),
-            Some("rebootstrap")
-        );
     }
 
     #[test]
