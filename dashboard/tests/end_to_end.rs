@@ -554,6 +554,27 @@ async fn a_restarted_dashboard_rebuilds_its_history_from_the_log() {
         assert_eq!(state["reply"]["ok"]["customer"], customer.as_str());
         assert_eq!(state["request"]["customer"], customer.as_str());
         assert!(state["round_trip_ms"].as_f64().unwrap() > 0.0, "{state}");
+
+        // The status alone: the same outcome, no payloads.
+        let status: serde_json::Value = second
+            .http
+            .get(
+                second
+                    .dashboard
+                    .url(&format!("/api/requests/{id}?payloads=false")),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(status["status"], "completed", "{status}");
+        assert_eq!(status["duplicate_replies"], state["duplicate_replies"]);
+        assert!(
+            status["request"].is_null() && status["reply"].is_null(),
+            "{status}"
+        );
     }
     // The detail page of a rebuilt request holds nothing in memory: request and reply are
     // read back from Kafka by their positions, with their headers.
