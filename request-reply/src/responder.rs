@@ -768,7 +768,7 @@ pub async fn run<S: Service>(
     let mut producer_config = config.kafka.producer_config();
     set_default(&mut producer_config, "enable.idempotence", "true");
     // A reply leaves at once: with any linger librdkafka waits for its next wake-up (about
-    // 1.3 ms per hop, measured), which triples a low-load round trip; batching still happens
+    // 1.2 ms per hop, measured), which quadruples a low-load round trip; batching still happens
     // under load while earlier produce requests are in flight (scripts/bench, tuning profiles).
     set_default(&mut producer_config, "linger.ms", "0");
     let producer: FutureProducer = producer_config.create().map_err(client_error("producer"))?;
