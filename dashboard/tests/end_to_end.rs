@@ -541,34 +541,16 @@ async fn a_restarted_dashboard_rebuilds_its_history_from_the_log() {
 
     let second = System::start_on(topics, false, Duration::from_secs(120)).await;
     for (id, customer) in &sent {
-        let state: serde_json::Value = second
-            .http
-            .get(second.dashboard.url(&format!("/api/requests/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let state = second.get_json(&format!("/api/requests/{id}")).await;
         assert_eq!(state["status"], "completed", "{state}");
         assert_eq!(state["reply"]["ok"]["customer"], customer.as_str());
         assert_eq!(state["request"]["customer"], customer.as_str());
         assert!(state["round_trip_ms"].as_f64().unwrap() > 0.0, "{state}");
 
         // The status alone: the same outcome, no payloads.
-        let status: serde_json::Value = second
-            .http
-            .get(
-                second
-                    .dashboard
-                    .url(&format!("/api/requests/{id}?payloads=false")),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = second
+            .get_json(&format!("/api/requests/{id}?payloads=false"))
+            .await;
         assert_eq!(status["status"], "completed", "{status}");
         assert_eq!(status["duplicate_replies"], state["duplicate_replies"]);
         assert!(

@@ -191,6 +191,20 @@ impl System {
     pub async fn wait_api(&self, id: &str) -> Value {
         wait_api(&self.http, &self.dashboard, id).await
     }
+
+    /// `GET path` on the dashboard, which must answer 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(self.dashboard.url(path))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, reqwest::StatusCode::OK, "GET {path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
 }
 
 pub fn http_client() -> reqwest::Client {

@@ -177,6 +177,21 @@ impl Api {
         Ok(Some(response.json().await?))
     }
 
+    /// [`Api::request_state`] of each of `ids`, 32 calls at a time, in no particular order.
+    pub async fn request_states(
+        &self,
+        ids: &[String],
+    ) -> Vec<(String, Result<Option<RequestState>>)> {
+        futures::stream::iter(ids.iter().cloned())
+            .map(|id| async move {
+                let state = self.request_state(&id).await;
+                (id, state)
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await
+    }
+
     /// `dashboard_replies_total{outcome="duplicate"}` of the running dashboard.
     pub async fn duplicate_metric(&self) -> Option<u64> {
         let (_, text) = self.page("/metrics").await.ok()?;
@@ -341,15 +356,7 @@ pub async fn settle(
     let mut states: HashMap<String, Option<RequestState>> = HashMap::new();
     let mut open: Vec<String> = ids.to_vec();
     loop {
-        let polled: Vec<(String, Result<Option<RequestState>>)> =
-            futures::stream::iter(open.iter().cloned())
-                .map(|id| async move {
-                    let state = api.request_state(&id).await;
-                    (id, state)
-                })
-                .buffer_unordered(32)
-                .collect()
-                .await;
+        let polled = api.request_states(&open).await;
         let mut still_open = Vec::new();
         for (id, state) in polled {
             match state {
@@ -382,15 +389,7 @@ pub async fn catch_up(
     let mut latest = HashMap::new();
     let mut open: Vec<String> = ids.to_vec();
     while !open.is_empty() {
-        let polled: Vec<(String, Result<Option<RequestState>>)> =
-            futures::stream::iter(open.iter().cloned())
-                .map(|id| async move {
-                    let state = api.request_state(&id).await;
-                    (id, state)
-                })
-                .buffer_unordered(32)
-                .collect()
-                .await;
+        let polled = api.request_states(&open).await;
         open.clear();
         for (id, state) in polled {
             // The dashboard did not answer this time: ask again, keep what was known.
