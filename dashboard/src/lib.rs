@@ -308,7 +308,7 @@ impl AppState {
     /// to the store. Runs until aborted.
     async fn listen_for_replies(self) {
         let config = &self.0.config;
-        let listener = loop {
+        let mut listener = loop {
             let started = async {
                 ensure_request_and_reply_topics(&config.kafka, &config.topics).await?;
                 let reply_ends = self.restore_history().await?;
@@ -320,7 +320,9 @@ impl AppState {
                 .await
             };
             match started.await {
-                Ok(listener) => break listener,
+                Ok(listener) => {
+                    break listener.count_recoveries_in(self.metrics().listener_recoveries());
+                }
                 Err(error) => {
                     tracing::warn!(%error, "reply listener not started; retrying");
                     self.update_broker(|status| {

@@ -30,6 +30,8 @@ pub struct DashboardMetrics {
     pending: Gauge,
     round_trip_seconds: Histogram,
     broker_up: Gauge,
+    /// The reply listener's watchdog replaced a stalled consumer (see `request_reply::watchdog`).
+    listener_recoveries: Counter,
 }
 
 impl Default for DashboardMetrics {
@@ -42,6 +44,7 @@ impl Default for DashboardMetrics {
             pending: Gauge::default(),
             round_trip_seconds: Histogram::new(latency_buckets()),
             broker_up: Gauge::default(),
+            listener_recoveries: Counter::default(),
             registry: Registry::default(),
         };
         let dashboard = registry.sub_registry_with_prefix("dashboard");
@@ -74,6 +77,11 @@ impl Default for DashboardMetrics {
             "broker_up",
             "1 while the broker answers and the reply listener is assigned",
             metrics.broker_up.clone(),
+        );
+        dashboard.register(
+            "reply_listener_recoveries",
+            "Times the reply listener's watchdog replaced a consumer that had stopped reading a partition with replies in it",
+            metrics.listener_recoveries.clone(),
         );
         DashboardMetrics {
             registry,
@@ -111,6 +119,11 @@ impl DashboardMetrics {
 
     pub fn timed_out(&self, count: usize) {
         self.timeouts.inc_by(count as u64);
+    }
+
+    /// The counter the reply listener counts its recoveries in.
+    pub fn listener_recoveries(&self) -> Counter {
+        self.listener_recoveries.clone()
     }
 
     pub fn broker_healthy(&self, healthy: bool) {
@@ -192,6 +205,7 @@ mod tests {
             "dashboard_pending 5",
             "dashboard_round_trip_seconds_count 1",
             "dashboard_broker_up 1",
+            "dashboard_reply_listener_recoveries_total 0",
         ] {
             assert!(text.contains(expected), "missing {expected}:\n{text}");
         }

@@ -17,4 +17,5 @@ pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod watchdog;
 pub mod worker_cli;

@@ -15,7 +15,10 @@ use crate::contract::{Invoice, Outcome, RequestKind, Score, Topics};
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::history::partition_watermarks;
 use crate::kafka::{HeaderList, Outgoing, set_default};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use crate::watchdog::{CHECK_INTERVAL, DEFAULT_STALL_AFTER, PartitionKey, Seen, Stalls};
+use prometheus_client::metrics::counter::Counter;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
@@ -230,19 +233,37 @@ pub enum StartAt {
 /// The next offset to read, per topic and partition.
 pub type Positions = std::collections::HashMap<(String, i32), i64>;
 
-/// Reads both reply topics, assigned directly (no consumer group).
+/// Reads both reply topics, assigned directly (no consumer group), and never stalls for good:
+/// a watchdog (see [`crate::watchdog`]) compares the next offset it expects from each partition
+/// with the partition's high watermark every [`CHECK_INTERVAL`], and when a partition is behind
+/// and has not moved for the stall time while the brokers answer, the consumer is replaced by a
+/// new one assigned exactly where this one stopped. Nothing is skipped and nothing repeated.
 pub struct ReplyListener {
     consumer: StreamConsumer,
+    /// What a replacement consumer is made from.
+    config: ClientConfig,
+    /// Looks up high watermarks; a client of its own, so a wedged consumer cannot wedge it.
+    probe: Arc<BaseConsumer>,
     topics: Topics,
+    stalls: Stalls,
+    /// A watermark look-up under way, and when the next one is due.
+    check: Option<tokio::task::JoinHandle<Option<Positions>>>,
+    next_check: tokio::time::Instant,
+    recoveries: Counter,
 }
 
 impl std::fmt::Debug for ReplyListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplyListener")
             .field("topics", &self.topics)
+            .field("stalls", &self.stalls)
             .finish_non_exhaustive()
     }
 }
+
+/// Bound on one watermark look-up of the watchdog: an unanswered one means the brokers do not
+/// answer, and then no partition is judged.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl ReplyListener {
     /// Assigns all partitions of the reply topics, which must exist (see
@@ -263,68 +284,189 @@ impl ReplyListener {
         // Assigned, not subscribed: nothing to commit, and every instance reads every partition.
         config.set("enable.auto.commit", "false");
         config.set("enable.auto.offset.store", "false");
+        // Should librdkafka ever reset an offset, it goes back, never forward past replies
+        // nobody has read: what was read already is recognised by its offset and skipped.
+        config.set("auto.offset.reset", "earliest");
+        let probe: BaseConsumer = kafka
+            .common_config()
+            .create()
+            .map_err(RequestError::Client)?;
         let consumer: StreamConsumer = config.create().map_err(RequestError::Client)?;
-        let consumer = tokio::task::spawn_blocking(move || {
-            assign_reply_partitions(&consumer, &reply_topics, start_at).map(|()| consumer)
+        let (consumer, starts) = tokio::task::spawn_blocking(move || {
+            let starts = start_offsets(&consumer, &reply_topics, &start_at)?;
+            assign_at(&consumer, &starts).map(|()| (consumer, starts))
         })
         .await
         .map_err(|_| RequestError::ListenerStopped)?
         .map_err(RequestError::Lookup)?;
-        Ok(ReplyListener { consumer, topics })
+        let mut stalls = Stalls::new(DEFAULT_STALL_AFTER);
+        for (key, next) in starts {
+            stalls.watch(key, next);
+        }
+        Ok(ReplyListener {
+            consumer,
+            config,
+            probe: Arc::new(probe),
+            topics,
+            stalls,
+            check: None,
+            next_check: tokio::time::Instant::now() + CHECK_INTERVAL,
+            recoveries: Counter::default(),
+        })
+    }
+
+    /// Counts the watchdog's recoveries in `counter` (say, one registered with Prometheus).
+    #[must_use]
+    pub fn count_recoveries_in(mut self, counter: Counter) -> Self {
+        counter.inc_by(self.recoveries.get());
+        self.recoveries = counter;
+        self
+    }
+
+    /// How many times the watchdog replaced a stalled consumer.
+    pub fn recoveries(&self) -> u64 {
+        self.recoveries.get()
     }
 
     /// The next reply. Consumer errors (broker briefly unreachable) are logged and skipped;
-    /// librdkafka reconnects by itself.
-    pub async fn next(&self) -> IncomingReply {
+    /// librdkafka reconnects by itself, and the watchdog steps in where it does not.
+    pub async fn next(&mut self) -> IncomingReply {
         loop {
-            match self.consumer.recv().await {
-                Ok(message) => match self.topics.kind_of_reply_topic(message.topic()) {
-                    Some(kind) => return IncomingReply::decode(kind, &message),
-                    None => {
-                        tracing::warn!(topic = message.topic(), "message from an unexpected topic")
+            let ReplyListener {
+                consumer,
+                check,
+                next_check,
+                ..
+            } = self;
+            let lookup_due = check.is_none();
+            let lookup_done = async {
+                match check.as_mut() {
+                    Some(lookup) => lookup.await.ok().flatten(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                received = consumer.recv() => match received {
+                    Ok(message) => {
+                        let key = (message.topic().to_owned(), message.partition());
+                        if self.stalls.read(&key, message.offset()) == Seen::Again {
+                            continue;
+                        }
+                        match self.topics.kind_of_reply_topic(&key.0) {
+                            Some(kind) => return IncomingReply::decode(kind, &message),
+                            None => tracing::warn!(topic = key.0, "message from an unexpected topic"),
+                        }
                     }
+                    Err(error) => tracing::warn!(%error, "reply consumer error"),
                 },
-                Err(error) => tracing::warn!(%error, "reply consumer error"),
+                ends = lookup_done => {
+                    self.check = None;
+                    self.next_check = tokio::time::Instant::now() + CHECK_INTERVAL;
+                    if let Some(ends) = ends {
+                        self.judge(&ends);
+                    }
+                }
+                () = tokio::time::sleep_until(*next_check), if lookup_due => {
+                    let probe = Arc::clone(&self.probe);
+                    let partitions: Vec<PartitionKey> = self.stalls.positions().into_keys().collect();
+                    self.check = Some(tokio::task::spawn_blocking(move || {
+                        high_watermarks(&probe, &partitions)
+                    }));
+                }
             }
         }
     }
+
+    /// Applies the watchdog's decision to the high watermarks just looked up.
+    fn judge(&mut self, ends: &Positions) {
+        if let Ok(positions) = self.consumer.position() {
+            for element in positions.elements() {
+                if let Offset::Offset(position) = element.offset() {
+                    let key = (element.topic().to_owned(), element.partition());
+                    self.stalls.passed(&key, position);
+                }
+            }
+        }
+        let stalled = self.stalls.observe(ends, std::time::Instant::now());
+        if stalled.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            ?stalled,
+            "reply partitions behind their end and not moving; replacing the reply consumer"
+        );
+        let replacement = self
+            .config
+            .create::<StreamConsumer>()
+            .and_then(|consumer| assign_at(&consumer, &self.stalls.positions()).map(|()| consumer));
+        match replacement {
+            Ok(consumer) => {
+                let stalled_consumer = std::mem::replace(&mut self.consumer, consumer);
+                // Closing a client can wait on its broker threads: not on an async thread.
+                tokio::task::spawn_blocking(move || drop(stalled_consumer));
+                self.recoveries.inc();
+                self.stalls
+                    .recovered(stalled.into_iter().map(|(key, _)| key));
+            }
+            Err(error) => tracing::error!(%error, "cannot replace the reply consumer; will retry"),
+        }
+    }
+
+    /// Stops fetching, as a consumer whose fetcher has stalled does, so tests can show the
+    /// watchdog recover it.
+    #[cfg(feature = "testkit")]
+    pub fn stall_for_test(&self) -> Result<(), KafkaError> {
+        self.consumer.pause(&self.consumer.assignment()?)
+    }
 }
 
-fn assign_reply_partitions(
-    consumer: &StreamConsumer,
-    reply_topics: &[String],
-    start_at: StartAt,
-) -> Result<(), KafkaError> {
-    let mut assignment = TopicPartitionList::new();
-    for topic in reply_topics {
-        for (partition, offset) in start_offsets(consumer, topic, &start_at)? {
-            assignment.add_partition_offset(topic, partition, offset)?;
+/// The high watermark of each partition, or nothing if any look-up fails (brokers not answering).
+fn high_watermarks(probe: &BaseConsumer, partitions: &[PartitionKey]) -> Option<Positions> {
+    let mut ends = Positions::new();
+    for (topic, partition) in partitions {
+        match probe.fetch_watermarks(topic, *partition, PROBE_TIMEOUT) {
+            Ok((_, high)) => {
+                ends.insert((topic.clone(), *partition), high);
+            }
+            Err(error) => {
+                tracing::debug!(%error, topic, partition, "watermark look-up failed");
+                return None;
+            }
         }
+    }
+    Some(ends)
+}
+
+fn assign_at(consumer: &StreamConsumer, positions: &Positions) -> Result<(), KafkaError> {
+    let mut assignment = TopicPartitionList::new();
+    for ((topic, partition), offset) in positions {
+        assignment.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
     }
     consumer.assign(&assignment)
 }
 
-/// The partitions of `topic` with the offset to start each at.
+/// The partitions of the reply topics with the offset to start each at.
 fn start_offsets(
     consumer: &StreamConsumer,
-    topic: &str,
+    reply_topics: &[String],
     start_at: &StartAt,
-) -> Result<Vec<(i32, Offset)>, KafkaError> {
-    let offsets = partition_watermarks(consumer, topic)?
-        .into_iter()
-        .map(|(partition, _, high)| {
+) -> Result<Positions, KafkaError> {
+    let mut starts = Positions::new();
+    for topic in reply_topics {
+        for (partition, low, high) in partition_watermarks(consumer, topic)? {
             let offset = match start_at {
                 // The exact end offset now, rather than `Offset::End` resolved later, so a
                 // reply that lands between start-up and the first fetch is not skipped.
-                StartAt::End => Offset::Offset(high),
+                StartAt::End => high,
                 StartAt::Positions(positions) => positions
-                    .get(&(topic.to_owned(), partition))
-                    .map_or(Offset::Beginning, |next| Offset::Offset(*next)),
+                    .get(&(topic.clone(), partition))
+                    .copied()
+                    .unwrap_or(low),
             };
-            (partition, offset)
-        })
-        .collect();
-    Ok(offsets)
+            starts.insert((topic.clone(), partition), offset);
+        }
+    }
+    Ok(starts)
 }
 
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<IncomingReply>>>>;
@@ -343,7 +485,7 @@ impl Client {
         topic_settings: &TopicSettings,
     ) -> Result<Self, RequestError> {
         ensure_request_and_reply_topics(kafka, topic_settings).await?;
-        let listener = ReplyListener::start(kafka, topic_settings, StartAt::End).await?;
+        let mut listener = ReplyListener::start(kafka, topic_settings, StartAt::End).await?;
         let requester = Requester::new(
             kafka,
             Topics::with_prefix(&topic_settings.prefix),

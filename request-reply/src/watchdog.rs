@@ -1,0 +1,293 @@
+//! Noticing a consumer that has stopped reading although there is something to read.
+//!
+//! librdkafka normally heals by itself after an outage, but not always: after a whole-cluster
+//! restart an assigned consumer can keep a partition's fetcher idle for good while the partition
+//! grows (librdkafka issue 5153, rust-rdkafka issue 597), and a stuck request or reply stays
+//! unanswered until someone restarts the process. So the readers here never depend on it: each
+//! one knows the next offset it expects from every partition, compares that with the partition's
+//! high watermark now and then, and recovers a partition that is behind and has not moved for a
+//! while (see [`Stalls::observe`]). The decision is this module's pure state machine; the readers
+//! do the I/O.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A partition of a topic.
+pub type PartitionKey = (String, i32);
+
+/// How long a partition may be behind its high watermark without moving before it counts as
+/// stalled, unless a reader is told otherwise. Long enough that a consumer which is merely
+/// reconnecting (librdkafka retries within a second here) is left alone, short enough that a
+/// stalled one is recovered well within a request timeout.
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(3);
+
+/// How often readers look up the high watermarks.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the watchdog knows of one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Progress {
+    /// The next offset the reader expects: one past the last message it handled, or where it
+    /// was told to start.
+    next: i64,
+    /// Since when the partition has been behind its high watermark with `next` unchanged.
+    behind_since: Option<Instant>,
+}
+
+/// Per-partition progress of one reader, and the decision which partitions have stalled.
+#[derive(Clone, Debug)]
+pub struct Stalls {
+    partitions: HashMap<PartitionKey, Progress>,
+    stall_after: Duration,
+}
+
+/// Whether a message was new to the reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// At or past the expected offset: handle it.
+    New,
+    /// Before the expected offset: handled already (the consumer went back, say after an
+    /// offset reset to the beginning); skip it.
+    Again,
+}
+
+impl Stalls {
+    pub fn new(stall_after: Duration) -> Self {
+        Stalls {
+            partitions: HashMap::new(),
+            stall_after,
+        }
+    }
+
+    /// Starts watching `key` from `next` (or moves it there).
+    pub fn watch(&mut self, key: PartitionKey, next: i64) {
+        self.partitions.insert(
+            key,
+            Progress {
+                next,
+                behind_since: None,
+            },
+        );
+    }
+
+    /// Stops watching `key` (a partition the reader no longer owns).
+    pub fn forget(&mut self, key: &PartitionKey) {
+        self.partitions.remove(key);
+    }
+
+    /// Records that the message at `offset` of `key` was read. Messages of partitions not
+    /// watched are new by definition (the reader will start watching them).
+    pub fn read(&mut self, key: &PartitionKey, offset: i64) -> Seen {
+        match self.partitions.get_mut(key) {
+            Some(progress) if offset < progress.next => Seen::Again,
+            Some(progress) => {
+                progress.next = offset + 1;
+                progress.behind_since = None;
+                Seen::New
+            }
+            None => {
+                self.watch(key.clone(), offset + 1);
+                Seen::New
+            }
+        }
+    }
+
+    /// Records that the consumer's own position of `key` reached `position` without handing
+    /// over a message (transaction markers, compacted gaps): progress all the same.
+    pub fn passed(&mut self, key: &PartitionKey, position: i64) {
+        if let Some(progress) = self.partitions.get_mut(key) {
+            if position > progress.next {
+                progress.next = position;
+                progress.behind_since = None;
+            }
+        }
+    }
+
+    /// The next offset expected from each watched partition: where a recovered reader resumes.
+    pub fn positions(&self) -> HashMap<PartitionKey, i64> {
+        self.partitions
+            .iter()
+            .map(|(key, progress)| (key.clone(), progress.next))
+            .collect()
+    }
+
+    /// Compares the expected offsets with the high watermarks just looked up (`ends`), at
+    /// `now`, and returns the partitions that have been behind for at least the stall time
+    /// without moving, with the offset each should resume at, sorted. A partition is behind
+    /// when its high watermark is past the next offset expected; the clock starts at the first
+    /// observation that sees it so, and any message read stops it.
+    pub fn observe(
+        &mut self,
+        ends: &HashMap<PartitionKey, i64>,
+        now: Instant,
+    ) -> Vec<(PartitionKey, i64)> {
+        let mut stalled = Vec::new();
+        for (key, progress) in &mut self.partitions {
+            let Some(&high) = ends.get(key) else {
+                continue;
+            };
+            if high <= progress.next {
+                progress.behind_since = None;
+                continue;
+            }
+            let since = *progress.behind_since.get_or_insert(now);
+            if now.duration_since(since) >= self.stall_after {
+                stalled.push((key.clone(), progress.next));
+            }
+        }
+        stalled.sort();
+        stalled
+    }
+
+    /// After a recovery: the clocks of the recovered partitions start again, so a recovery gets
+    /// its own stall time to show its effect.
+    pub fn recovered(&mut self, keys: impl IntoIterator<Item = PartitionKey>) {
+        for key in keys {
+            if let Some(progress) = self.partitions.get_mut(&key) {
+                progress.behind_since = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STALL: Duration = Duration::from_secs(3);
+
+    fn key(partition: i32) -> PartitionKey {
+        ("replies".to_owned(), partition)
+    }
+
+    fn ends(pairs: &[(i32, i64)]) -> HashMap<PartitionKey, i64> {
+        pairs.iter().map(|(p, high)| (key(*p), *high)).collect()
+    }
+
+    #[test]
+    fn a_partition_that_is_caught_up_never_stalls() {
+        let start = Instant::now();
+        let mut stalls = Stalls::new(STALL);
+        stalls.watch(key(0), 10);
+        for second in 0..10 {
+            let now = start + Duration::from_secs(second);
+            assert!(stalls.observe(&ends(&[(0, 10)]), now).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_partition_behind_without_progress_stalls_after_the_stall_time() {
+        let start = Instant::now();
+        let mut stalls = Stalls::new(STALL);
+        stalls.watch(key(0), 10);
+        assert!(stalls.observe(&ends(&[(0, 15)]), start).is_empty());
+        let almost = start + STALL - Duration::from_millis(1);
+        assert!(stalls.observe(&ends(&[(0, 16)]), almost).is_empty());
+        assert_eq!(
+            stalls.observe(&ends(&[(0, 17)]), start + STALL),
+            vec![(key(0), 10)]
+        );
+    }
+
+    #[test]
+    fn reading_anything_restarts_the_clock() {
+        let start = Instant::now();
+        let mut stalls = Stalls::new(STALL);
+        stalls.watch(key(0), 10);
+        stalls.observe(&ends(&[(0, 20)]), start);
+        assert_eq!(stalls.read(&key(0), 10), Seen::New);
+        let later = start + STALL;
+        assert!(stalls.observe(&ends(&[(0, 20)]), later).is_empty());
+        // A slow but moving reader is never recovered.
+        for step in 1..8 {
+            let now = later + Duration::from_secs(step * 2);
+            stalls.read(&key(0), 10 + i64::try_from(step).unwrap());
+            assert!(stalls.observe(&ends(&[(0, 20)]), now).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_message_that_arrives_after_a_quiet_spell_is_not_a_stall() {
+        // Caught up for a long time, then one new reply: the clock starts when it is first
+        // seen behind, not when the partition last moved.
+        let start = Instant::now();
+        let mut stalls = Stalls::new(STALL);
+        stalls.watch(key(0), 10);
+        stalls.observe(&ends(&[(0, 10)]), start);
+        let much_later = start + Duration::from_secs(60);
+        assert!(stalls.observe(&ends(&[(0, 11)]), much_later).is_empty());
+    }
+
+    #[test]
+    fn only_the_stalled_partitions_are_named_with_their_resume_offsets() {
+        let start = Instant::now();
+        let mut stalls = Stalls::new(STALL);
+        stalls.watch(key(0), 10);
+        stalls.watch(key(1), 4);
+        stalls.watch(key(2), 7);
+        let behind = ends(&[(0, 12), (1, 4), (2, 9)]);
+        stalls.observe(&behind, start);
+        stalls.read(&key(0), 10);
+        assert_eq!(
+            stalls.observe(&behind, start + STALL),
+            vec![(key(2), 7)],
+            "partition 0 moved, partition 1 is caught up"
+        );
+    }
+
+    #[test]
+    fn messages_before_the_expected_offset_are_seen_again() {
+        let mut stalls = Stalls::new(STALL);
+        stalls.watch(key(0), 10);
+        assert_eq!(stalls.read(&key(0), 0), Seen::Again);
+        assert_eq!(stalls.read(&key(0), 9), Seen::Again);
+        assert_eq!(stalls.read(&key(0), 10), Seen::New);
+        assert_eq!(stalls.positions()[&key(0)], 11);
+        // A gap (compaction) moves on to past the message read.
+        assert_eq!(stalls.read(&key(0), 15), Seen::New);
+        assert_eq!(stalls.positions()[&key(0)], 16);
+    }
+
+    #[test]
+    fn a_position_past_a_transaction_marker_is_progress() {
+        let start = Instant::now();
+        let mut stalls = Stalls::new(STALL);
+        stalls.watch(key(0), 10);
+        stalls.observe(&ends(&[(0, 11)]), start);
+        stalls.passed(&key(0), 11);
+        assert!(stalls.observe(&ends(&[(0, 11)]), start + STALL).is_empty());
+        // Never backwards.
+        stalls.passed(&key(0), 5);
+        assert_eq!(stalls.positions()[&key(0)], 11);
+    }
+
+    #[test]
+    fn a_recovery_gets_its_own_stall_time() {
+        let start = Instant::now();
+        let mut stalls = Stalls::new(STALL);
+        stalls.watch(key(0), 10);
+        stalls.observe(&ends(&[(0, 12)]), start);
+        assert_eq!(stalls.observe(&ends(&[(0, 12)]), start + STALL).len(), 1);
+        stalls.recovered([key(0)]);
+        let after = start + STALL + Duration::from_millis(500);
+        assert!(stalls.observe(&ends(&[(0, 12)]), after).is_empty());
+        assert_eq!(stalls.observe(&ends(&[(0, 12)]), after + STALL).len(), 1);
+    }
+
+    #[test]
+    fn forgotten_and_unknown_partitions_are_not_judged() {
+        let start = Instant::now();
+        let mut stalls = Stalls::new(STALL);
+        stalls.watch(key(0), 10);
+        stalls.forget(&key(0));
+        stalls.observe(&ends(&[(0, 12), (1, 5)]), start);
+        assert!(
+            stalls
+                .observe(&ends(&[(0, 12), (1, 5)]), start + STALL)
+                .is_empty()
+        );
+        // A message from an unwatched partition starts watching it past that message.
+        assert_eq!(stalls.read(&key(3), 41), Seen::New);
+        assert_eq!(stalls.positions()[&key(3)], 42);
+    }
+}

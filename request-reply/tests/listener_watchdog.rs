@@ -1,0 +1,87 @@
+//! The reply listener's watchdog against a real broker: a listener whose fetching has stopped
+//! (the state librdkafka can leave an assigned consumer in after a cluster outage, brought about
+//! here directly) is noticed and replaced, and the replies that arrived meanwhile are all read,
+//! once each, in order.
+
+use request_reply::admin::ensure_request_and_reply_topics;
+use request_reply::contract::{RequestKind, Topics};
+use request_reply::headers::{self, CorrelationId};
+use request_reply::kafka::Outgoing;
+use request_reply::requester::{ReplyListener, Requester, StartAt};
+use request_reply::testkit;
+use std::time::Duration;
+
+/// The stall time, a look-up interval and the time a replacement needs, with room to spare.
+const RECOVERY_BOUND: Duration = Duration::from_secs(20);
+
+fn reply(topics: &Topics, partition: i32, id: &CorrelationId) -> Outgoing {
+    let mut outgoing = Outgoing::new(topics.reply(RequestKind::Score), b"{}".to_vec())
+        .header(headers::CORRELATION_ID, id.as_bytes());
+    outgoing.partition = Some(partition);
+    outgoing
+}
+
+#[tokio::test]
+async fn a_stalled_reply_listener_is_replaced_and_misses_nothing() {
+    let kafka = testkit::kafka();
+    let settings = testkit::unique_topics();
+    ensure_request_and_reply_topics(&kafka, &settings)
+        .await
+        .unwrap();
+    let topics = testkit::topics(&settings);
+    let producer = Requester::new(&kafka, topics.clone(), Duration::from_secs(10)).unwrap();
+    let mut listener = ReplyListener::start(&kafka, &settings, StartAt::End)
+        .await
+        .unwrap();
+
+    let first = CorrelationId::generate();
+    producer
+        .send_outgoing(&reply(&topics, 0, &first))
+        .await
+        .unwrap();
+    let received = tokio::time::timeout(RECOVERY_BOUND, listener.next())
+        .await
+        .expect("a healthy listener reads the first reply");
+    assert_eq!(received.correlation_id, Some(first));
+    assert_eq!(listener.recoveries(), 0, "nothing to recover yet");
+
+    listener.stall_for_test().unwrap();
+    let stranded: Vec<CorrelationId> = (0..3).map(|_| CorrelationId::generate()).collect();
+    for (index, id) in stranded.iter().enumerate() {
+        let partition = i32::try_from(index % 2).unwrap();
+        producer
+            .send_outgoing(&reply(&topics, partition, id))
+            .await
+            .unwrap();
+    }
+    let mut read = Vec::new();
+    while read.len() < stranded.len() {
+        let received = tokio::time::timeout(RECOVERY_BOUND, listener.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "stalled listener not recovered: read {} of {} replies, {} recoveries",
+                    read.len(),
+                    stranded.len(),
+                    listener.recoveries()
+                )
+            });
+        read.push(received.correlation_id.unwrap());
+    }
+    read.sort_by_key(CorrelationId::key);
+    let mut expected = stranded.clone();
+    expected.sort_by_key(CorrelationId::key);
+    assert_eq!(read, expected, "every stranded reply, once");
+    assert_eq!(listener.recoveries(), 1, "one replacement was enough");
+
+    // The replacement goes on reading what comes next, and nothing of before comes again.
+    let after = CorrelationId::generate();
+    producer
+        .send_outgoing(&reply(&topics, 1, &after))
+        .await
+        .unwrap();
+    let received = tokio::time::timeout(RECOVERY_BOUND, listener.next())
+        .await
+        .expect("the replacement reads new replies");
+    assert_eq!(received.correlation_id, Some(after));
+}
