@@ -43,8 +43,10 @@ impl KafkaSettings {
     }
 
     /// `[default]` only: for admin clients and other clients that neither consume nor produce.
+    /// Every client also gets [`RECONNECT_BACKOFF_MAX_MS`] unless config.ini sets it.
     pub fn common_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
+        config.set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
         for (key, value) in &self.common {
             config.set(key, value);
         }
@@ -69,6 +71,13 @@ impl KafkaSettings {
         config
     }
 }
+
+/// Longest pause between a client's attempts to reach a broker that is down. librdkafka doubles
+/// the pause from 100 ms up to 10 s by default, so after an outage of ten seconds or more a
+/// client could sit out up to ten more seconds after the brokers were back; with one second it
+/// is back within a second, at the price of one connection attempt a second per broker while
+/// they are down.
+pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
 
 /// Values of keys that look like secrets never reach logs.
 fn is_secret(key: &str) -> bool {
@@ -358,6 +367,29 @@ mod tests {
         assert_eq!(consumer.get("linger.ms"), None);
         assert_eq!(kafka.producer_config().get("linger.ms"), Some("5"));
         assert_eq!(kafka.common_config().get("group.id"), None);
+    }
+
+    #[test]
+    fn every_client_reconnects_within_a_second_unless_told_otherwise() {
+        let quick = KafkaSettings::for_bootstrap("broker:9092");
+        for config in [
+            quick.common_config(),
+            quick.consumer_config(),
+            quick.producer_config(),
+        ] {
+            assert_eq!(
+                config.get("reconnect.backoff.max.ms"),
+                Some(RECONNECT_BACKOFF_MAX_MS)
+            );
+        }
+        let mut patient = quick.clone();
+        patient
+            .common
+            .insert("reconnect.backoff.max.ms".into(), "10000".into());
+        assert_eq!(
+            patient.consumer_config().get("reconnect.backoff.max.ms"),
+            Some("10000")
+        );
     }
 
     #[test]

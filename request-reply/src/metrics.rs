@@ -66,6 +66,10 @@ pub struct WorkerMetrics {
     pub handling_seconds: Histogram,
     /// Messages behind the end of each assigned partition, from librdkafka's statistics.
     pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// The watchdog sent the consumer back to a partition it had stopped fetching.
+    pub consumer_recoveries: Counter,
+    /// A reply was not acknowledged in time and the reply producer was replaced.
+    pub producer_replacements: Counter,
 }
 
 impl WorkerMetrics {
@@ -77,6 +81,8 @@ impl WorkerMetrics {
             dead_lettered: Counter::default(),
             handling_seconds: Histogram::new(latency_buckets()),
             consumer_lag: Family::default(),
+            consumer_recoveries: Counter::default(),
+            producer_replacements: Counter::default(),
         };
         let worker = registry.sub_registry_with_prefix("worker");
         worker.register(
@@ -103,6 +109,16 @@ impl WorkerMetrics {
             "consumer_lag",
             "Messages behind the end of each assigned partition",
             metrics.consumer_lag.clone(),
+        );
+        worker.register(
+            "consumer_recoveries",
+            "Times the watchdog sent the consumer back to a partition it had stopped fetching",
+            metrics.consumer_recoveries.clone(),
+        );
+        worker.register(
+            "producer_replacements",
+            "Times a reply went unacknowledged for message.timeout.ms and the reply producer was replaced",
+            metrics.producer_replacements.clone(),
         );
         metrics
     }

@@ -24,7 +24,7 @@ use rdkafka::consumer::RebalanceProtocol;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer};
+use rdkafka::producer::DeliveryFuture;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use serde::Serialize;
@@ -36,12 +36,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{Instrument, info_span};
 
+mod recovery;
+use recovery::{AfterFailure, ConsumerWatch, Queued, ReplyProducer, Tick, after_failure};
+
 /// Most requests whose replies may be awaiting acknowledgement at once (backpressure).
 const MAX_IN_FLIGHT: usize = 4096;
 /// How long shutdown waits for in-flight replies before leaving them to redelivery.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest pause between attempts to deliver a reply while the broker is unavailable.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
+/// The worker's default `message.timeout.ms`: a reply not acknowledged within this long means
+/// the producer is stuck (or the cluster down) and it is replaced. Ten seconds is far beyond an
+/// acknowledgement's usual milliseconds, and short enough for a stuck reply to go out again
+/// well within a requester's 30 s timeout.
+const REPLY_TIMEOUT_MS: &str = "10000";
 /// Longest reason, in characters, put in `dlq-reason` and error replies: reasons quote header
 /// values and parser messages, which a hostile request can make as large as itself.
 const MAX_REASON_CHARS: usize = 1000;
@@ -432,37 +440,16 @@ fn reject<S: Service>(
     caused
 }
 
-/// Delivery errors that retrying cannot fix; the request goes to the dead-letter topic instead.
-fn is_permanent(error: &KafkaError) -> bool {
-    use RDKafkaErrorCode::*;
-    matches!(
-        error,
-        KafkaError::MessageProduction(
-            UnknownPartition
-                | UnknownTopic
-                | UnknownTopicOrPartition
-                | InvalidTopic
-                | MessageSizeTooLarge
-                | InvalidMessageSize
-                | InvalidMessage
-                | InvalidRecord
-                | TopicAuthorizationFailed
-        )
-    )
-}
-
 /// Queues a message in the producer, waiting while its local queue is full.
-async fn enqueue(
-    producer: &FutureProducer,
-    outgoing: &Outgoing,
-) -> Result<DeliveryFuture, KafkaError> {
+async fn enqueue(producer: &ReplyProducer, outgoing: &Outgoing) -> Queued {
     loop {
-        match producer.send_result(outgoing.record()) {
-            Ok(delivery) => return Ok(delivery),
+        let (generation, current) = producer.current();
+        match current.send_result(outgoing.record()) {
+            Ok(delivery) => return (generation, Ok(delivery)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            Err((error, _)) => return Err(error),
+            Err((error, _)) => return (generation, Err(error)),
         }
     }
 }
@@ -478,9 +465,9 @@ async fn delivered(queued: Result<DeliveryFuture, KafkaError>) -> Result<(), Kaf
 /// Waits until one message, and whatever replaces it if it can never be delivered, is
 /// acknowledged. Transient failures are retried with backoff.
 async fn deliver(
-    producer: &FutureProducer,
+    producer: &ReplyProducer,
     outgoing: Outgoing,
-    queued: Result<DeliveryFuture, KafkaError>,
+    queued: Queued,
     inbound: &Inbound,
     routing: &Routing,
     metrics: &WorkerMetrics,
@@ -501,26 +488,28 @@ async fn deliver(
 
 /// Delivers one message; returns what to send instead when it can never be delivered.
 async fn deliver_one(
-    producer: &FutureProducer,
+    producer: &ReplyProducer,
     outgoing: Outgoing,
-    mut queued: Result<DeliveryFuture, KafkaError>,
+    mut queued: Queued,
     inbound: &Inbound,
     routing: &Routing,
 ) -> Vec<Outgoing> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match delivered(queued).await {
+        let (generation, delivery) = queued;
+        let error = match delivered(delivery).await {
             Ok(()) => return Vec::new(),
-            Err(error) if is_permanent(&error) => {
-                return undeliverable(&outgoing, &error, inbound, routing);
-            }
-            Err(error) => {
-                tracing::warn!(%error, topic = %outgoing.topic, ?backoff, "delivery failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
-                queued = enqueue(producer, &outgoing).await;
-            }
+            Err(error) => error,
+        };
+        match after_failure(&error) {
+            AfterFailure::GiveUp => return undeliverable(&outgoing, &error, inbound, routing),
+            AfterFailure::NewProducer => producer.replace(generation),
+            AfterFailure::Retry => {}
         }
+        tracing::warn!(%error, topic = %outgoing.topic, ?backoff, "delivery failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
+        queued = enqueue(producer, &outgoing).await;
     }
 }
 
@@ -719,8 +708,11 @@ pub async fn run<S: Service>(
     set_default(&mut consumer_config, "auto.offset.reset", "earliest");
     set_default(&mut consumer_config, "enable.auto.commit", "true");
     set_default(&mut consumer_config, "auto.commit.interval.ms", "1000");
-    // A killed replica's partitions move on after this, not after librdkafka's 45 s default.
-    set_default(&mut consumer_config, "session.timeout.ms", "10000");
+    // A killed replica's partitions move on after this, not after librdkafka's 45 s default:
+    // the brokers' smallest allowed session (group.min.session.timeout.ms), with heartbeats a
+    // third of it as Kafka advises.
+    set_default(&mut consumer_config, "session.timeout.ms", "6000");
+    set_default(&mut consumer_config, "heartbeat.interval.ms", "2000");
     // Not overridable: offsets are stored by hand once the reply is acknowledged.
     consumer_config.set("enable.auto.offset.store", "false");
     let mut registry = Registry::default();
@@ -755,6 +747,11 @@ pub async fn run<S: Service>(
         already_reset: Mutex::default(),
         metrics: metrics.clone(),
     };
+    // The watchdog's probe reads the group's committed offsets but never joins it.
+    let mut probe_config = consumer_config.clone();
+    probe_config.set("enable.auto.commit", "false");
+    let probe = probe_config.create().map_err(client_error("consumer"))?;
+    let mut watch = ConsumerWatch::new(probe, metrics.consumer_recoveries.clone());
     let consumer: StreamConsumer<WorkerContext> = consumer_config
         .create_with_context(context)
         .map_err(client_error("consumer"))?;
@@ -771,7 +768,12 @@ pub async fn run<S: Service>(
     // 1.2 ms per hop, measured), which quadruples a low-load round trip; batching still happens
     // under load while earlier produce requests are in flight (scripts/bench, tuning profiles).
     set_default(&mut producer_config, "linger.ms", "0");
-    let producer: FutureProducer = producer_config.create().map_err(client_error("producer"))?;
+    // How long a reply may wait for its acknowledgement before the producer counts as stuck
+    // and is replaced (see `recovery`); librdkafka's default is five minutes.
+    set_default(&mut producer_config, "message.timeout.ms", REPLY_TIMEOUT_MS);
+    let producer = ReplyProducer::new(producer_config, metrics.producer_replacements.clone())
+        .map(Arc::new)
+        .map_err(client_error("producer"))?;
     tracing::info!(
         request_topic = %routing.request_topic,
         reply_topic = %routing.default_reply_topic,
@@ -782,13 +784,21 @@ pub async fn run<S: Service>(
     let mut in_flight = FuturesOrdered::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let has_room = in_flight.len() < MAX_IN_FLIGHT;
         tokio::select! {
             biased;
             () = &mut shutdown => break,
             Some(done) = in_flight.next(), if !in_flight.is_empty() => store_offset(&consumer, &done),
-            received = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => match received {
+            // A worker held back by its own in-flight bound is not stalled: not judged then.
+            tick = watch.tick(has_room) => match tick {
+                Tick::Due => watch.start_lookup(&consumer),
+                Tick::LookedUp(Some(lookup)) => watch.judge(lookup, &consumer),
+                Tick::LookedUp(None) => {}
+            },
+            received = consumer.recv(), if has_room => match received {
                 Err(error) => tracing::warn!(%error, "consumer error"),
                 Ok(message) => {
+                    watch.read(&(message.topic().to_owned(), message.partition()), message.offset());
                     let inbound = Inbound::from_message(&message);
                     drop(message);
                     in_flight.push_back(process(&service, &routing, &producer, &metrics, inbound).await);
@@ -828,7 +838,7 @@ pub async fn run<S: Service>(
 async fn process<S: Service>(
     service: &S,
     routing: &Arc<Routing>,
-    producer: &FutureProducer,
+    producer: &Arc<ReplyProducer>,
     metrics: &WorkerMetrics,
     inbound: Inbound,
 ) -> impl Future<Output = Inbound> + use<S> {
@@ -864,7 +874,7 @@ async fn process<S: Service>(
         let delivery = enqueue(producer, &outgoing).await;
         queued.push((outgoing, delivery));
     }
-    let producer = producer.clone();
+    let producer = Arc::clone(producer);
     let routing = Arc::clone(routing);
     let metrics = metrics.clone();
     async move {

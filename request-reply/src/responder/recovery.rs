@@ -1,0 +1,363 @@
+//! How a worker gets over what librdkafka does not heal by itself: a reply producer that stops
+//! delivering, and a consumer that stops fetching a partition with requests in it.
+//!
+//! After a whole-cluster outage an idempotent producer can be left with its messages queued and
+//! never sent (seen in the fault suite: a replica's replies undelivered four minutes after the
+//! cluster was back). So a reply is never waited for longer than `message.timeout.ms`: when one
+//! times out, the producer that queued it is replaced by a new one and the reply is sent again
+//! on that. A consumer whose partition is behind its high watermark and has not moved for the
+//! stall time (see [`crate::watchdog`]) is sent back by a seek to the next offset it expects.
+
+use crate::watchdog::{PartitionKey, Stalls};
+use prometheus_client::metrics::counter::Counter;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use rdkafka::topic_partition_list::Offset;
+use rdkafka::types::RDKafkaErrorCode;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A worker's reply producer and what replaces it when it stops delivering.
+pub(crate) struct ReplyProducer {
+    config: ClientConfig,
+    current: Mutex<(u64, FutureProducer)>,
+    replacements: Counter,
+}
+
+impl std::fmt::Debug for ReplyProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyProducer")
+            .field("generation", &self.lock().0)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplyProducer {
+    pub(crate) fn new(config: ClientConfig, replacements: Counter) -> KafkaResult<Self> {
+        let producer = config.create()?;
+        Ok(ReplyProducer {
+            config,
+            current: Mutex::new((0, producer)),
+            replacements,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, FutureProducer)> {
+        self.current
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The producer now, and its generation (which [`Self::replace`] names).
+    pub(crate) fn current(&self) -> (u64, FutureProducer) {
+        let current = self.lock();
+        (current.0, current.1.clone())
+    }
+
+    /// Replaces the producer of `generation` by a new one, unless that happened already (many
+    /// replies time out together; one replacement serves them all). What the old producer
+    /// still holds is purged when it closes: those deliveries fail and are sent again.
+    pub(crate) fn replace(&self, generation: u64) {
+        let mut current = self.lock();
+        if current.0 != generation {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                let stuck = std::mem::replace(&mut current.1, fresh);
+                current.0 += 1;
+                drop(current);
+                self.replacements.inc();
+                tracing::warn!(
+                    generation,
+                    "a reply was not acknowledged in time; replaced the reply producer"
+                );
+                // Closing waits for its purge: not on an async thread.
+                tokio::task::spawn_blocking(move || drop(stuck));
+            }
+            Err(error) => tracing::error!(%error, "cannot create a new reply producer"),
+        }
+    }
+
+    /// Flushes the current producer (at shutdown).
+    pub(crate) fn flush(&self, timeout: Duration) -> KafkaResult<()> {
+        use rdkafka::producer::Producer;
+        self.current().1.flush(timeout)
+    }
+}
+
+/// A message queued in a producer of some generation.
+pub(crate) type Queued = (u64, Result<DeliveryFuture, KafkaError>);
+
+/// What to do after a delivery failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// Retrying cannot help: dead-letter the request instead.
+    GiveUp,
+    /// The producer did not get it acknowledged in time: send it again on a new producer.
+    NewProducer,
+    /// A passing failure: send it again after a pause.
+    Retry,
+}
+
+/// Decides what a delivery failure calls for.
+pub(crate) fn after_failure(error: &KafkaError) -> AfterFailure {
+    use RDKafkaErrorCode::*;
+    match error {
+        KafkaError::MessageProduction(
+            UnknownPartition
+            | UnknownTopic
+            | UnknownTopicOrPartition
+            | InvalidTopic
+            | MessageSizeTooLarge
+            | InvalidMessageSize
+            | InvalidMessage
+            | InvalidRecord
+            | TopicAuthorizationFailed,
+        ) => AfterFailure::GiveUp,
+        KafkaError::MessageProduction(MessageTimedOut) => AfterFailure::NewProducer,
+        _ => AfterFailure::Retry,
+    }
+}
+
+/// The group consumer's side: which assigned partitions have stalled.
+pub(crate) struct ConsumerWatch {
+    stalls: Stalls,
+    /// Looks up high watermarks and committed offsets; a client of its own.
+    probe: Arc<BaseConsumer>,
+    lookup: Option<tokio::task::JoinHandle<Option<Lookup>>>,
+    next_lookup: tokio::time::Instant,
+    pub(crate) recoveries: Counter,
+}
+
+impl std::fmt::Debug for ConsumerWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerWatch")
+            .field("stalls", &self.stalls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the watch has to say to the worker's loop.
+#[derive(Debug)]
+pub(crate) enum Tick {
+    /// Time to start a look-up.
+    Due,
+    /// A look-up finished (with nothing when the brokers did not answer).
+    LookedUp(Option<Lookup>),
+}
+
+/// What one look-up found: the high watermark of each assigned partition, and where the group
+/// left each partition the watch does not know yet.
+#[derive(Debug)]
+pub(crate) struct Lookup {
+    ends: HashMap<PartitionKey, i64>,
+    starts: HashMap<PartitionKey, i64>,
+}
+
+/// Bound on each look-up; an unanswered one means the brokers do not answer, and then nothing
+/// is judged.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl ConsumerWatch {
+    pub(crate) fn new(probe: BaseConsumer, recoveries: Counter) -> Self {
+        ConsumerWatch {
+            stalls: Stalls::new(crate::watchdog::DEFAULT_STALL_AFTER),
+            probe: Arc::new(probe),
+            lookup: None,
+            next_lookup: tokio::time::Instant::now() + crate::watchdog::CHECK_INTERVAL,
+            recoveries,
+        }
+    }
+
+    /// Records a request read from `key` at `offset`.
+    pub(crate) fn read(&mut self, key: &PartitionKey, offset: i64) {
+        self.stalls.read(key, offset);
+    }
+
+    /// Resolves when a look-up has finished, or when the next one is due and `may_look` says a
+    /// look-up may start now.
+    pub(crate) async fn tick(&mut self, may_look: bool) -> Tick {
+        match self.lookup.as_mut() {
+            Some(lookup) => {
+                let found = lookup.await.ok().flatten();
+                self.lookup = None;
+                self.next_lookup = tokio::time::Instant::now() + crate::watchdog::CHECK_INTERVAL;
+                Tick::LookedUp(found)
+            }
+            None if may_look => {
+                tokio::time::sleep_until(self.next_lookup).await;
+                Tick::Due
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Starts a look-up for the partitions the consumer owns now.
+    pub(crate) fn start_lookup<C: ConsumerContext>(&mut self, consumer: &impl Consumer<C>) {
+        let assigned: Vec<PartitionKey> = match consumer.assignment() {
+            Ok(list) => list
+                .elements()
+                .iter()
+                .map(|element| (element.topic().to_owned(), element.partition()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let watched = self.stalls.positions();
+        for key in watched.keys().filter(|key| !assigned.contains(key)) {
+            self.stalls.forget(key);
+        }
+        let unknown: Vec<PartitionKey> = assigned
+            .iter()
+            .filter(|key| !watched.contains_key(*key))
+            .cloned()
+            .collect();
+        let probe = Arc::clone(&self.probe);
+        self.lookup = Some(tokio::task::spawn_blocking(move || {
+            look_up(&probe, &assigned, &unknown)
+        }));
+    }
+
+    /// Applies a finished look-up: starts watching new partitions, takes the consumer's own
+    /// positions as progress, and sends each stalled partition back to the next offset expected.
+    pub(crate) fn judge<C: ConsumerContext>(
+        &mut self,
+        lookup: Lookup,
+        consumer: &impl Consumer<C>,
+    ) {
+        for (key, start) in lookup.starts {
+            self.stalls.watch(key, start);
+        }
+        if let Ok(positions) = consumer.position() {
+            for element in positions.elements() {
+                if let Offset::Offset(position) = element.offset() {
+                    let key = (element.topic().to_owned(), element.partition());
+                    self.stalls.passed(&key, position);
+                }
+            }
+        }
+        let stalled = self.stalls.observe(&lookup.ends, std::time::Instant::now());
+        for ((topic, partition), next) in &stalled {
+            tracing::warn!(
+                topic,
+                partition,
+                next,
+                "request partition behind its end and not moving; seeking back to it"
+            );
+            match consumer.seek(topic, *partition, Offset::Offset(*next), Duration::ZERO) {
+                Ok(()) => {
+                    self.recoveries.inc();
+                }
+                Err(error) => tracing::warn!(%error, topic, partition, "seek failed"),
+            }
+        }
+        self.stalls
+            .recovered(stalled.into_iter().map(|(key, _)| key));
+    }
+}
+
+/// High watermarks of `assigned`, and the committed offsets (or the low watermark, where the
+/// group has none) of `unknown`; nothing when a look-up fails.
+fn look_up(
+    probe: &BaseConsumer,
+    assigned: &[PartitionKey],
+    unknown: &[PartitionKey],
+) -> Option<Lookup> {
+    let mut ends = HashMap::new();
+    let mut lows = HashMap::new();
+    for (topic, partition) in assigned {
+        let (low, high) = probe
+            .fetch_watermarks(topic, *partition, LOOKUP_TIMEOUT)
+            .map_err(|error| tracing::debug!(%error, topic, partition, "watermark look-up failed"))
+            .ok()?;
+        ends.insert((topic.clone(), *partition), high);
+        lows.insert((topic.clone(), *partition), low);
+    }
+    let mut starts = HashMap::new();
+    if !unknown.is_empty() {
+        let mut list = rdkafka::TopicPartitionList::new();
+        for (topic, partition) in unknown {
+            list.add_partition(topic, *partition);
+        }
+        let committed = probe
+            .committed_offsets(list, LOOKUP_TIMEOUT)
+            .map_err(|error| tracing::debug!(%error, "committed-offset look-up failed"))
+            .ok()?;
+        for element in committed.elements() {
+            let key = (element.topic().to_owned(), element.partition());
+            let start = match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => lows.get(&key).copied().unwrap_or(0),
+            };
+            starts.insert(key, start);
+        }
+    }
+    Some(Lookup { ends, starts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_not_acknowledged_in_time_calls_for_a_new_producer() {
+        let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        assert_eq!(after_failure(&timed_out), AfterFailure::NewProducer);
+    }
+
+    #[test]
+    fn only_failures_retrying_cannot_fix_give_up() {
+        for code in [
+            RDKafkaErrorCode::UnknownPartition,
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ] {
+            let error = KafkaError::MessageProduction(code);
+            assert_eq!(after_failure(&error), AfterFailure::GiveUp, "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::NotEnoughReplicas,
+            RDKafkaErrorCode::PurgeQueue,
+            RDKafkaErrorCode::PurgeInflight,
+            RDKafkaErrorCode::LeaderNotAvailable,
+        ] {
+            let error = KafkaError::MessageProduction(code);
+            assert_eq!(after_failure(&error), AfterFailure::Retry, "{code:?}");
+        }
+        assert_eq!(after_failure(&KafkaError::Canceled), AfterFailure::Retry);
+    }
+
+    /// A producer whose broker never answers (a port nobody listens on) times its message out,
+    /// and the replacement happens once per generation however many replies time out.
+    #[tokio::test]
+    async fn a_producer_whose_replies_time_out_is_replaced_once_per_generation() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = closed.local_addr().unwrap();
+        drop(closed);
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", address.to_string())
+            .set("message.timeout.ms", "300");
+        let replacements = Counter::default();
+        let producer = ReplyProducer::new(config, replacements.clone()).unwrap();
+        let (generation, current) = producer.current();
+        let record = rdkafka::producer::FutureRecord::<(), [u8]>::to("replies").payload(b"x");
+        let failure = match current.send_result(record).map_err(|(error, _)| error) {
+            Ok(delivery) => delivery.await.unwrap().unwrap_err().0,
+            Err(error) => error,
+        };
+        assert_eq!(
+            after_failure(&failure),
+            AfterFailure::NewProducer,
+            "{failure}"
+        );
+        producer.replace(generation);
+        producer.replace(generation);
+        assert_eq!(producer.current().0, generation + 1);
+        assert_eq!(replacements.get(), 1);
+    }
+}
