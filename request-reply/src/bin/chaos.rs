@@ -8,8 +8,16 @@
 //! request against the dashboard and against the log itself. It prints one row per scenario:
 //! sent / completed / failed with reasons / timed out / lost / duplicate replies absorbed.
 //!
-//! *Lost* is a request the dashboard accepted (202) that, once settled, the dashboard does not
-//! know, still shows pending, or shows timed out although its reply is in the reply topic.
+//! *Lost* is a request the dashboard accepted (202) that, once settled, has no reply in the reply
+//! topic (the work was dropped, whatever the dashboard shows), or whose reply is there but the
+//! dashboard does not know it, still shows it pending, or shows it timed out.
+//!
+//! Each scenario also records its fault windows (from the moment something broke to the moment
+//! it served again) and prints its *recovery*: from the end of the last fault to the first reply
+//! of the last request accepted before it. A scenario fails if it lost a request, if its recovery
+//! took over [`RECOVERY_LIMIT`], or if a request was answered late although every fault was
+//! shorter than the request timeout minus [`RECOVERY_LIMIT`] (scenario 1, which faults all the
+//! time, is held to lost = 0 only).
 //!
 //! The cluster is the one `scripts/chaos` started (`KAFKA_BOOTSTRAP_SERVERS`, and the
 //! `KAFKA_STATE_DIR` `scripts/kafka` uses for node faults). Only loopback addresses are accepted,
@@ -72,9 +80,12 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "worker-kill,leader-kill,cluster-outage,dashboard-restart,rebalance,sigterm"
+        default_value = "worker-kill,leader-kill,cluster-outage,dashboard-restart,rebalance,sigterm,broker-freeze"
     )]
     scenario: Vec<Scenario>,
+    /// How long the broker leading a request partition stays frozen in scenario 7.
+    #[arg(long, default_value_t = 20)]
+    freeze_secs: u64,
     /// How long the whole cluster stays down in scenario 3.
     #[arg(long, default_value_t = 30)]
     outage_secs: u64,
@@ -122,6 +133,7 @@ enum Scenario {
     DashboardRestart,
     Rebalance,
     Sigterm,
+    BrokerFreeze,
 }
 
 impl Scenario {
@@ -137,6 +149,7 @@ impl Scenario {
             Scenario::DashboardRestart => "dashboard-restart",
             Scenario::Rebalance => "rebalance",
             Scenario::Sigterm => "sigterm",
+            Scenario::BrokerFreeze => "broker-freeze",
         }
     }
 
@@ -148,7 +161,14 @@ impl Scenario {
             Scenario::DashboardRestart => "dashboard restarted mid-stream",
             Scenario::Rebalance => "worker replicas added and removed",
             Scenario::Sigterm => "SIGTERM every process in turn",
+            Scenario::BrokerFreeze => "leader broker frozen (SIGSTOP), then resumed",
         }
+    }
+
+    /// Whether requests may be answered late although each fault is short: scenario 1 kills a
+    /// replica every few seconds, so some partition is always between owners.
+    fn faults_all_the_time(self) -> bool {
+        self == Scenario::WorkerKill
     }
 
     /// Worker replicas per service at the start.
@@ -192,7 +212,13 @@ struct PlanReport {
     /// was ready again.
     outage: Option<(SystemTime, Option<SystemTime>, SystemTime)>,
     exits: Vec<Exit>,
+    /// From when something broke to when it served again, for every fault of the plan.
+    faults: Vec<(SystemTime, SystemTime)>,
 }
+
+/// Longest a scenario may take, once its last fault is healed, to answer every request accepted
+/// before; and the margin below the request timeout within which no request may be late.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
 
 /// One row of the figure table.
 #[derive(Debug, Default)]
@@ -206,6 +232,10 @@ struct Row {
     timed_out: usize,
     lost: usize,
     duplicates: u64,
+    /// From the end of the last fault to the first reply of the last request accepted before it.
+    recovery: Option<Duration>,
+    /// Broken promises other than lost requests (late answers, a slow recovery).
+    violations: Vec<String>,
     seconds: f64,
     notes: Vec<String>,
     error: Option<String>,
@@ -301,6 +331,13 @@ impl Suite {
             fleet.spawn(Role::Score)?;
         }
         api.wait_ready(Duration::from_secs(180)).await?;
+        let groups: Vec<(String, usize)> = [Role::Invoice, Role::Score]
+            .iter()
+            .map(|role| (format!("{prefix}{}", role.binary()), scenario.replicas()))
+            .collect();
+        self.cluster
+            .wait_groups_stable(&groups, Duration::from_secs(120))
+            .await?;
         let all_topics: Vec<String> = request_topics
             .iter()
             .chain(&reply_topics)
@@ -406,6 +443,14 @@ impl Suite {
         drop(fleet);
 
         let mut row = verdict(&attempts, &accepted, &states, &replies, &requests);
+        judge_recovery(
+            &mut row,
+            scenario,
+            &report.faults,
+            &attempts,
+            &replies,
+            Duration::from_millis(cli.request_timeout_ms),
+        );
         write_verdicts(
             &log_dir.join("requests.tsv"),
             &attempts,
@@ -562,11 +607,13 @@ impl Suite {
                     let mut guard = fleet.lock().await;
                     let names = guard.names(role);
                     let victim = names[(turn / 2) % names.len()].clone();
+                    let broke = SystemTime::now();
                     guard.kill(&victim).await?;
                     drop(guard);
                     kills += 1;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     fleet.lock().await.spawn(role)?;
+                    report.faults.push((broke, SystemTime::now()));
                 }
                 report.notes.push(format!(
                     "{kills} worker replicas SIGKILLed, one every {} s, each replaced 1 s later; the others kept running",
@@ -581,9 +628,11 @@ impl Suite {
                     turn += 1;
                     let leader = self.cluster.leader(topic, 0).await?;
                     let at = started.elapsed().as_secs_f64();
+                    let broke = SystemTime::now();
                     self.cluster.kill_node(leader).await?;
                     tokio::time::sleep(Duration::from_secs(cli.leader_down_secs)).await;
                     self.cluster.start_node(leader).await?;
+                    report.faults.push((broke, SystemTime::now()));
                     let back = started.elapsed().as_secs_f64();
                     let in_sync = self
                         .cluster
@@ -632,6 +681,7 @@ impl Suite {
                 let restart = Instant::now();
                 self.cluster.start_all().await?;
                 let brokers_back = restart.elapsed();
+                report.faults.push((outage_from, SystemTime::now()));
                 let ready_after = api.wait_ready(Duration::from_secs(180)).await?;
                 let outage_to = SystemTime::now();
                 pacer.set(Pace::Normal);
@@ -683,6 +733,7 @@ impl Suite {
                     let down_to = SystemTime::now();
                     pacer.set(Pace::Normal);
                     report.dashboard_down.push((down_from, down_to));
+                    report.faults.push((down_from, down_to));
                     report.notes.push(format!(
                         "dashboard {} after {sent} requests, down {} s, ready {:.1} s after its restart (history rebuilt from the log)",
                         if kill { "SIGKILLed" } else { "SIGTERMed" },
@@ -714,7 +765,9 @@ impl Suite {
                     } else {
                         if guard.count(role) > 1 {
                             let oldest = guard.names(role).remove(0);
+                            let broke = SystemTime::now();
                             report.exits.push(guard.terminate(&oldest).await?);
+                            report.faults.push((broke, SystemTime::now()));
                             removed += 1;
                         }
                         growing = guard.count(Role::Invoice).max(guard.count(Role::Score)) <= 1;
@@ -733,9 +786,11 @@ impl Suite {
                 for role in [Role::Invoice, Role::Score] {
                     let names = fleet.lock().await.names(role);
                     for name in names {
+                        let broke = SystemTime::now();
                         let exit = fleet.lock().await.terminate(&name).await?;
                         report.exits.push(exit);
                         fleet.lock().await.spawn(role)?;
+                        report.faults.push((broke, SystemTime::now()));
                         workers += 1;
                         tokio::time::sleep(pause).await;
                     }
@@ -747,19 +802,23 @@ impl Suite {
                     .names(Role::Dashboard)
                     .pop()
                     .context("no dashboard running")?;
+                let broke = SystemTime::now();
                 let exit = fleet.lock().await.terminate(&dashboard).await?;
                 report.exits.push(exit);
                 fleet.lock().await.spawn(Role::Dashboard)?;
                 api.wait_ready(Duration::from_secs(180)).await?;
+                report.faults.push((broke, SystemTime::now()));
                 pacer.set(Pace::Normal);
                 tokio::time::sleep(pause).await;
                 let mut broker_stops = Vec::new();
                 for node in 1..=self.cluster.brokers {
                     let stop = Instant::now();
+                    let broke = SystemTime::now();
                     self.cluster.stop_node(node).await?;
                     broker_stops.push(stop.elapsed().as_secs_f64());
                     tokio::time::sleep(pause).await;
                     self.cluster.start_node(node).await?;
+                    report.faults.push((broke, SystemTime::now()));
                     self.cluster
                         .wait_in_sync(topics, Duration::from_secs(120))
                         .await?;
@@ -773,6 +832,28 @@ impl Suite {
                     "SIGTERMed in turn under load, each restarted: {workers} worker replicas, the dashboard, brokers 1-{} (controlled shutdowns took {} s)",
                     self.cluster.brokers,
                     stops.join(" / ")
+                ));
+                until(1.0).await;
+            }
+            Scenario::BrokerFreeze => {
+                until(0.3).await;
+                let topic = &topics[0];
+                let leader = self.cluster.leader(topic, 0).await?;
+                let at = started.elapsed().as_secs_f64();
+                let broke = SystemTime::now();
+                self.cluster.pause_node(leader).await?;
+                tokio::time::sleep(Duration::from_secs(cli.freeze_secs)).await;
+                self.cluster.resume_node(leader).await?;
+                report.faults.push((broke, SystemTime::now()));
+                let in_sync = self
+                    .cluster
+                    .wait_in_sync(topics, Duration::from_secs(120))
+                    .await?;
+                report.notes.push(format!(
+                    "node {leader}, leader of {topic}[0], frozen (SIGSTOP) at {at:.0} s for {} s, then resumed (SIGCONT); all replicas in sync at {:.0} s{}",
+                    cli.freeze_secs,
+                    started.elapsed().as_secs_f64(),
+                    if in_sync { "" } else { " (NOT in sync after 120 s)" }
                 ));
                 until(1.0).await;
             }
@@ -907,6 +988,7 @@ fn verdict(
                     "timed_out" => {
                         row.timed_out += 1;
                         unanswered += 1;
+                        lost_examples.push(format!("{id} timed out, no reply in the log"));
                     }
                     other => {
                         pending += 1;
@@ -919,22 +1001,17 @@ fn verdict(
             }
         }
     }
-    row.lost = unknown + pending + missed;
+    row.lost = unknown + pending + missed + unanswered;
     if row.lost > 0 {
         lost_examples.truncate(5);
         row.notes.push(format!(
-            "LOST: {unknown} unknown to the dashboard, {pending} still pending, {missed} shown timed out with a reply in the log; e.g. {}",
+            "LOST: {unknown} unknown to the dashboard, {pending} still pending, {missed} shown timed out with a reply in the log, {unanswered} never answered (no reply in the log); e.g. {}",
             lost_examples.join("; ")
         ));
     }
     if not_in_log > 0 {
         row.notes.push(format!(
             "{not_in_log} accepted requests are not in the request topic"
-        ));
-    }
-    if unanswered > 0 {
-        row.notes.push(format!(
-            "{unanswered} accepted requests have no reply in the log (shown timed out)"
         ));
     }
     let log_duplicates: usize = accepted
@@ -947,6 +1024,63 @@ fn verdict(
         accepted.iter().filter_map(|id| replies.get(id)).map(Vec::len).sum::<usize>()
     ));
     row
+}
+
+/// Recovery and lateness against the fault windows (see the module documentation).
+fn judge_recovery(
+    row: &mut Row,
+    scenario: Scenario,
+    faults: &[(SystemTime, SystemTime)],
+    attempts: &[Attempt],
+    replies: &load::LogIndex,
+    request_timeout: Duration,
+) {
+    let Some(healed) = faults.iter().map(|(_, to)| *to).max() else {
+        return;
+    };
+    let longest = faults
+        .iter()
+        .map(|(from, to)| to.duration_since(*from).unwrap_or_default())
+        .max()
+        .unwrap_or_default();
+    let healed_ms = load::epoch_ms(healed);
+    let recovery_ms = attempts
+        .iter()
+        .filter(|attempt| attempt.sent_at < healed)
+        .filter_map(|attempt| match &attempt.outcome {
+            Outcome::Accepted(id) => replies.get(id).and_then(|stamps| stamps.iter().min()),
+            _ => None,
+        })
+        .map(|first_reply| (first_reply - healed_ms).max(0))
+        .max()
+        .unwrap_or(0);
+    let recovery = Duration::from_millis(recovery_ms.unsigned_abs());
+    row.recovery = Some(recovery);
+    row.notes.push(format!(
+        "{} fault window(s), the longest {:.1} s; every request accepted before the last one was healed had its reply {:.1} s after it",
+        faults.len(),
+        longest.as_secs_f64(),
+        recovery.as_secs_f64()
+    ));
+    if scenario.faults_all_the_time() {
+        return;
+    }
+    if recovery > RECOVERY_LIMIT {
+        row.violations.push(format!(
+            "recovery took {:.1} s (limit {} s)",
+            recovery.as_secs_f64(),
+            RECOVERY_LIMIT.as_secs()
+        ));
+    }
+    if row.late > 0 && longest + RECOVERY_LIMIT < request_timeout {
+        row.violations.push(format!(
+            "{} requests answered late although the longest fault ({:.1} s) was shorter than the request timeout ({} s) minus {} s",
+            row.late,
+            longest.as_secs_f64(),
+            request_timeout.as_secs(),
+            RECOVERY_LIMIT.as_secs()
+        ));
+    }
 }
 
 /// One line per request for post-mortems: when it was sent, what the API said, what the
@@ -1001,8 +1135,8 @@ fn write_verdicts(
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::new();
-    out.push_str("| # | scenario | sent | accepted | completed (late) | failed: reasons | timed out | lost | duplicate replies absorbed | time |\n");
-    out.push_str("|---|---|---:|---:|---:|---|---:|---:|---:|---:|\n");
+    out.push_str("| # | scenario | sent | accepted | completed (late) | failed: reasons | timed out | lost | recovery | duplicate replies absorbed | time |\n");
+    out.push_str("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
     for row in rows {
         let Some(scenario) = row.scenario else {
             continue;
@@ -1010,7 +1144,7 @@ fn table(rows: &[Row]) -> String {
         if let Some(error) = &row.error {
             let _ = writeln!(
                 out,
-                "| {} | {} | – | – | – | scenario failed: {error} | – | – | – | {:.0} s |",
+                "| {} | {} | – | – | – | scenario failed: {error} | – | – | – | – | {:.0} s |",
                 scenario.number(),
                 scenario.title(),
                 row.seconds
@@ -1019,7 +1153,7 @@ fn table(rows: &[Row]) -> String {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} ({}) | {} | {} | **{}** | {} | {:.0} s |",
+            "| {} | {} | {} | {} | {} ({}) | {} | {} | **{}** | {} | {} | {:.0} s |",
             scenario.number(),
             scenario.title(),
             row.sent,
@@ -1029,6 +1163,10 @@ fn table(rows: &[Row]) -> String {
             row.failed_text().replace('|', "/"),
             row.timed_out,
             row.lost,
+            row.recovery.map_or_else(
+                || "–".to_owned(),
+                |took| format!("{:.1} s", took.as_secs_f64())
+            ),
             row.duplicates,
             row.seconds
         );
@@ -1039,6 +1177,9 @@ fn table(rows: &[Row]) -> String {
             continue;
         };
         let _ = writeln!(out, "{}. {}:", scenario.number(), scenario.title());
+        for violation in &row.violations {
+            let _ = writeln!(out, "   - FAILED: {violation}");
+        }
         for note in &row.notes {
             let _ = writeln!(out, "   - {note}");
         }
@@ -1135,12 +1276,12 @@ fn run_suite() -> Result<()> {
     }
     let failed: Vec<String> = rows
         .iter()
-        .filter(|row| row.error.is_some() || row.lost > 0)
+        .filter(|row| row.error.is_some() || row.lost > 0 || !row.violations.is_empty())
         .filter_map(|row| row.scenario.map(|scenario| scenario.slug().to_owned()))
         .collect();
     if !failed.is_empty() {
         bail!(
-            "scenarios with lost requests or errors: {}",
+            "scenarios with lost requests, broken promises or errors: {}",
             failed.join(", ")
         );
     }

@@ -60,6 +60,64 @@ impl Cluster {
             .map(drop)
     }
 
+    /// SIGSTOP: the node keeps its sockets and answers nothing (a long GC pause, a stalled disk).
+    pub async fn pause_node(&self, id: i32) -> Result<()> {
+        self.script(&["pause-node", &id.to_string()])
+            .await
+            .map(drop)
+    }
+
+    pub async fn resume_node(&self, id: i32) -> Result<()> {
+        self.script(&["resume-node", &id.to_string()])
+            .await
+            .map(drop)
+    }
+
+    /// Waits until each consumer group named is stable with at least the given number of
+    /// members, so the load does not start while the workers are still joining.
+    pub async fn wait_groups_stable(
+        &self,
+        groups: &[(String, usize)],
+        timeout: Duration,
+    ) -> Result<()> {
+        let client = self.metadata_client()?;
+        let groups = groups.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let mut waiting = Vec::new();
+                for (group, members) in &groups {
+                    let stable = client
+                        .fetch_group_list(Some(group), Duration::from_secs(5))
+                        .ok()
+                        .and_then(|list| {
+                            list.groups()
+                                .iter()
+                                .find(|info| info.name() == group)
+                                .map(|info| {
+                                    info.state() == "Stable" && info.members().len() >= *members
+                                })
+                        })
+                        .unwrap_or(false);
+                    if !stable {
+                        waiting.push(group.clone());
+                    }
+                }
+                if waiting.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    bail!(
+                        "consumer groups not stable after {timeout:?}: {}",
+                        waiting.join(", ")
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+        .await?
+    }
+
     /// Starts every node that is not running (idempotent) and waits until all serve.
     pub async fn start_all(&self) -> Result<()> {
         self.script(&["start"]).await.map(drop)
