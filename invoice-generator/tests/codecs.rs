@@ -1,0 +1,74 @@
+//! Every compression codec Kafka producers use, through both hops against a real broker: the
+//! request is produced compressed and read by the worker, the reply is produced compressed and
+//! read by the requester's reply listener. A client built without a codec cannot read such a
+//! batch at all, and stalls the partition it is in.
+
+use request_reply::contract::{InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
+use request_reply::requester::{Client, ReplyContent};
+use request_reply::testkit;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+async fn round_trip_compressed_with(codec: &str) {
+    let topics = testkit::unique_topics();
+    let mut worker_config = testkit::worker_config(&topics, "invoices");
+    worker_config
+        .kafka
+        .producer
+        .insert("compression.type".into(), codec.into());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(invoice_generator::run(worker_config, async {
+        stopped.await.ok();
+    }));
+    let mut client_kafka = testkit::kafka();
+    client_kafka
+        .producer
+        .insert("compression.type".into(), codec.into());
+    let client = Client::connect(&client_kafka, &topics).await.unwrap();
+
+    let request = InvoiceRequest {
+        schema_version: SCHEMA_VERSION,
+        customer: format!("{codec} customer"),
+        // Repetitive, so every codec really compresses it.
+        lines: vec![
+            LineItem {
+                description: "widget ".repeat(25),
+                quantity: 3,
+                unit_price_cents: 250,
+            };
+            20
+        ],
+    };
+    let reply = client
+        .call(RequestKind::Invoice, &request, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|error| panic!("{codec}: no reply: {error}"));
+    let ReplyContent::Invoice(Outcome::Ok(invoice)) = &reply.content else {
+        panic!("{codec}: expected an invoice, got {:?}", reply.content);
+    };
+    assert_eq!(invoice.customer, format!("{codec} customer"));
+    assert_eq!(invoice.subtotal_cents, 20 * 3 * 250, "{codec}");
+
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_both_hops() {
+    round_trip_compressed_with("gzip").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snappy_both_hops() {
+    round_trip_compressed_with("snappy").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lz4_both_hops() {
+    round_trip_compressed_with("lz4").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zstd_both_hops() {
+    round_trip_compressed_with("zstd").await;
+}
