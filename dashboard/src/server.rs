@@ -178,6 +178,66 @@ fn refuse(stream: &TcpStream, cap: usize) {
 mod tests {
     use super::*;
 
+    fn file(pairs: &[(&str, &str)]) -> ConfigFile {
+        let dashboard = pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        ConfigFile::from_sections([("dashboard".to_owned(), dashboard)].into())
+    }
+
+    #[test]
+    fn settings_come_from_the_file_with_defaults_and_refuse_zero() {
+        assert_eq!(
+            HttpSettings::from_file(&file(&[])).unwrap(),
+            HttpSettings::default()
+        );
+        let settings = HttpSettings::from_file(&file(&[
+            ("allowed_hosts", "dashboard, localhost:8080"),
+            ("header_read_timeout_ms", "500"),
+            ("max_header_bytes", "4096"),
+            ("body_read_timeout_ms", "700"),
+            ("max_connections", "3"),
+            ("max_event_streams", "2"),
+            ("shutdown_grace_ms", "250"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            settings.allowed_hosts,
+            "dashboard,localhost:8080".parse().unwrap()
+        );
+        assert_eq!(settings.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(settings.max_header_bytes, 4096);
+        assert_eq!(settings.body_read_timeout, Duration::from_millis(700));
+        assert_eq!(settings.max_connections, 3);
+        assert_eq!(settings.max_event_streams, 2);
+        assert_eq!(settings.shutdown_grace, Duration::from_millis(250));
+        for key in [
+            "max_connections",
+            "header_read_timeout_ms",
+            "shutdown_grace_ms",
+        ] {
+            let error = HttpSettings::from_file(&file(&[(key, "0")]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(key) && error.contains("greater than 0"),
+                "{error}"
+            );
+        }
+        let error = HttpSettings::from_file(&file(&[("allowed_hosts", "http://x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("allowed_hosts"), "{error}");
+        for key in ["allowed_hosts", "max_connections", "shutdown_grace_ms"] {
+            assert!(
+                crate::ENV_OVERRIDES.iter().any(|known| known.key == key
+                    && known.var == format!("DASHBOARD_{}", key.to_ascii_uppercase())),
+                "{key}"
+            );
+        }
+    }
+
     #[test]
     fn the_refusal_is_a_complete_http_answer() {
         let text = std::str::from_utf8(REFUSED).unwrap();
