@@ -25,7 +25,7 @@ pub const FEED_BYTES: usize = 64 * 1024;
 #[derive(Clone, Debug)]
 pub struct UncorrelatedReply {
     pub kind: RequestKind,
-    /// The reply's text, cut to [`REPLY_TEXT_BYTES`] with a marker (see [`cut_text`]).
+    /// The reply's text, cut to `REPLY_TEXT_BYTES` (1 KiB) with a marker saying so.
     pub text: String,
     /// The number read out of one of the original text forms, if it is one.
     pub number: Option<u64>,

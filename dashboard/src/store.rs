@@ -5,7 +5,7 @@
 //! integers and enums, a short summary for the table and an error reason only when there is one.
 //! The payloads stay in Kafka and are read back by position for the detail page and the API
 //! (see `crate::records`). Only the newest requests keep theirs in memory, up to
-//! [`PAYLOAD_CACHE_BYTES`], so a client asking for its reply right after it arrives is answered
+//! `PAYLOAD_CACHE_BYTES`, so a client asking for its reply right after it arrives is answered
 //! without a trip to the broker.
 //!
 //! Bounded (oldest requests are forgotten first), guarded by one short-held mutex, and the source
