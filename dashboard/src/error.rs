@@ -30,6 +30,15 @@ pub enum AppError {
     /// An API post whose body is not declared as JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A `Host` that is not this dashboard's (see `crate::hosts`).
+    #[error("{0}")]
+    Misdirected(String),
+    /// A body over the size limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A body that did not arrive within `body_read_timeout_ms`.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -44,6 +53,9 @@ impl AppError {
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -2,7 +2,7 @@
 //! the field a person has to fix.
 
 use request_reply::contract::{
-    InvoiceRequest, LineItem, SCHEMA_VERSION, ScoreRequest, Validate, ValidationError,
+    InvoiceRequest, LineItem, MAX_LINES, SCHEMA_VERSION, ScoreRequest, Validate, ValidationError,
 };
 use serde::de::DeserializeOwned;
 
@@ -150,6 +150,19 @@ impl InvoiceForm {
                 })
                 .collect(),
         }
+    }
+
+    /// Refuses a form with more rows than an invoice may have lines, before its rows are
+    /// validated or shown again: a body of thousands of bad rows would otherwise come back as
+    /// an error page a hundred times its size.
+    pub fn check_row_count(&self) -> Result<(), String> {
+        if self.lines.len() > MAX_LINES {
+            return Err(format!(
+                "The form has {} line rows; an invoice has at most {MAX_LINES} lines.",
+                self.lines.len()
+            ));
+        }
+        Ok(())
     }
 
     /// The request, or every problem found, each naming its field.

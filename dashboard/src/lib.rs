@@ -4,12 +4,16 @@
 //! `main` reads the config and calls [`run`]; tests call [`run`] on a port-0 listener, or drive
 //! [`build_app`] directly.
 
+mod body;
 pub mod error;
+mod feed;
 pub mod forms;
+pub mod hosts;
 mod metrics;
 mod records;
 mod routes;
 pub mod security;
+mod server;
 pub mod store;
 mod views;
 
@@ -32,6 +36,7 @@ use tokio::sync::watch;
 
 pub use routes::build_app;
 pub use security::Secret;
+pub use server::HttpSettings;
 
 /// Environment variables the dashboard reads besides the common ones.
 pub const ENV_OVERRIDES: &[EnvOverride] = &[
@@ -60,6 +65,41 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         section: "dashboard",
         key: "allow_unauthenticated",
     },
+    EnvOverride {
+        var: "DASHBOARD_ALLOWED_HOSTS",
+        section: "dashboard",
+        key: "allowed_hosts",
+    },
+    EnvOverride {
+        var: "DASHBOARD_HEADER_READ_TIMEOUT_MS",
+        section: "dashboard",
+        key: "header_read_timeout_ms",
+    },
+    EnvOverride {
+        var: "DASHBOARD_MAX_HEADER_BYTES",
+        section: "dashboard",
+        key: "max_header_bytes",
+    },
+    EnvOverride {
+        var: "DASHBOARD_BODY_READ_TIMEOUT_MS",
+        section: "dashboard",
+        key: "body_read_timeout_ms",
+    },
+    EnvOverride {
+        var: "DASHBOARD_MAX_CONNECTIONS",
+        section: "dashboard",
+        key: "max_connections",
+    },
+    EnvOverride {
+        var: "DASHBOARD_MAX_EVENT_STREAMS",
+        section: "dashboard",
+        key: "max_event_streams",
+    },
+    EnvOverride {
+        var: "DASHBOARD_SHUTDOWN_GRACE_MS",
+        section: "dashboard",
+        key: "shutdown_grace_ms",
+    },
 ];
 
 /// How often the broker's reachability is checked.
@@ -86,6 +126,9 @@ pub struct DashboardConfig {
     pub auth_token: Option<Secret>,
     /// Serve without authentication on a non-loopback address (a proxy in front authenticates).
     pub allow_unauthenticated: bool,
+    /// The names requests may use, and the bounds on connections, headers, bodies, event
+    /// streams and shutdown.
+    pub http: HttpSettings,
 }
 
 impl DashboardConfig {
@@ -112,6 +155,7 @@ impl DashboardConfig {
                     security::Switch(false),
                 )?
                 .0,
+            http: HttpSettings::from_file(file)?,
         })
     }
 
@@ -179,6 +223,8 @@ struct Shared {
     broker: watch::Sender<BrokerStatus>,
     /// Flips to true when the server is shutting down, so live-update streams end.
     stopping: watch::Sender<bool>,
+    /// One permit per live-update stream that may be open (`max_event_streams`).
+    event_slots: Arc<tokio::sync::Semaphore>,
     /// The CSRF key and the credential requests must present.
     security: security::Keys,
     config: DashboardConfig,
@@ -214,6 +260,7 @@ impl AppState {
             reader: Arc::new(reader),
             broker,
             stopping,
+            event_slots: Arc::new(tokio::sync::Semaphore::new(config.http.max_event_streams)),
             security,
             config,
         })))
@@ -233,6 +280,14 @@ impl AppState {
 
     pub fn requester(&self) -> &Requester {
         &self.0.requester
+    }
+
+    pub(crate) fn http_settings(&self) -> &HttpSettings {
+        &self.0.config.http
+    }
+
+    pub(crate) fn event_slots(&self) -> Arc<tokio::sync::Semaphore> {
+        Arc::clone(&self.0.event_slots)
     }
 
     pub(crate) fn reader(&self) -> Arc<RecordReader> {
@@ -339,7 +394,7 @@ impl AppState {
         tracing::info!("reply listener assigned; dashboard ready");
         loop {
             let reply = listener.next().await;
-            let correlation_id = reply.correlation_id.as_ref().map(|id| id.key());
+            let correlation_id = reply.correlation_id.as_ref().map(store::loggable_id);
             let trace_id = reply
                 .headers
                 .last(request_reply::headers::TRACEPARENT)
@@ -424,14 +479,22 @@ fn kafka_time(milliseconds: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(milliseconds.max(0).unsigned_abs())
 }
 
-/// Serves the dashboard on `listener` until `shutdown` resolves. Refuses to serve a non-loopback
-/// listener without authentication unless `allow_unauthenticated` says so.
+/// Serves the dashboard on `listener` until `shutdown` resolves, then returns within
+/// `shutdown_grace_ms` however slow its clients are. Refuses to serve a non-loopback listener
+/// without authentication unless `allow_unauthenticated` says so. Only requests that name the
+/// listener's address (or an `allowed_hosts` name) are answered (see [`hosts`]).
 pub async fn run(
     config: DashboardConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    config.check_listen_address(listener.local_addr().context("listener has no address")?)?;
+    let address = listener.local_addr().context("listener has no address")?;
+    config.check_listen_address(address)?;
+    let allowed = Arc::new(hosts::AllowedHosts::new(
+        address,
+        &config.http.allowed_hosts,
+    ));
+    let http = config.http.clone();
     let state = AppState::new(config)?;
     let background = [
         tokio::spawn(state.clone().listen_for_replies()),
@@ -446,16 +509,16 @@ pub async fn run(
         }),
     ];
     let stopping = state.0.stopping.clone();
-    let result = axum::serve(listener, build_app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.send_replace(true);
-        })
-        .await
-        .context("HTTP server failed");
+    let app =
+        build_app(state.clone()).layer(axum::middleware::from_fn_with_state(allowed, hosts::check));
+    server::serve(listener, app, &http, async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    })
+    .await;
     for task in background {
         task.abort();
     }
     tracing::info!("dashboard stopped");
-    result
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! HTTP routes: the pages, the JSON API, live updates, health checks and static assets.
 
 use crate::AppState;
+use crate::body::{FormBody, JsonBody};
 use crate::error::{ApiError, AppError};
 use crate::forms::{InvoiceForm, ScoreForm, parse_json_request};
 use crate::records;
@@ -12,7 +13,6 @@ use crate::views::{
 };
 use askama::Template;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -24,15 +24,17 @@ use request_reply::headers::{CorrelationId, TraceContext};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Instrument;
 
 /// Request bodies above this are refused before they are read.
-const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest `wait_ms` the API honours.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
 pub fn build_app(state: AppState) -> Router {
+    let body_deadline = state.http_settings().body_read_timeout;
     Router::new()
         .route("/", get(index))
         .route("/invoices", post(submit_invoice_form))
@@ -49,6 +51,9 @@ pub fn build_app(state: AppState) -> Router {
         .route("/static/style.css", get(stylesheet))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A hard deadline for the whole body, however it trickles in (a per-read timeout lets
+        // a client sending a byte every few seconds hold a connection for days).
+        .layer(RequestBodyDeadlineLayer::new(body_deadline))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::require_auth,
@@ -73,7 +78,7 @@ fn home_page(state: &AppState, filter: Filter) -> IndexPage {
         .store()
         .uncorrelated()
         .iter()
-        .map(UncorrelatedView::from)
+        .map(|reply| UncorrelatedView::from(&**reply))
         .collect();
     IndexPage::new(banner(state), filter, rows, uncorrelated)
 }
@@ -138,10 +143,12 @@ async fn submit<T: Serialize>(
 async fn submit_invoice_form(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    FormBody(body): FormBody,
 ) -> Result<Response, AppError> {
     let nonce = state.security().check_form(&headers, &body)?;
     let form = InvoiceForm::from_body(&body);
+    // Checked before anything is rendered: a 64 KiB form of bad rows made a 6.9 MB error page.
+    form.check_row_count().map_err(AppError::BadRequest)?;
     match form.to_request() {
         Ok(request) => {
             let id = submit(&state, RequestKind::Invoice, &request).await?;
@@ -160,7 +167,7 @@ async fn submit_invoice_form(
 async fn submit_score_form(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    FormBody(body): FormBody,
 ) -> Result<Response, AppError> {
     let nonce = state.security().check_form(&headers, &body)?;
     let form = ScoreForm::from_body(&body);
@@ -244,7 +251,7 @@ async fn accept<T: Serialize>(
 async fn api_invoice(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     security::check_api_post(&headers)?;
     let request: InvoiceRequest = parse_json_request(&body).map_err(AppError::BadRequest)?;
@@ -254,7 +261,7 @@ async fn api_invoice(
 async fn api_score(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     security::check_api_post(&headers)?;
     let request: ScoreRequest = parse_json_request(&body).map_err(AppError::BadRequest)?;
@@ -329,10 +336,19 @@ async fn api_request(
 }
 
 /// Server-sent events: `request` (a re-rendered table row), `uncorrelated` (a feed entry) and
-/// `broker` (the banner). Ends when the server shuts down.
+/// `broker` (the banner). Ends when the server shuts down. At most `max_event_streams` are open
+/// at once (each holds a connection and renders every change): more are answered 503, and the
+/// page works on without live updates.
 async fn live_updates(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, AppError> {
+    let slot = state.event_slots().try_acquire_owned().map_err(|_| {
+        AppError::Unavailable(format!(
+            "Too many live-update streams are open (the limit is {}); reload the page later \
+             for live updates.",
+            state.http_settings().max_event_streams
+        ))
+    })?;
     let store_events = {
         let state = state.clone();
         BroadcastStream::new(state.store().subscribe()).filter_map(move |change| {
@@ -344,16 +360,17 @@ async fn live_updates(
                         serde_json::json!({ "id": row.id, "status": row.status, "html": html });
                     Event::default().event("request").data(data.to_string())
                 }),
-                Ok(crate::store::Change::Uncorrelated) => {
-                    state.store().uncorrelated().first().map(|reply| {
-                        let view = UncorrelatedView::from(reply);
-                        let html = UncorrelatedFragment { reply: &view }
-                            .render()
-                            .unwrap_or_default();
+                // The change carries the reply: nothing else of the feed is copied.
+                Ok(crate::store::Change::Uncorrelated(reply)) => {
+                    let view = UncorrelatedView::from(&*reply);
+                    let html = UncorrelatedFragment { reply: &view }
+                        .render()
+                        .unwrap_or_default();
+                    Some(
                         Event::default()
                             .event("uncorrelated")
-                            .data(serde_json::json!({ "html": html }).to_string())
-                    })
+                            .data(serde_json::json!({ "html": html }).to_string()),
+                    )
                 }
                 // Fell behind: the page reloads to catch up.
                 Err(_) => Some(Event::default().event("resync").data("{}")),
@@ -370,8 +387,14 @@ async fn live_updates(
         // An error means the sender is gone: the server is stopping either way.
         let _ = stopping.wait_for(|stopping| *stopping).await;
     };
-    let events = futures::stream::select(store_events, broker_events).take_until(stopped);
-    Sse::new(events).keep_alive(KeepAlive::default())
+    let events = futures::stream::select(store_events, broker_events)
+        .take_until(stopped)
+        // The stream owns its slot: it is given back when the client goes or the stream ends.
+        .map(move |event| {
+            let _slot = &slot;
+            event
+        });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 async fn healthz() -> &'static str {

@@ -5,7 +5,7 @@
 //! integers and enums, a short summary for the table and an error reason only when there is one.
 //! The payloads stay in Kafka and are read back by position for the detail page and the API
 //! (see `crate::records`). Only the newest requests keep theirs in memory, up to
-//! [`PAYLOAD_CACHE_BYTES`], so a client asking for its reply right after it arrives is answered
+//! `PAYLOAD_CACHE_BYTES`, so a client asking for its reply right after it arrives is answered
 //! without a trip to the broker.
 //!
 //! Bounded (oldest requests are forgotten first), guarded by one short-held mutex, and the source
@@ -21,8 +21,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
-/// How many uncorrelated replies are kept for the feed.
-const UNCORRELATED_LIMIT: usize = 100;
+use crate::feed::{Feed, REPLY_TEXT_BYTES, cut_text};
+
+/// Longest correlation ID kept or logged, in bytes. Ours are UUIDs (36 bytes of text, or 16
+/// raw bytes from Spring); a reply or a request in the log with a longer one cannot be one of
+/// ours, so it is not stored (a hostile 100 KB ID would otherwise be kept and logged in full).
+pub const MAX_CORRELATION_ID_BYTES: usize = 128;
 /// Longest request summary or reply text the table keeps, in characters; the detail page reads
 /// the rest back from Kafka.
 const SUMMARY_CHARS: usize = 80;
@@ -255,24 +259,14 @@ pub struct RequestRecord {
     pub reply_json: Option<Arc<[u8]>>,
 }
 
-/// A reply with no correlation ID, e.g. from the original Python workers.
-#[derive(Clone, Debug)]
-pub struct UncorrelatedReply {
-    pub kind: RequestKind,
-    pub text: String,
-    /// The number read out of one of the original text forms, if it is one.
-    pub number: Option<u64>,
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub received_at: SystemTime,
-}
+pub use crate::feed::UncorrelatedReply;
 
 /// What changed, for live updates.
 #[derive(Clone, Debug)]
 pub enum Change {
     Request(String),
-    Uncorrelated,
+    /// A new entry of the uncorrelated feed, shared with the feed.
+    Uncorrelated(Arc<UncorrelatedReply>),
 }
 
 /// What became of an incoming reply.
@@ -373,7 +367,7 @@ struct Inner {
     /// Keys of the requests holding payloads, oldest first.
     cached: VecDeque<Key>,
     cached_bytes: usize,
-    uncorrelated: VecDeque<UncorrelatedReply>,
+    uncorrelated: Feed,
 }
 
 impl Inner {
@@ -475,6 +469,9 @@ impl Store {
         created_at: SystemTime,
         sent: &SentRequest,
     ) {
+        if id.as_bytes().len() > MAX_CORRELATION_ID_BYTES {
+            return;
+        }
         let key = Key::of(id);
         if self.lock().entries.contains_key(&key) {
             return;
@@ -624,6 +621,9 @@ impl Store {
             self.record_uncorrelated(reply);
             return ReplyOutcome::Uncorrelated;
         };
+        if correlation_id.as_bytes().len() > MAX_CORRELATION_ID_BYTES {
+            return ReplyOutcome::Foreign;
+        }
         let key = Key::of(correlation_id);
         let now_us = self.micros(Instant::now());
         let outcome = {
@@ -690,7 +690,7 @@ impl Store {
     fn record_uncorrelated(&self, reply: IncomingReply) {
         let (text, number) = match &reply.content {
             ReplyContent::Text { text, legacy } => (
-                text.clone(),
+                cut_text(text, REPLY_TEXT_BYTES),
                 legacy.map(|legacy| match legacy {
                     LegacyReply::Invoice { number } => number,
                     LegacyReply::Score { score } => score,
@@ -701,20 +701,16 @@ impl Store {
                 legacy_number(other),
             ),
         };
-        {
-            let mut inner = self.lock();
-            inner.uncorrelated.push_front(UncorrelatedReply {
-                kind: reply.kind,
-                text,
-                number,
-                topic: reply.topic,
-                partition: reply.partition,
-                offset: reply.offset,
-                received_at: SystemTime::now(),
-            });
-            inner.uncorrelated.truncate(UNCORRELATED_LIMIT);
-        }
-        self.announce(Change::Uncorrelated);
+        let added = self.lock().uncorrelated.push(UncorrelatedReply {
+            kind: reply.kind,
+            text,
+            number,
+            topic: reply.topic,
+            partition: reply.partition,
+            offset: reply.offset,
+            received_at: SystemTime::now(),
+        });
+        self.announce(Change::Uncorrelated(added));
     }
 
     pub fn pending_count(&self) -> usize {
@@ -791,8 +787,9 @@ impl Store {
             .collect()
     }
 
-    pub fn uncorrelated(&self) -> Vec<UncorrelatedReply> {
-        self.lock().uncorrelated.iter().cloned().collect()
+    /// The feed of uncorrelated replies, newest first.
+    pub fn uncorrelated(&self) -> Vec<Arc<UncorrelatedReply>> {
+        self.lock().uncorrelated.snapshot()
     }
 
     /// Waits until the request is no longer pending or `wait` has passed; returns its latest state.
@@ -833,6 +830,17 @@ fn bounded(text: &str, max_chars: usize) -> Box<str> {
             format!("{keep}…").into()
         }
     }
+}
+
+/// A correlation ID as logs show it: in full up to [`MAX_CORRELATION_ID_BYTES`], else its
+/// first bytes and its length, so a hostile ID cannot flood the log.
+pub fn loggable_id(id: &CorrelationId) -> String {
+    let bytes = id.as_bytes();
+    if bytes.len() <= MAX_CORRELATION_ID_BYTES {
+        return id.key();
+    }
+    let start = CorrelationId::from_bytes(&bytes[..32]).key();
+    format!("{start}… ({} bytes)", bytes.len())
 }
 
 fn legacy_number(content: &ReplyContent) -> Option<u64> {
@@ -1007,6 +1015,28 @@ mod tests {
         assert_eq!(feed.len(), 1);
         assert_eq!(feed[0].number, Some(42));
         assert_eq!(store.get("r1").unwrap().status, Status::Pending);
+    }
+
+    #[test]
+    fn overlong_correlation_ids_are_neither_stored_nor_logged_in_full() {
+        let store = store_with("r1", Duration::from_secs(30));
+        let long = "x".repeat(100 * 1024);
+        assert_eq!(
+            store.record_reply(reply(Some(&long), score(1))),
+            ReplyOutcome::Foreign
+        );
+        let id = CorrelationId::from_bytes(long.as_bytes());
+        let sent = SentRequest {
+            topic: "calculate-score".into(),
+            partition: 0,
+            offset: 0,
+        };
+        store.insert_historic(&id, RequestKind::Score, b"{}", SystemTime::now(), &sent);
+        assert!(store.get(&long).is_none());
+        let logged = loggable_id(&id);
+        assert!(logged.len() < 100, "{logged}");
+        assert!(logged.ends_with("(102400 bytes)"), "{logged}");
+        assert_eq!(loggable_id(&CorrelationId::from_bytes(b"r1")), "r1");
     }
 
     #[test]

@@ -40,6 +40,7 @@ fn config(auth_token: Option<&str>) -> DashboardConfig {
         history_limit: 100,
         auth_token: auth_token.map(Secret::new),
         allow_unauthenticated: false,
+        http: dashboard::HttpSettings::default(),
     }
 }
 
@@ -665,6 +666,7 @@ async fn a_non_loopback_listener_is_refused_without_authentication() {
     let exposed = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let allowed = DashboardConfig {
         allow_unauthenticated: true,
+        http: dashboard::HttpSettings::default(),
         ..config(None)
     };
     dashboard::run(allowed, exposed, async {}).await.unwrap();

@@ -178,6 +178,16 @@ pub fn watch_login(
     None
 }
 
+/// Sets its flag when dropped.
+#[derive(Debug)]
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Creates each topic that does not exist yet; existing topics are left as they are.
 pub async fn ensure_topics(
     kafka: &KafkaSettings,
@@ -214,6 +224,10 @@ pub async fn ensure_topics(
     // When the broker refuses our login or TLS handshake, topic creation merely times out; a
     // watching client sees the refusal within a second and says why.
     let stop_watching = Arc::new(AtomicBool::new(false));
+    // Also stops the watch when this future is dropped (a service shutting down while Kafka is
+    // unreachable): otherwise its blocking thread runs on for up to ADMIN_TIMEOUT and the
+    // runtime, which waits for blocking threads, keeps the process alive that long.
+    let _stop_on_drop = StopOnDrop(Arc::clone(&stop_watching));
     let mut login = tokio::task::spawn_blocking({
         let kafka = kafka.clone();
         let stop = Arc::clone(&stop_watching);

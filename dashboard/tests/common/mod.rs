@@ -65,6 +65,7 @@ impl Dashboard {
             history_limit: 10_000,
             auth_token: None,
             allow_unauthenticated: false,
+            http: dashboard::HttpSettings::default(),
         };
         let running = Running::spawn(|stopped| dashboard::run(config, listener, until(stopped)));
         Dashboard { base, running }
