@@ -376,7 +376,7 @@ impl AppState {
             };
             match started.await {
                 Ok(listener) => {
-                    break listener.count_recoveries_in(self.metrics().listener_recoveries());
+                    break listener.count_in(self.metrics().listener_counters());
                 }
                 Err(error) => {
                     tracing::warn!(%error, "reply listener not started; retrying");

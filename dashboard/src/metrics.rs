@@ -8,6 +8,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use request_reply::contract::RequestKind;
 use request_reply::metrics::latency_buckets;
+use request_reply::requester::ListenerCounters;
 
 use crate::store::ReplyOutcome;
 
@@ -30,8 +31,8 @@ pub struct DashboardMetrics {
     pending: Gauge,
     round_trip_seconds: Histogram,
     broker_up: Gauge,
-    /// The reply listener's watchdog replaced a stalled consumer (see `request_reply::watchdog`).
-    listener_recoveries: Counter,
+    /// What the reply listener's watchdog did (see `request_reply::watchdog`).
+    listener: ListenerCounters,
 }
 
 impl Default for DashboardMetrics {
@@ -44,7 +45,7 @@ impl Default for DashboardMetrics {
             pending: Gauge::default(),
             round_trip_seconds: Histogram::new(latency_buckets()),
             broker_up: Gauge::default(),
-            listener_recoveries: Counter::default(),
+            listener: ListenerCounters::default(),
             registry: Registry::default(),
         };
         let dashboard = registry.sub_registry_with_prefix("dashboard");
@@ -81,7 +82,12 @@ impl Default for DashboardMetrics {
         dashboard.register(
             "reply_listener_recoveries",
             "Times the reply listener's watchdog replaced a consumer that had stopped reading a partition with replies in it",
-            metrics.listener_recoveries.clone(),
+            metrics.listener.recoveries.clone(),
+        );
+        dashboard.register(
+            "replies_skipped",
+            "Replies skipped because they could not be decoded (the partition moves on past them)",
+            metrics.listener.skipped.clone(),
         );
         DashboardMetrics {
             registry,
@@ -121,9 +127,9 @@ impl DashboardMetrics {
         self.timeouts.inc_by(count as u64);
     }
 
-    /// The counter the reply listener counts its recoveries in.
-    pub fn listener_recoveries(&self) -> Counter {
-        self.listener_recoveries.clone()
+    /// The counters the reply listener counts its recoveries and skips in.
+    pub fn listener_counters(&self) -> ListenerCounters {
+        self.listener.clone()
     }
 
     pub fn broker_healthy(&self, healthy: bool) {
@@ -206,6 +212,7 @@ mod tests {
             "dashboard_round_trip_seconds_count 1",
             "dashboard_broker_up 1",
             "dashboard_reply_listener_recoveries_total 0",
+            "dashboard_replies_skipped_total 0",
         ] {
             assert!(text.contains(expected), "missing {expected}:\n{text}");
         }

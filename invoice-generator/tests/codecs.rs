@@ -1,9 +1,11 @@
 //! Every compression codec Kafka producers use, through both hops against a real broker: the
 //! request is produced compressed and read by the worker, the reply is produced compressed and
-//! read by the requester's reply listener. A client built without a codec cannot read such a
+//! read by the requester's reply listener, and both are read back by the history rebuild. A
+//! client built without a codec cannot read such a
 //! batch at all, and stalls the partition it is in.
 
 use request_reply::contract::{InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
+use request_reply::history::{LogMessage, read_recent};
 use request_reply::requester::{Client, ReplyContent};
 use request_reply::testkit;
 use std::time::Duration;
@@ -48,6 +50,17 @@ async fn round_trip_compressed_with(codec: &str) {
     };
     assert_eq!(invoice.customer, format!("{codec} customer"));
     assert_eq!(invoice.subtotal_cents, 20 * 3 * 250, "{codec}");
+
+    // A dashboard that restarts reads both compressed messages back from the log.
+    let id = reply.correlation_id.clone().unwrap();
+    let (mut request_read, mut reply_read) = (false, false);
+    read_recent(&testkit::kafka(), &topics, 100, |message| match message {
+        LogMessage::Request(request) => request_read |= request.correlation_id == id,
+        LogMessage::Reply(reply, _) => reply_read |= reply.correlation_id.as_ref() == Some(&id),
+    })
+    .await
+    .unwrap();
+    assert!(request_read && reply_read, "{codec}: history rebuild");
 
     stop.send(()).unwrap();
     worker.await.unwrap().unwrap();

@@ -25,6 +25,13 @@ pub fn excerpt(text: &str, max_chars: usize) -> Cow<'_, str> {
     }
 }
 
+/// `text` as it may appear in a log line: cut like [`excerpt`], and with control characters
+/// (newlines, terminal escape sequences) and backslashes escaped, so a value from the wire can
+/// neither forge a line of its own nor drive the terminal of whoever reads the log.
+pub fn loggable(text: &str, max_chars: usize) -> String {
+    excerpt(text, max_chars).escape_debug().to_string()
+}
+
 /// A request as a worker sees it after decoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestBody<T> {
@@ -298,5 +305,24 @@ mod tests {
             Ok(ReplyBody::Text("{looks like json".into()))
         );
         assert!(decode_reply::<Score>(Some(b"{looks like json"), JSON).is_err());
+    }
+
+    #[test]
+    fn loggable_text_forges_no_lines_and_stays_short() {
+        let hostile = format!(
+            "Gerar\n2026-01-01T00:00:00Z  INFO forged\x1b[31m{}",
+            "x".repeat(5000)
+        );
+        let logged = loggable(&hostile, 100);
+        assert!(
+            !logged.contains('\n') && !logged.contains('\x1b'),
+            "{logged}"
+        );
+        assert!(
+            logged.contains("\\n") && logged.contains("\\u{1b}"),
+            "{logged}"
+        );
+        assert!(logged.chars().count() < 200, "{logged}");
+        assert_eq!(loggable("Gerar Nota fiscal", 100), "Gerar Nota fiscal");
     }
 }

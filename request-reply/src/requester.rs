@@ -15,7 +15,9 @@ use crate::contract::{Invoice, Outcome, RequestKind, Score, Topics};
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::history::partition_watermarks;
 use crate::kafka::{HeaderList, Outgoing, set_default};
-use crate::watchdog::{CHECK_INTERVAL, DEFAULT_STALL_AFTER, PartitionKey, Seen, Stalls};
+use crate::watchdog::{
+    CHECK_INTERVAL, DEFAULT_STALL_AFTER, PartitionKey, Remedy, Seen, Stalls, is_undecodable, remedy,
+};
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -249,7 +251,18 @@ pub struct ReplyListener {
     /// A watermark look-up under way, and when the next one is due.
     check: Option<tokio::task::JoinHandle<Option<Positions>>>,
     next_check: tokio::time::Instant,
-    recoveries: Counter,
+    /// The consumer reported a message it could not decode since the last recovery.
+    undecodable: bool,
+    counters: ListenerCounters,
+}
+
+/// What the reply listener's watchdog did, for the caller's metrics.
+#[derive(Clone, Debug, Default)]
+pub struct ListenerCounters {
+    /// Times a stalled consumer was replaced.
+    pub recoveries: Counter,
+    /// Replies skipped because no client could decode them (see [`crate::watchdog::remedy`]).
+    pub skipped: Counter,
 }
 
 impl std::fmt::Debug for ReplyListener {
@@ -311,21 +324,23 @@ impl ReplyListener {
             stalls,
             check: None,
             next_check: tokio::time::Instant::now() + CHECK_INTERVAL,
-            recoveries: Counter::default(),
+            undecodable: false,
+            counters: ListenerCounters::default(),
         })
     }
 
-    /// Counts the watchdog's recoveries in `counter` (say, one registered with Prometheus).
+    /// Counts what the watchdog does in `counters` (say, ones registered with Prometheus).
     #[must_use]
-    pub fn count_recoveries_in(mut self, counter: Counter) -> Self {
-        counter.inc_by(self.recoveries.get());
-        self.recoveries = counter;
+    pub fn count_in(mut self, counters: ListenerCounters) -> Self {
+        counters.recoveries.inc_by(self.counters.recoveries.get());
+        counters.skipped.inc_by(self.counters.skipped.get());
+        self.counters = counters;
         self
     }
 
     /// How many times the watchdog replaced a stalled consumer.
     pub fn recoveries(&self) -> u64 {
-        self.recoveries.get()
+        self.counters.recoveries.get()
     }
 
     /// The next reply. Consumer errors (broker briefly unreachable) are logged and skipped;
@@ -357,7 +372,10 @@ impl ReplyListener {
                             None => tracing::warn!(topic = key.0, "message from an unexpected topic"),
                         }
                     }
-                    Err(error) => tracing::warn!(%error, "reply consumer error"),
+                    Err(error) => {
+                        self.undecodable |= is_undecodable(&error);
+                        tracing::warn!(%error, "reply consumer error");
+                    }
                 },
                 ends = lookup_done => {
                     self.check = None;
@@ -391,8 +409,25 @@ impl ReplyListener {
         if stalled.is_empty() {
             return;
         }
+        let mut recovering = Vec::new();
+        for stall in stalled {
+            match remedy(&stall, self.undecodable) {
+                Remedy::Skip => {
+                    tracing::error!(
+                        topic = stall.key.0,
+                        partition = stall.key.1,
+                        offset = stall.next,
+                        "skipping a reply no client can decode"
+                    );
+                    self.stalls.skipped(&stall.key);
+                    self.counters.skipped.inc();
+                }
+                Remedy::Recover => recovering.push(stall),
+            }
+        }
+        self.undecodable = false;
         tracing::warn!(
-            ?stalled,
+            stalled = ?recovering,
             "reply partitions behind their end and not moving; replacing the reply consumer"
         );
         let replacement = self
@@ -404,9 +439,9 @@ impl ReplyListener {
                 let stalled_consumer = std::mem::replace(&mut self.consumer, consumer);
                 // Closing a client can wait on its broker threads: not on an async thread.
                 tokio::task::spawn_blocking(move || drop(stalled_consumer));
-                self.recoveries.inc();
+                self.counters.recoveries.inc();
                 self.stalls
-                    .recovered(stalled.into_iter().map(|(key, _)| key));
+                    .recovered(recovering.into_iter().map(|stall| stall.key));
             }
             Err(error) => tracing::error!(%error, "cannot replace the reply consumer; will retry"),
         }

@@ -10,7 +10,7 @@
 //! crash at any point leads to redelivery, never to a lost reply.
 
 use crate::admin::{AdminError, ensure_topics};
-use crate::codec::{MAX_QUOTED_CHARS, RequestBody, decode_request, excerpt};
+use crate::codec::{MAX_QUOTED_CHARS, RequestBody, decode_request, excerpt, loggable};
 use crate::config::{ConfigError, ConfigFile, KafkaSettings, TopicSettings};
 use crate::contract::{ErrorCode, Reply, RequestKind, Topics, Validate};
 use crate::headers::{self, CorrelationId, TraceContext};
@@ -37,7 +37,10 @@ use std::time::Duration;
 use tracing::{Instrument, info_span};
 
 mod recovery;
-use recovery::{AfterFailure, ConsumerWatch, Queued, ReplyProducer, Tick, after_failure};
+use recovery::{
+    AfterFailure, ConsumerWatch, Queued, ReplyProducer, Tick, after_failure,
+    undecodable_dead_letter,
+};
 
 /// Most requests whose replies may be awaiting acknowledgement at once (backpressure).
 const MAX_IN_FLIGHT: usize = 4096;
@@ -366,7 +369,11 @@ pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Ve
         }
         Ok(RequestBody::Text(text)) => {
             let answer = service.handle_text(&text, origin);
-            tracing::info!(request = %text, reply = %answer, "answered plain-text request");
+            tracing::info!(
+                request = %loggable(&text, MAX_QUOTED_CHARS),
+                reply = %loggable(&answer, MAX_QUOTED_CHARS),
+                "answered plain-text request"
+            );
             let mut reply = Outgoing::new(&target.topic, answer);
             reply.partition = target.partition;
             // The original system's messages carry no headers; answer them the same way.
@@ -792,16 +799,38 @@ pub async fn run<S: Service>(
             // A worker held back by its own in-flight bound is not stalled: not judged then.
             tick = watch.tick(has_room) => match tick {
                 Tick::Due => watch.start_lookup(&consumer),
-                Tick::LookedUp(Some(lookup)) => watch.judge(lookup, &consumer),
+                Tick::LookedUp(Some(lookup)) => {
+                    // A skipped request goes through the pipeline like any other: its offset
+                    // is stored once its dead letter is acknowledged.
+                    for skipped in watch.judge(lookup, &consumer) {
+                        let copy = undecodable_dead_letter(&routing.dead_letter_topic, &skipped);
+                        metrics.errors.inc();
+                        metrics.dead_lettered.inc();
+                        let span = info_span!("skipped", partition = skipped.key.1, offset = skipped.next);
+                        let inbound = Inbound {
+                            topic: skipped.key.0,
+                            partition: skipped.key.1,
+                            offset: skipped.next,
+                            key: None,
+                            payload: None,
+                            headers: HeaderList::default(),
+                        };
+                        in_flight.push_back(dispatch(&producer, &routing, &metrics, inbound, (vec![copy], span)).await);
+                    }
+                }
                 Tick::LookedUp(None) => {}
             },
             received = consumer.recv(), if has_room => match received {
-                Err(error) => tracing::warn!(%error, "consumer error"),
+                Err(error) => {
+                    watch.error(&error);
+                    tracing::warn!(%error, "consumer error");
+                }
                 Ok(message) => {
                     watch.read(&(message.topic().to_owned(), message.partition()), message.offset());
                     let inbound = Inbound::from_message(&message);
                     drop(message);
-                    in_flight.push_back(process(&service, &routing, &producer, &metrics, inbound).await);
+                    let caused = planned(&service, &routing, &metrics, &inbound);
+                    in_flight.push_back(dispatch(&producer, &routing, &metrics, inbound, caused).await);
                 }
             },
         }
@@ -833,20 +862,18 @@ pub async fn run<S: Service>(
     Ok(())
 }
 
-/// Plans and queues everything one request causes; the returned future resolves with the
-/// request once all of it is acknowledged.
-async fn process<S: Service>(
+/// Plans everything one request causes, in the request's span (which carries its correlation
+/// ID), and counts it.
+fn planned<S: Service>(
     service: &S,
-    routing: &Arc<Routing>,
-    producer: &Arc<ReplyProducer>,
+    routing: &Routing,
     metrics: &WorkerMetrics,
-    inbound: Inbound,
-) -> impl Future<Output = Inbound> + use<S> {
-    let received = std::time::Instant::now();
+    inbound: &Inbound,
+) -> (Vec<Outgoing>, tracing::Span) {
     // Bounded: every log line of the request carries it, and a hostile one can be huge.
     let correlation_id = inbound.correlation_id().map_or_else(
         || "-".to_owned(),
-        |id| excerpt(&id.key(), MAX_QUOTED_CHARS).into_owned(),
+        |id| loggable(&id.key(), MAX_QUOTED_CHARS),
     );
     let trace_id = inbound
         .trace_context()
@@ -858,7 +885,7 @@ async fn process<S: Service>(
         partition = inbound.partition,
         offset = inbound.offset
     );
-    let caused = span.in_scope(|| plan(service, routing, &inbound));
+    let caused = span.in_scope(|| plan(service, routing, inbound));
     let dead_letters = caused
         .iter()
         .filter(|outgoing| outgoing.topic == routing.dead_letter_topic)
@@ -869,6 +896,19 @@ async fn process<S: Service>(
         metrics.errors.inc();
         metrics.dead_lettered.inc_by(dead_letters as u64);
     }
+    (caused, span)
+}
+
+/// Queues everything a request caused; the returned future resolves with the request once all
+/// of it is acknowledged, when its offset may be stored.
+async fn dispatch(
+    producer: &Arc<ReplyProducer>,
+    routing: &Arc<Routing>,
+    metrics: &WorkerMetrics,
+    inbound: Inbound,
+    (caused, span): (Vec<Outgoing>, tracing::Span),
+) -> impl Future<Output = Inbound> + use<> {
+    let received = std::time::Instant::now();
     let mut queued = Vec::with_capacity(caused.len());
     for outgoing in caused {
         let delivery = enqueue(producer, &outgoing).await;

@@ -8,7 +8,15 @@
 //! high watermark now and then, and recovers a partition that is behind and has not moved for a
 //! while (see [`Stalls::observe`]). The decision is this module's pure state machine; the readers
 //! do the I/O.
+//!
+//! A partition can also stop at a message no client can decode (a batch in a codec this build
+//! cannot read, a corrupt record): librdkafka reports an error and fetches the same batch again,
+//! for ever. Recovering does not help there, so after [`SKIP_AFTER_RECOVERIES`] recoveries at the
+//! same offset, with such an error reported meanwhile, the reader skips that one message (see
+//! [`remedy`]) and says so: a worker with a dead letter, the dashboard in its log and metrics.
 
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -24,6 +32,10 @@ pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(3);
 /// How often readers look up the high watermarks.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Recoveries at one offset, without any progress, after which an undecodable message there is
+/// skipped. Two: a fresh consumer that still cannot get past it is not stuck, the message is.
+pub const SKIP_AFTER_RECOVERIES: u32 = 2;
+
 /// What the watchdog knows of one partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Progress {
@@ -32,6 +44,55 @@ struct Progress {
     next: i64,
     /// Since when the partition has been behind its high watermark with `next` unchanged.
     behind_since: Option<Instant>,
+    /// Recoveries since `next` last moved.
+    recoveries: u32,
+}
+
+/// A partition found stalled.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stall {
+    pub key: PartitionKey,
+    /// The offset the reader expects next: where it resumes, or the message it skips.
+    pub next: i64,
+    /// Recoveries already tried at this offset.
+    pub recoveries: u32,
+}
+
+/// What to do about a stalled partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remedy {
+    /// Start reading again where the reader stopped.
+    Recover,
+    /// Give up on the message at the stalled offset and go on after it.
+    Skip,
+}
+
+/// Decides what a stall calls for: skipping only when recovering has failed
+/// [`SKIP_AFTER_RECOVERIES`] times at this offset and the consumer reported a message it could
+/// not decode (never a message that is merely slow to come).
+pub fn remedy(stall: &Stall, undecodable_reported: bool) -> Remedy {
+    if undecodable_reported && stall.recoveries >= SKIP_AFTER_RECOVERIES {
+        Remedy::Skip
+    } else {
+        Remedy::Recover
+    }
+}
+
+/// Whether a consumer error says a message could not be decoded (as opposed to a broker that is
+/// unreachable or slow).
+pub fn is_undecodable(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        error,
+        KafkaError::MessageConsumption(
+            BadMessage
+                | BadCompression
+                | NotImplemented
+                | InvalidMessage
+                | InvalidRecord
+                | UnsupportedCompressionType
+        )
+    )
 }
 
 /// Per-partition progress of one reader, and the decision which partitions have stalled.
@@ -66,6 +127,7 @@ impl Stalls {
             Progress {
                 next,
                 behind_since: None,
+                recoveries: 0,
             },
         );
     }
@@ -83,6 +145,7 @@ impl Stalls {
             Some(progress) => {
                 progress.next = offset + 1;
                 progress.behind_since = None;
+                progress.recoveries = 0;
                 Seen::New
             }
             None => {
@@ -99,6 +162,7 @@ impl Stalls {
             if position > progress.next {
                 progress.next = position;
                 progress.behind_since = None;
+                progress.recoveries = 0;
             }
         }
     }
@@ -113,14 +177,10 @@ impl Stalls {
 
     /// Compares the expected offsets with the high watermarks just looked up (`ends`), at
     /// `now`, and returns the partitions that have been behind for at least the stall time
-    /// without moving, with the offset each should resume at, sorted. A partition is behind
+    /// without moving, sorted. A partition is behind
     /// when its high watermark is past the next offset expected; the clock starts at the first
     /// observation that sees it so, and any message read stops it.
-    pub fn observe(
-        &mut self,
-        ends: &HashMap<PartitionKey, i64>,
-        now: Instant,
-    ) -> Vec<(PartitionKey, i64)> {
+    pub fn observe(&mut self, ends: &HashMap<PartitionKey, i64>, now: Instant) -> Vec<Stall> {
         let mut stalled = Vec::new();
         for (key, progress) in &mut self.partitions {
             let Some(&high) = ends.get(key) else {
@@ -132,7 +192,11 @@ impl Stalls {
             }
             let since = *progress.behind_since.get_or_insert(now);
             if now.duration_since(since) >= self.stall_after {
-                stalled.push((key.clone(), progress.next));
+                stalled.push(Stall {
+                    key: key.clone(),
+                    next: progress.next,
+                    recoveries: progress.recoveries,
+                });
             }
         }
         stalled.sort();
@@ -145,7 +209,17 @@ impl Stalls {
         for key in keys {
             if let Some(progress) = self.partitions.get_mut(&key) {
                 progress.behind_since = None;
+                progress.recoveries += 1;
             }
+        }
+    }
+
+    /// After skipping the message at the expected offset of `key`: the next one is expected.
+    pub fn skipped(&mut self, key: &PartitionKey) {
+        if let Some(progress) = self.partitions.get_mut(key) {
+            progress.next += 1;
+            progress.behind_since = None;
+            progress.recoveries = 0;
         }
     }
 }
@@ -185,7 +259,11 @@ mod tests {
         assert!(stalls.observe(&ends(&[(0, 16)]), almost).is_empty());
         assert_eq!(
             stalls.observe(&ends(&[(0, 17)]), start + STALL),
-            vec![(key(0), 10)]
+            vec![Stall {
+                key: key(0),
+                next: 10,
+                recoveries: 0
+            }]
         );
     }
 
@@ -228,8 +306,11 @@ mod tests {
         let behind = ends(&[(0, 12), (1, 4), (2, 9)]);
         stalls.observe(&behind, start);
         stalls.read(&key(0), 10);
+        let stalled = stalls.observe(&behind, start + STALL);
+        let named: Vec<(PartitionKey, i64)> =
+            stalled.into_iter().map(|s| (s.key, s.next)).collect();
         assert_eq!(
-            stalls.observe(&behind, start + STALL),
+            named,
             vec![(key(2), 7)],
             "partition 0 moved, partition 1 is caught up"
         );
@@ -289,5 +370,70 @@ mod tests {
         // A message from an unwatched partition starts watching it past that message.
         assert_eq!(stalls.read(&key(3), 41), Seen::New);
         assert_eq!(stalls.positions()[&key(3)], 42);
+    }
+
+    #[test]
+    fn only_a_message_that_cannot_be_decoded_and_survives_recoveries_is_skipped() {
+        let start = Instant::now();
+        let mut stalls = Stalls::new(STALL);
+        stalls.watch(key(0), 10);
+        let behind = ends(&[(0, 12)]);
+        let mut now = start;
+        stalls.observe(&behind, now);
+        let mut remedies = Vec::new();
+        for _ in 0..3 {
+            now += STALL;
+            let stall = stalls.observe(&behind, now).pop().unwrap();
+            remedies.push((remedy(&stall, false), remedy(&stall, true)));
+            stalls.recovered([key(0)]);
+            stalls.observe(&behind, now);
+        }
+        assert_eq!(
+            remedies,
+            vec![
+                (Remedy::Recover, Remedy::Recover),
+                (Remedy::Recover, Remedy::Recover),
+                (Remedy::Recover, Remedy::Skip),
+            ],
+            "never without a decoding error; only after two recoveries with one"
+        );
+        stalls.skipped(&key(0));
+        assert_eq!(stalls.positions()[&key(0)], 11);
+        now += STALL;
+        assert!(stalls.observe(&behind, now).is_empty(), "its own stall time");
+        let stall = stalls.observe(&behind, now + STALL).pop().unwrap();
+        assert_eq!(stall.recoveries, 0, "a fresh start at the next message");
+    }
+
+    #[test]
+    fn decoding_errors_are_told_from_connection_trouble() {
+        for code in [
+            RDKafkaErrorCode::BadCompression,
+            RDKafkaErrorCode::NotImplemented,
+        ] {
+            assert!(is_undecodable(&KafkaError::MessageConsumption(code)));
+        }
+        for code in [
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ] {
+            assert!(!is_undecodable(&KafkaError::MessageConsumption(code)));
+        }
+    }
+
+    #[test]
+    fn progress_forgets_earlier_recoveries() {
+        let start = Instant::now();
+        let mut stalls = Stalls::new(STALL);
+        stalls.watch(key(0), 10);
+        stalls.recovered([key(0)]);
+        stalls.recovered([key(0)]);
+        stalls.read(&key(0), 10);
+        stalls.observe(&ends(&[(0, 20)]), start);
+        let stall = stalls
+            .observe(&ends(&[(0, 20)]), start + STALL)
+            .pop()
+            .unwrap();
+        assert_eq!(remedy(&stall, true), Remedy::Recover);
     }
 }

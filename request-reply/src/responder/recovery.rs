@@ -8,7 +8,9 @@
 //! on that. A consumer whose partition is behind its high watermark and has not moved for the
 //! stall time (see [`crate::watchdog`]) is sent back by a seek to the next offset it expects.
 
-use crate::watchdog::{PartitionKey, Stalls};
+use crate::headers;
+use crate::kafka::Outgoing;
+use crate::watchdog::{PartitionKey, Remedy, Stall, Stalls, is_undecodable, remedy};
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -130,7 +132,9 @@ pub(crate) struct ConsumerWatch {
     probe: Arc<BaseConsumer>,
     lookup: Option<tokio::task::JoinHandle<Option<Lookup>>>,
     next_lookup: tokio::time::Instant,
-    pub(crate) recoveries: Counter,
+    /// The consumer reported a message it could not decode since the last look-up.
+    undecodable: bool,
+    recoveries: Counter,
 }
 
 impl std::fmt::Debug for ConsumerWatch {
@@ -169,8 +173,14 @@ impl ConsumerWatch {
             probe: Arc::new(probe),
             lookup: None,
             next_lookup: tokio::time::Instant::now() + crate::watchdog::CHECK_INTERVAL,
+            undecodable: false,
             recoveries,
         }
+    }
+
+    /// Records a consumer error.
+    pub(crate) fn error(&mut self, error: &KafkaError) {
+        self.undecodable |= is_undecodable(error);
     }
 
     /// Records a request read from `key` at `offset`.
@@ -222,12 +232,13 @@ impl ConsumerWatch {
     }
 
     /// Applies a finished look-up: starts watching new partitions, takes the consumer's own
-    /// positions as progress, and sends each stalled partition back to the next offset expected.
+    /// positions as progress, and sends each stalled partition back to the next offset expected,
+    /// or past it where a message there cannot be decoded. Returns the messages skipped.
     pub(crate) fn judge<C: ConsumerContext>(
         &mut self,
         lookup: Lookup,
         consumer: &impl Consumer<C>,
-    ) {
+    ) -> Vec<Stall> {
         for (key, start) in lookup.starts {
             self.stalls.watch(key, start);
         }
@@ -240,23 +251,56 @@ impl ConsumerWatch {
             }
         }
         let stalled = self.stalls.observe(&lookup.ends, std::time::Instant::now());
-        for ((topic, partition), next) in &stalled {
-            tracing::warn!(
-                topic,
-                partition,
-                next,
-                "request partition behind its end and not moving; seeking back to it"
-            );
-            match consumer.seek(topic, *partition, Offset::Offset(*next), Duration::ZERO) {
+        let mut skipped = Vec::new();
+        for stall in stalled {
+            let (topic, partition) = &stall.key;
+            let skip = remedy(&stall, self.undecodable) == Remedy::Skip;
+            let resume = if skip { stall.next + 1 } else { stall.next };
+            if skip {
+                tracing::error!(
+                    topic,
+                    partition,
+                    offset = stall.next,
+                    "skipping a request no client can decode"
+                );
+            } else {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    next = stall.next,
+                    "request partition behind its end and not moving; seeking back to it"
+                );
+            }
+            match consumer.seek(topic, *partition, Offset::Offset(resume), Duration::ZERO) {
+                Ok(()) if skip => {
+                    self.stalls.skipped(&stall.key);
+                    skipped.push(stall);
+                }
                 Ok(()) => {
                     self.recoveries.inc();
+                    self.stalls.recovered([stall.key]);
                 }
                 Err(error) => tracing::warn!(%error, topic, partition, "seek failed"),
             }
         }
-        self.stalls
-            .recovered(stalled.into_iter().map(|(key, _)| key));
+        self.undecodable = false;
+        skipped
     }
+}
+
+/// The dead-letter copy of a request no client could decode: the message itself cannot be read,
+/// so the copy carries only where it is and why it was skipped, for someone to look at it there.
+pub(crate) fn undecodable_dead_letter(dead_letter_topic: &str, skipped: &Stall) -> Outgoing {
+    let (topic, partition) = &skipped.key;
+    Outgoing::new(dead_letter_topic, Vec::new())
+        .header(
+            headers::DEAD_LETTER_REASON,
+            "the request could not be decoded (compression codec or record format this worker cannot read); skipped",
+        )
+        .header(
+            headers::DEAD_LETTER_SOURCE,
+            format!("{topic}/{partition}/{}", skipped.next),
+        )
 }
 
 /// High watermarks of `assigned`, and the committed offsets (or the low watermark, where the
@@ -301,6 +345,33 @@ fn look_up(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_skipped_request_is_dead_lettered_with_its_position_and_reason() {
+        let skipped = Stall {
+            key: ("calculate-score".into(), 2),
+            next: 41,
+            recoveries: 2,
+        };
+        let copy = undecodable_dead_letter("calculate-score.dlq", &skipped);
+        assert_eq!(copy.topic, "calculate-score.dlq");
+        assert!(copy.payload.is_empty());
+        let header = |name: &str| {
+            copy.headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+        };
+        assert_eq!(
+            header(headers::DEAD_LETTER_SOURCE).as_deref(),
+            Some("calculate-score/2/41")
+        );
+        assert!(
+            header(headers::DEAD_LETTER_REASON)
+                .unwrap()
+                .contains("could not be decoded")
+        );
+    }
 
     #[test]
     fn a_reply_not_acknowledged_in_time_calls_for_a_new_producer() {
