@@ -400,7 +400,10 @@ mod tests {
         stalls.skipped(&key(0));
         assert_eq!(stalls.positions()[&key(0)], 11);
         now += STALL;
-        assert!(stalls.observe(&behind, now).is_empty(), "its own stall time");
+        assert!(
+            stalls.observe(&behind, now).is_empty(),
+            "its own stall time"
+        );
         let stall = stalls.observe(&behind, now + STALL).pop().unwrap();
         assert_eq!(stall.recoveries, 0, "a fresh start at the next message");
     }

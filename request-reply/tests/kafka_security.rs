@@ -7,9 +7,17 @@
 #[path = "support/secure_broker.rs"]
 mod secure_broker;
 
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use request_reply::admin::ensure_request_and_reply_topics;
 use request_reply::config::{KafkaSettings, TopicSettings};
+use request_reply::contract::Topics;
 use request_reply::contract::{Outcome, RequestKind, SCHEMA_VERSION, Score, ScoreRequest};
-use request_reply::requester::{Client, ReplyContent};
+use request_reply::headers::{self, CorrelationId};
+use request_reply::kafka::Outgoing;
+use request_reply::requester::{
+    Client, ReplyContent, ReplyListener, RequestError, Requester, StartAt,
+};
 use request_reply::responder::{Origin, Service, WorkerConfig, WorkerError, run};
 use secure_broker::secure_broker;
 use std::io::Write;
@@ -192,6 +200,86 @@ async fn scram_over_tls_answers_a_request() {
         !log_text().contains(&broker.password),
         "password in the logs"
     );
+}
+
+/// With ACLs (see the README's security section), only the principal a worker runs as can
+/// write to a reply topic: a requester that may read replies but not write them cannot complete
+/// someone's pending request with a forged reply, and the genuine reply still arrives.
+#[tokio::test]
+async fn a_requester_without_write_access_to_a_reply_topic_cannot_forge_a_reply() {
+    let broker = secure_broker();
+    let requester_kafka = broker.sasl_settings(&broker.password);
+    let worker_kafka = broker.sasl_settings_of(&broker.worker_user, &broker.worker_password);
+    let topics = unique_topics();
+    ensure_request_and_reply_topics(&worker_kafka, &topics)
+        .await
+        .unwrap_or_else(|error| panic!("topics: {}", chain(&error)));
+    let reply_topic = Topics::with_prefix(&topics.prefix).reply(RequestKind::Score);
+    let worker_principal = format!("User:{}", broker.worker_user);
+    let requester_principal = format!("User:{}", broker.user);
+    for (principal, operation) in [
+        (worker_principal.as_str(), "Write"),
+        (worker_principal.as_str(), "Describe"),
+        (requester_principal.as_str(), "Read"),
+        (requester_principal.as_str(), "Describe"),
+    ] {
+        broker.acl(&[
+            "--add",
+            "--allow-principal",
+            principal,
+            "--operation",
+            operation,
+            "--topic",
+            &reply_topic,
+        ]);
+    }
+    let mut listener = ReplyListener::start(&requester_kafka, &topics, StartAt::End)
+        .await
+        .unwrap_or_else(|error| panic!("listener: {}", chain(&error)));
+
+    let pending = CorrelationId::generate();
+    // Both to partition 0, so the genuine reply's offset says whether anything came before it.
+    let reply_to = |body: &str| {
+        let mut reply = Outgoing::new(reply_topic.clone(), body.as_bytes().to_vec())
+            .header(headers::CORRELATION_ID, pending.as_bytes());
+        reply.partition = Some(0);
+        reply
+    };
+    let requester = Requester::new(
+        &requester_kafka,
+        Topics::with_prefix(&topics.prefix),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let forged = requester.send_outgoing(&reply_to("forged")).await;
+    match forged {
+        Err(RequestError::Send(KafkaError::MessageProduction(
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ))) => {}
+        other => panic!("the forged reply was not refused for authorization: {other:?}"),
+    }
+    let worker = Requester::new(
+        &worker_kafka,
+        Topics::with_prefix(&topics.prefix),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    worker
+        .send_outgoing(&reply_to("genuine"))
+        .await
+        .unwrap_or_else(|error| panic!("the worker's reply: {}", chain(&error)));
+    let received = tokio::time::timeout(Duration::from_secs(30), listener.next())
+        .await
+        .expect("the genuine reply arrives");
+    assert_eq!(received.correlation_id, Some(pending));
+    assert_eq!(
+        received.offset, 0,
+        "nothing, forged or not, came before the genuine reply in its partition"
+    );
+    match received.content {
+        ReplyContent::Text { text, .. } => assert_eq!(text, "genuine"),
+        other => panic!("expected the genuine text reply, got {other:?}"),
+    }
 }
 
 /// Runs a worker that must fail at start-up; returns its error text, chain included.

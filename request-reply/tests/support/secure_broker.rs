@@ -27,16 +27,26 @@ pub struct SecureBroker {
     pub ca_location: String,
     pub user: String,
     pub password: String,
+    /// A second principal (a worker's, in the ACL test).
+    pub worker_user: String,
+    pub worker_password: String,
+    /// `KAFKA_STATE_DIR` and `KAFKA_PORT` of the broker, for `scripts/kafka acl`.
+    state: Vec<(String, String)>,
 }
 
 impl SecureBroker {
     /// librdkafka settings for the SASL_PLAINTEXT listener with SCRAM-SHA-256.
     pub fn sasl_settings(&self, password: &str) -> KafkaSettings {
+        self.sasl_settings_of(&self.user, password)
+    }
+
+    /// The same for any user.
+    pub fn sasl_settings_of(&self, user: &str, password: &str) -> KafkaSettings {
         let mut settings = KafkaSettings::for_bootstrap(&self.sasl_bootstrap);
         for (key, value) in [
             ("security.protocol", "SASL_PLAINTEXT"),
             ("sasl.mechanism", "SCRAM-SHA-256"),
-            ("sasl.username", self.user.as_str()),
+            ("sasl.username", user),
             ("sasl.password", password),
         ] {
             settings.common.insert(key.into(), value.into());
@@ -57,6 +67,25 @@ impl SecureBroker {
             settings.common.insert(key.into(), value.into());
         }
         settings
+    }
+}
+
+impl SecureBroker {
+    /// Runs `scripts/kafka acl ARGS` (Kafka's AclCommand) against this broker.
+    pub fn acl(&self, args: &[&str]) {
+        let output = Command::new(repo_root().join("scripts/kafka"))
+            .arg("acl")
+            .args(args)
+            .envs(self.state.iter().map(|(key, value)| (key, value)))
+            .env_remove("KAFKA_BROKERS")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/kafka acl");
+        assert!(
+            output.status.success(),
+            "scripts/kafka acl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
@@ -89,14 +118,24 @@ fn from_environment() -> Option<SecureBroker> {
     let ssl_bootstrap = std::env::var("KAFKA_SSL_BOOTSTRAP_SERVERS").ok()?;
     let ca_location = std::env::var("KAFKA_SSL_CA_LOCATION").ok()?;
     let users = std::env::var("KAFKA_SCRAM_USERS").ok()?;
-    let first = users.split_whitespace().next()?;
-    let (user, password) = first.split_once(':')?;
+    let mut users = users
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once(':'));
+    let (user, password) = users.next()?;
+    let (worker_user, worker_password) = users.next()?;
+    let state = ["KAFKA_STATE_DIR", "KAFKA_PORT"]
+        .iter()
+        .map(|key| Some(((*key).to_owned(), std::env::var(key).ok()?)))
+        .collect::<Option<Vec<_>>>()?;
     Some(SecureBroker {
         sasl_bootstrap,
         ssl_bootstrap,
         ca_location,
         user: user.to_owned(),
         password: password.to_owned(),
+        worker_user: worker_user.to_owned(),
+        worker_password: worker_password.to_owned(),
+        state,
     })
 }
 
@@ -106,13 +145,18 @@ fn start_own() -> SecureBroker {
     let (port, sasl_port, ssl_port) = (free_port(), free_port(), free_port());
     let user = "rr-test".to_owned();
     let password = format!("pw-{}", random());
+    let worker_user = "rr-worker".to_owned();
+    let worker_password = format!("pw-{}", random());
     let script = root.join("scripts/kafka");
     let status = Command::new(&script)
         .arg("start")
         .env("KAFKA_PORT", port.to_string())
         .env("KAFKA_SASL_PORT", sasl_port.to_string())
         .env("KAFKA_SSL_PORT", ssl_port.to_string())
-        .env("KAFKA_SCRAM_USERS", format!("{user}:{password}"))
+        .env(
+            "KAFKA_SCRAM_USERS",
+            format!("{user}:{password} {worker_user}:{worker_password}"),
+        )
         .env("KAFKA_STATE_DIR", &state_dir)
         .env_remove("KAFKA_BROKERS")
         .stdout(Stdio::null())
@@ -145,5 +189,11 @@ fn start_own() -> SecureBroker {
         ca_location: state_dir.join("tls/ca.pem").display().to_string(),
         user,
         password,
+        worker_user,
+        worker_password,
+        state: vec![
+            ("KAFKA_STATE_DIR".into(), state_dir.display().to_string()),
+            ("KAFKA_PORT".into(), port.to_string()),
+        ],
     }
 }
