@@ -147,6 +147,23 @@ def main():
             verdict(memory["rss_mib"] <= 64) if memory["history"] >= 100_000 else verdict(memory["rss_mib"] <= 64) + " (short history)")
     else:
         add("Dashboard RSS", why("dashboard_memory"), "<= 64 MiB", "", "MISSED")
+    attack = get("dashboard_attack")
+    if attack:
+        flood = attack["flood"]
+        add(f"Dashboard peak RSS under attack ({flood['big_replies']} replies of 900 KB, "
+            f"{flood['garbage_replies']:,} garbage replies, {flood['long_id_requests']} requests and "
+            "replies with 100 KB correlation IDs; 8 clients loading the home page; history_limit 10,000)",
+            f"{attack['peak_mib']:.1f} MiB peak; home page {attack['page_bytes'] / 1024:.0f} KiB",
+            "<= 64 MiB", "", verdict(attack["peak_mib"] <= 64))
+    else:
+        add("Dashboard peak RSS under attack", why("dashboard_attack"), "<= 64 MiB", "", "MISSED")
+    restart = get("dashboard_attack_restart")
+    if restart:
+        add("Dashboard peak RSS after a restart that rebuilds its history from that log",
+            f"{restart['peak_mib']:.1f} MiB peak", "<= 64 MiB", "", verdict(restart["peak_mib"] <= 64))
+    else:
+        add("Dashboard peak RSS after a restart under attack", why("dashboard_attack_restart"),
+            "<= 64 MiB", "", "MISSED")
     workers = []
     for name, label in (("lib_sustained", "invoice-generator"), ("score", "score-calculator")):
         row = get(name)

@@ -24,12 +24,13 @@
 mod bench {
     pub mod backlog;
     pub mod e2e;
+    pub mod flood;
     pub mod load;
     pub mod procs;
 }
 
 use anyhow::{Context, bail};
-use bench::{backlog, e2e, load};
+use bench::{backlog, e2e, flood, load};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use request_reply::config::{ConfigFile, KafkaSettings, TopicSettings};
 use request_reply::contract::RequestKind;
@@ -62,6 +63,9 @@ enum Command {
     /// Start a worker (the command after `--`) with a request already waiting for it, and report
     /// the time from process start to its reply; then stop the worker with SIGTERM.
     Startup(backlog::StartupArgs),
+    /// Put what a hostile writer could on the topics of a dashboard: near-megabyte uncorrelated
+    /// replies, garbage replies, requests and replies with huge correlation IDs.
+    Flood(flood::FloodArgs),
 }
 
 /// How to reach Kafka; shared by every subcommand.
@@ -222,6 +226,7 @@ fn main() -> anyhow::Result<()> {
             Command::Backlog(args) => backlog::backlog(args).await,
             Command::Drain(args) => backlog::drain(args).await,
             Command::Startup(args) => backlog::startup(args).await,
+            Command::Flood(args) => flood::flood(args).await,
             Command::E2e(args) => e2e::e2e(args).await,
         }
     })
