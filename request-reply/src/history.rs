@@ -7,6 +7,8 @@ use crate::contract::{RequestKind, Topics};
 use crate::headers::{self, CorrelationId};
 use crate::kafka::{HeaderList, set_default};
 use crate::requester::{IncomingReply, Positions, RequestError};
+use crate::watchdog::{CHECK_INTERVAL, DEFAULT_STALL_AFTER, Stalls};
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
@@ -135,7 +137,7 @@ pub async fn read_recent(
     let lookup_names: Vec<String> = names.iter().map(|(name, _, _)| name.clone()).collect();
     let window = i64::try_from(per_partition).unwrap_or(i64::MAX);
     // Watermark look-ups block; keep them off the async threads.
-    let (consumer, ends) = tokio::task::spawn_blocking(move || {
+    let (mut consumer, ends) = tokio::task::spawn_blocking(move || {
         let mut ends: HashMap<(String, i32), (i64, i64)> = HashMap::new();
         for topic in &lookup_names {
             for (partition, low, high) in partition_watermarks(&consumer, topic)? {
@@ -177,36 +179,64 @@ pub async fn read_recent(
             continue;
         }
         consumer.assign(&assignment).map_err(RequestError::Lookup)?;
-        read_until_ends(&consumer, &names, unfinished, &mut on_message).await;
+        consumer = read_until_ends(consumer, &config, &names, unfinished, &mut on_message).await;
     }
     Ok(reply_ends)
 }
 
 /// Reads the assigned partitions up to `unfinished`'s end offsets (or gives up after
-/// [`READ_TIMEOUT`], leaving the history partial), handing each message over.
+/// [`READ_TIMEOUT`], leaving the history partial), handing each message over. A partition that
+/// is behind its end and has not moved for the stall time gets the consumer replaced by a new
+/// one (made from `config`) assigned where reading stopped, as the reply listener's watchdog
+/// does (see [`crate::watchdog`]); the consumer in use at the end is returned.
 async fn read_until_ends(
-    consumer: &StreamConsumer,
+    mut consumer: StreamConsumer,
+    config: &ClientConfig,
     names: &[(String, RequestKind, bool)],
     mut unfinished: HashMap<(String, i32), i64>,
     on_message: &mut impl FnMut(LogMessage),
-) {
+) -> StreamConsumer {
     let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+    let mut stalls = Stalls::new(DEFAULT_STALL_AFTER);
+    for element in consumer.assignment().unwrap_or_default().elements() {
+        if let Offset::Offset(start) = element.offset() {
+            stalls.watch((element.topic().to_owned(), element.partition()), start);
+        }
+    }
     while !unfinished.is_empty() {
-        let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Err(_) => {
-                tracing::warn!(
-                    partitions = unfinished.len(),
-                    "gave up reading the log window; history is partial"
-                );
-                return;
+        let received = tokio::select! {
+            received = consumer.recv() => received,
+            () = tokio::time::sleep(CHECK_INTERVAL) => {
+                let stalled = stalls.observe(&unfinished, std::time::Instant::now());
+                if !stalled.is_empty() {
+                    match replacement(config, &stalls.positions(), &unfinished) {
+                        Ok(fresh) => {
+                            tracing::warn!(?stalled, "log window not moving; replacing the history reader");
+                            consumer = fresh;
+                            stalls.recovered(stalled.into_iter().map(|stall| stall.key));
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot replace the history reader"),
+                    }
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        partitions = unfinished.len(),
+                        "gave up reading the log window; history is partial"
+                    );
+                    break;
+                }
+                continue;
             }
-            Ok(Err(error)) => {
+        };
+        let message = match received {
+            Err(error) => {
                 tracing::warn!(%error, "error while reading the log window");
                 continue;
             }
-            Ok(Ok(message)) => message,
+            Ok(message) => message,
         };
         let key = (message.topic().to_owned(), message.partition());
+        stalls.read(&key, message.offset());
         if unfinished
             .get(&key)
             .is_some_and(|high| message.offset() + 1 >= *high)
@@ -242,6 +272,24 @@ async fn read_until_ends(
             ));
         }
     }
+    consumer
+}
+
+/// A new reader assigned to the unfinished partitions where reading stopped.
+fn replacement(
+    config: &ClientConfig,
+    positions: &HashMap<(String, i32), i64>,
+    unfinished: &HashMap<(String, i32), i64>,
+) -> Result<StreamConsumer, KafkaError> {
+    let consumer: StreamConsumer = config.create()?;
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in unfinished.keys() {
+        if let Some(next) = positions.get(&(topic.clone(), *partition)) {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+    }
+    consumer.assign(&list)?;
+    Ok(consumer)
 }
 
 /// Why a message could not be read back by [`RecordReader::read`].
