@@ -18,7 +18,7 @@ pub const WORKER_ENV_OVERRIDES: &[EnvOverride] = &[EnvOverride {
     about = "A request/reply worker: consumes its request topic, replies on its reply topic"
 )]
 pub struct WorkerArgs {
-    /// config.ini: librdkafka properties in [default] and [consumer], topics in [topics]
+    /// config.ini: librdkafka properties in `[default]` and `[consumer]`, topics in `[topics]`
     pub config: PathBuf,
     /// Read the request topic from the beginning instead of the committed offsets
     #[arg(long)]
