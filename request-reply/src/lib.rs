@@ -10,6 +10,7 @@ pub mod headers;
 pub mod history;
 pub mod kafka;
 pub mod metrics;
+pub mod producer;
 pub mod requester;
 pub mod responder;
 pub mod schema;

@@ -37,10 +37,8 @@ use std::time::Duration;
 use tracing::{Instrument, info_span};
 
 mod recovery;
-use recovery::{
-    AfterFailure, ConsumerWatch, Queued, ReplyProducer, Tick, after_failure,
-    undecodable_dead_letter,
-};
+use crate::producer::RenewingProducer as ReplyProducer;
+use recovery::{AfterFailure, ConsumerWatch, Queued, Tick, after_failure, undecodable_dead_letter};
 
 /// Most requests whose replies may be awaiting acknowledgement at once (backpressure).
 const MAX_IN_FLIGHT: usize = 4096;

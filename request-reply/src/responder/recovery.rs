@@ -1,95 +1,23 @@
 //! How a worker gets over what librdkafka does not heal by itself: a reply producer that stops
 //! delivering, and a consumer that stops fetching a partition with requests in it.
 //!
-//! After a whole-cluster outage an idempotent producer can be left with its messages queued and
-//! never sent (seen in the fault suite: a replica's replies undelivered four minutes after the
-//! cluster was back). So a reply is never waited for longer than `message.timeout.ms`: when one
-//! times out, the producer that queued it is replaced by a new one and the reply is sent again
-//! on that. A consumer whose partition is behind its high watermark and has not moved for the
+//! A reply is never waited for longer than `message.timeout.ms`: when one times out, the
+//! producer that queued it is replaced (see [`crate::producer::RenewingProducer`]) and the reply is
+//! sent again on the new one. A consumer whose partition is behind its high watermark and has not moved for the
 //! stall time (see [`crate::watchdog`]) is sent back by a seek to the next offset it expects.
 
 use crate::headers;
 use crate::kafka::Outgoing;
 use crate::watchdog::{PartitionKey, Remedy, Stall, Stalls, is_undecodable, remedy};
 use prometheus_client::metrics::counter::Counter;
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::DeliveryFuture;
 use rdkafka::topic_partition_list::Offset;
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// A worker's reply producer and what replaces it when it stops delivering.
-pub(crate) struct ReplyProducer {
-    config: ClientConfig,
-    current: Mutex<(u64, FutureProducer)>,
-    replacements: Counter,
-}
-
-impl std::fmt::Debug for ReplyProducer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplyProducer")
-            .field("generation", &self.lock().0)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ReplyProducer {
-    pub(crate) fn new(config: ClientConfig, replacements: Counter) -> KafkaResult<Self> {
-        let producer = config.create()?;
-        Ok(ReplyProducer {
-            config,
-            current: Mutex::new((0, producer)),
-            replacements,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, FutureProducer)> {
-        self.current
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    /// The producer now, and its generation (which [`Self::replace`] names).
-    pub(crate) fn current(&self) -> (u64, FutureProducer) {
-        let current = self.lock();
-        (current.0, current.1.clone())
-    }
-
-    /// Replaces the producer of `generation` by a new one, unless that happened already (many
-    /// replies time out together; one replacement serves them all). What the old producer
-    /// still holds is purged when it closes: those deliveries fail and are sent again.
-    pub(crate) fn replace(&self, generation: u64) {
-        let mut current = self.lock();
-        if current.0 != generation {
-            return;
-        }
-        match self.config.create::<FutureProducer>() {
-            Ok(fresh) => {
-                let stuck = std::mem::replace(&mut current.1, fresh);
-                current.0 += 1;
-                drop(current);
-                self.replacements.inc();
-                tracing::warn!(
-                    generation,
-                    "a reply was not acknowledged in time; replaced the reply producer"
-                );
-                // Closing waits for its purge: not on an async thread.
-                tokio::task::spawn_blocking(move || drop(stuck));
-            }
-            Err(error) => tracing::error!(%error, "cannot create a new reply producer"),
-        }
-    }
-
-    /// Flushes the current producer (at shutdown).
-    pub(crate) fn flush(&self, timeout: Duration) -> KafkaResult<()> {
-        use rdkafka::producer::Producer;
-        self.current().1.flush(timeout)
-    }
-}
 
 /// A message queued in a producer of some generation.
 pub(crate) type Queued = (u64, Result<DeliveryFuture, KafkaError>);
@@ -345,6 +273,8 @@ fn look_up(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::producer::RenewingProducer;
+    use rdkafka::ClientConfig;
 
     #[test]
     fn a_skipped_request_is_dead_lettered_with_its_position_and_reason() {
@@ -414,7 +344,7 @@ mod tests {
             .set("bootstrap.servers", address.to_string())
             .set("message.timeout.ms", "300");
         let replacements = Counter::default();
-        let producer = ReplyProducer::new(config, replacements.clone()).unwrap();
+        let producer = RenewingProducer::new(config, replacements.clone()).unwrap();
         let (generation, current) = producer.current();
         let record = rdkafka::producer::FutureRecord::<(), [u8]>::to("replies").payload(b"x");
         let failure = match current.send_result(record).map_err(|(error, _)| error) {
