@@ -14,7 +14,8 @@
 //!
 //! Each scenario also records its fault windows (from the moment something broke to the moment
 //! it served again) and prints its *recovery*: from the end of the last fault to the first reply
-//! of the last request accepted before it. A scenario fails if it lost a request, if its recovery
+//! of the last request accepted before it. A scenario fails if it lost a request, if it refused a
+//! request sent more than [`RECOVERY_LIMIT`] after its last fault was healed, if its recovery
 //! took over [`RECOVERY_LIMIT`], or if a request was answered late although every fault was
 //! shorter than the request timeout minus [`RECOVERY_LIMIT`] (scenario 1, which faults all the
 //! time, is held to lost = 0 only).
@@ -1062,6 +1063,20 @@ fn judge_recovery(
         longest.as_secs_f64(),
         recovery.as_secs_f64()
     ));
+    // Refusing new requests while things are broken is right; long after they are healed it is
+    // a client left stuck (a dashboard whose producer never delivered again did just that).
+    let settled = healed + RECOVERY_LIMIT;
+    let refused_after = attempts
+        .iter()
+        .filter(|attempt| attempt.sent_at > settled)
+        .filter(|attempt| matches!(attempt.outcome, Outcome::Refused { .. }))
+        .count();
+    if refused_after > 0 {
+        row.violations.push(format!(
+            "{refused_after} requests refused more than {} s after the last fault was healed",
+            RECOVERY_LIMIT.as_secs()
+        ));
+    }
     if scenario.faults_all_the_time() {
         return;
     }
