@@ -2,8 +2,7 @@
 //!
 //! After a whole-cluster outage an idempotent producer can be left with its messages queued and
 //! never sent: the fault suite saw a worker replica's replies undelivered four minutes after the
-//! cluster was back, and a dashboard whose requests all timed out for as long as the load went on
-//! after the cluster served again. librdkafka does not recover such a producer by itself, so
+//! cluster was back. librdkafka does not recover such a producer by itself, so
 //! whoever sees a message time out (`message.timeout.ms`) calls [`RenewingProducer::replace`]:
 //! the next messages go out on a new producer, and what the old one still held is purged when it
 //! closes (those deliveries fail, and their senders decide whether to send again).

@@ -15,7 +15,6 @@ use crate::contract::{Invoice, Outcome, RequestKind, Score, Topics};
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::history::partition_watermarks;
 use crate::kafka::{HeaderList, Outgoing, set_default};
-use crate::producer::RenewingProducer;
 use crate::watchdog::{
     CHECK_INTERVAL, DEFAULT_STALL_AFTER, PartitionKey, Remedy, Seen, Stalls, is_undecodable, remedy,
 };
@@ -24,8 +23,8 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,12 +55,10 @@ pub struct SentRequest {
     pub offset: i64,
 }
 
-/// Produces correlated requests to the request topics. A request not acknowledged within the
-/// send timeout replaces the producer (see [`RenewingProducer`]), so one stuck after an outage
-/// fails that request alone, not every request after it.
+/// Produces correlated requests to the request topics.
 #[derive(Clone)]
 pub struct Requester {
-    producer: Arc<RenewingProducer>,
+    producer: FutureProducer,
     topics: Topics,
 }
 
@@ -90,17 +87,8 @@ impl Requester {
             "message.timeout.ms",
             &send_timeout.as_millis().to_string(),
         );
-        let producer =
-            RenewingProducer::new(config, Counter::default()).map_err(RequestError::Client)?;
-        Ok(Requester {
-            producer: Arc::new(producer),
-            topics,
-        })
-    }
-
-    /// How many times a request timed out and the producer was replaced.
-    pub fn producer_replacements(&self) -> u64 {
-        self.producer.replacements()
+        let producer = config.create().map_err(RequestError::Client)?;
+        Ok(Requester { producer, topics })
     }
 
     pub fn topics(&self) -> &Topics {
@@ -140,16 +128,11 @@ impl Requester {
 
     /// Produces an arbitrary message (plain-text requests, tests) and waits for its acknowledgement.
     pub async fn send_outgoing(&self, outgoing: &Outgoing) -> Result<SentRequest, RequestError> {
-        let (generation, producer) = self.producer.current();
-        let delivery = match producer.send(outgoing.record(), Duration::ZERO).await {
-            Ok(delivery) => delivery,
-            Err((error, _)) => {
-                if error == KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut) {
-                    self.producer.replace(generation);
-                }
-                return Err(RequestError::Send(error));
-            }
-        };
+        let delivery = self
+            .producer
+            .send(outgoing.record(), Duration::ZERO)
+            .await
+            .map_err(|(error, _)| RequestError::Send(error))?;
         Ok(SentRequest {
             topic: outgoing.topic.clone(),
             partition: delivery.partition,
@@ -623,36 +606,5 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.listener.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A request the broker never acknowledges (nothing listens on the port) fails on its own,
-    /// and the next one goes out on a new producer.
-    #[tokio::test]
-    async fn a_request_not_acknowledged_in_time_replaces_the_producer() {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = closed.local_addr().unwrap();
-        drop(closed);
-        let kafka = KafkaSettings::for_bootstrap(&address.to_string());
-        let requester = Requester::new(
-            &kafka,
-            Topics::with_prefix("t."),
-            Duration::from_millis(300),
-        )
-        .unwrap();
-        let request = Outgoing::new("t.generate-invoice", b"{}".to_vec());
-        for attempt in 1..=2 {
-            match requester.send_outgoing(&request).await {
-                Err(RequestError::Send(KafkaError::MessageProduction(
-                    RDKafkaErrorCode::MessageTimedOut,
-                ))) => {}
-                other => panic!("attempt {attempt}: expected a time-out, got {other:?}"),
-            }
-            assert_eq!(requester.producer_replacements(), attempt);
-        }
     }
 }
