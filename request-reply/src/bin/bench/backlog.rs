@@ -41,6 +41,25 @@ pub struct BacklogArgs {
     json: bool,
 }
 
+/// Produces one record, waiting while the producer's local queue is full.
+pub fn send_waiting(
+    producer: &BaseProducer,
+    mut record: BaseRecord<'_, (), [u8]>,
+) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
+    producer.poll(Duration::ZERO);
+    Ok(())
+}
+
 pub async fn backlog(args: BacklogArgs) -> anyhow::Result<()> {
     let kafka = args.kafka.settings()?;
     let topic_settings = args.kafka.topics()?;
@@ -63,18 +82,8 @@ pub async fn backlog(args: BacklogArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         for _ in 0..count {
-            let mut record = BaseRecord::<(), [u8]>::to(&topic).payload(text.as_bytes());
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(10));
-                    }
-                    Err((error, _)) => return Err(error).context("cannot produce a request"),
-                }
-            }
-            producer.poll(Duration::ZERO);
+            let record = BaseRecord::<(), [u8]>::to(&topic).payload(text.as_bytes());
+            send_waiting(&producer, record).context("cannot produce a request")?;
         }
         producer
             .flush(Duration::from_secs(60))

@@ -2,13 +2,12 @@
 //! memory figure under attack: uncorrelated replies of almost a megabyte, tens of thousands of
 //! garbage replies, and requests and replies with 100 KB correlation IDs.
 
+use super::backlog::send_waiting;
 use crate::KafkaArgs;
 use anyhow::Context;
 use clap::Args;
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use request_reply::admin::ensure_request_and_reply_topics;
 use request_reply::contract::{RequestKind, Topics};
 use request_reply::headers;
@@ -59,17 +58,7 @@ fn send(
             value: Some(id),
         }));
     }
-    loop {
-        match producer.send(record) {
-            Ok(()) => break,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                producer.poll(Duration::from_millis(10));
-            }
-            Err((error, _)) => return Err(error).context("cannot produce"),
-        }
-    }
-    producer.poll(Duration::ZERO);
+    send_waiting(producer, record).context("cannot produce")?;
     Ok((payload.len() + correlation_id.map_or(0, <[u8]>::len)) as u64)
 }
 
