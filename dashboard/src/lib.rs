@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use routes::build_app;
-pub use security::Secret;
+pub use secrecy::{ExposeSecret, SecretString};
 pub use server::HttpSettings;
 
 /// Environment variables the dashboard reads besides the common ones.
@@ -125,7 +125,7 @@ pub struct DashboardConfig {
     pub history_limit: usize,
     /// When set, every route but `/healthz` and `/readyz` needs this token (as a bearer token or
     /// the password of HTTP Basic).
-    pub auth_token: Option<Secret>,
+    pub auth_token: Option<SecretString>,
     /// Serve without authentication on a non-loopback address (a proxy in front authenticates).
     pub allow_unauthenticated: bool,
     /// The names requests may use, and the bounds on connections, headers, bodies, event
@@ -172,7 +172,7 @@ impl DashboardConfig {
 }
 
 /// `[dashboard] auth_token`: unset or blank means no authentication. Errors never quote it.
-fn auth_token(file: &ConfigFile) -> Result<Option<Secret>, ConfigError> {
+fn auth_token(file: &ConfigFile) -> Result<Option<SecretString>, ConfigError> {
     let token = file
         .section("dashboard")
         .get("auth_token")
@@ -190,7 +190,7 @@ fn auth_token(file: &ConfigFile) -> Result<Option<Secret>, ConfigError> {
                 ),
             })
         }
-        token => Ok(token.map(Secret::new)),
+        token => Ok(token.map(SecretString::from)),
     }
 }
 

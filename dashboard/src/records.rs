@@ -120,13 +120,7 @@ fn header_text(value: Option<&[u8]>) -> String {
         None => "(null)".into(),
         Some(bytes) => match std::str::from_utf8(bytes) {
             Ok(text) if !text.chars().any(char::is_control) => text.to_owned(),
-            _ => format!(
-                "0x{}",
-                bytes
-                    .iter()
-                    .map(|byte| format!("{byte:02x}"))
-                    .collect::<String>()
-            ),
+            _ => format!("0x{}", hex::encode(bytes)),
         },
     }
 }

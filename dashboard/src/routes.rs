@@ -35,7 +35,7 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 
 pub fn build_app(state: AppState) -> Router {
     let body_deadline = state.http_settings().body_read_timeout;
-    Router::new()
+    let routes = Router::new()
         .route("/", get(index))
         .route("/invoices", post(submit_invoice_form))
         .route("/scores", post(submit_score_form))
@@ -57,8 +57,8 @@ pub fn build_app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::require_auth,
-        ))
-        .layer(axum::middleware::from_fn(security::security_headers))
+        ));
+    security::with_security_headers(routes)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -90,9 +90,9 @@ async fn index(
     Query(filter): Query<Filter>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let (nonce, set_cookie) = security::page_nonce(&headers)?;
+    let (nonce, cookies) = security::page_nonce(&headers)?;
     let token = state.security().csrf_token(&nonce);
-    Ok((set_cookie, home_page(&state, filter).with_csrf_token(token)).into_response())
+    Ok((cookies, home_page(&state, filter).with_csrf_token(token)).into_response())
 }
 
 /// Records the request, sends it, and returns its correlation ID once the broker has it.

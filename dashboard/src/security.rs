@@ -28,16 +28,22 @@
 
 use crate::AppState;
 use crate::error::AppError;
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use tower::ServiceBuilder;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -59,27 +65,6 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 const REALM: &str = "Kafka request/reply dashboard";
 /// Answered without credentials: orchestrators probe them.
 const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
-
-/// A credential read from the configuration. `Debug` never shows it and nothing logs it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The credential itself, for comparing; never for printing.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// A yes/no setting: `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`, in any case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,7 +115,7 @@ pub fn check_exposure(
 /// configured credential. Neither ever leaves the process.
 pub struct Keys {
     key: [u8; 32],
-    auth_token: Option<Secret>,
+    auth_token: Option<SecretString>,
 }
 
 impl fmt::Debug for Keys {
@@ -147,7 +132,7 @@ const CREDENTIAL_DOMAIN: &[u8] = b"dashboard credential v1\0";
 
 impl Keys {
     /// A fresh random key; `auth_token` is what requests must present, if anything.
-    pub fn generate(auth_token: Option<Secret>) -> anyhow::Result<Self> {
+    pub fn generate(auth_token: Option<SecretString>) -> anyhow::Result<Self> {
         let mut key = [0; 32];
         getrandom::fill(&mut key)
             .map_err(|error| anyhow::anyhow!("no randomness for the CSRF key: {error}"))?;
@@ -164,15 +149,16 @@ impl Keys {
 
     /// The form token for `nonce`: what the hidden `csrf_token` field holds.
     pub fn csrf_token(&self, nonce: &str) -> String {
-        hex(&self
-            .mac(CSRF_DOMAIN, nonce.as_bytes())
-            .finalize()
-            .into_bytes())
+        hex::encode(
+            self.mac(CSRF_DOMAIN, nonce.as_bytes())
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// Whether `token` is the form token for `nonce`, compared in constant time.
     fn csrf_token_matches(&self, nonce: &str, token: &str) -> bool {
-        unhex(token).is_some_and(|given| {
+        hex::decode(token).is_ok_and(|given| {
             self.mac(CSRF_DOMAIN, nonce.as_bytes())
                 .verify_slice(&given)
                 .is_ok()
@@ -201,7 +187,7 @@ impl Keys {
             return true;
         };
         presented_credential(headers)
-            .is_some_and(|given| self.same_credential(&given, expected.expose().as_bytes()))
+            .is_some_and(|given| self.same_credential(&given, expected.expose_secret().as_bytes()))
     }
 
     /// Checks a form post; returns the visitor's nonce, with which the form may be shown again.
@@ -284,16 +270,17 @@ fn presented_credential(headers: &HeaderMap) -> Option<Vec<u8>> {
     }
 }
 
-/// The nonce in the `dashboard_csrf` cookie, if it holds a well-formed one.
+/// The nonce in the `dashboard_csrf` cookie, if it holds a well-formed one (the first that
+/// does, should the browser send several).
 pub fn cookie_nonce(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|cookies| cookies.split(';'))
-        .filter_map(|cookie| cookie.trim().split_once('='))
-        .find(|(name, value)| *name == CSRF_COOKIE && is_nonce(value))
-        .map(|(_, value)| value.to_owned())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == CSRF_COOKIE && is_nonce(cookie.value()))
+        .map(|cookie| cookie.value().to_owned())
 }
 
 fn is_nonce(text: &str) -> bool {
@@ -303,57 +290,58 @@ fn is_nonce(text: &str) -> bool {
             .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
-/// A `Set-Cookie` header, as response parts.
-pub type SetCookie = [(HeaderName, HeaderValue); 1];
-
-/// The nonce a page's forms are signed for: the visitor's own, or a fresh one together with the
-/// `Set-Cookie` that hands it over.
-pub fn page_nonce(headers: &HeaderMap) -> Result<(String, Option<SetCookie>), AppError> {
+/// The nonce a page's forms are signed for: the visitor's own, or a fresh one. The jar, as
+/// response parts, sets the cookie that hands a fresh one over, and nothing otherwise.
+pub fn page_nonce(headers: &HeaderMap) -> Result<(String, CookieJar), AppError> {
     if let Some(nonce) = cookie_nonce(headers) {
-        return Ok((nonce, None));
+        return Ok((nonce, CookieJar::new()));
     }
     let mut bytes = [0; NONCE_BYTES];
     getrandom::fill(&mut bytes)
         .map_err(|error| AppError::Internal(anyhow::anyhow!("no randomness: {error}")))?;
-    let nonce = hex(&bytes);
+    let nonce = hex::encode(bytes);
     // Behind a TLS-terminating proxy the cookie must not travel over plain HTTP.
     let secure = headers
         .get("x-forwarded-proto")
         .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
-    let cookie = format!(
-        "{CSRF_COOKIE}={nonce}; Path=/; HttpOnly; SameSite=Strict{}",
-        if secure { "; Secure" } else { "" }
-    );
-    let cookie = HeaderValue::from_str(&cookie)
-        .map_err(|error| AppError::Internal(anyhow::anyhow!("bad cookie: {error}")))?;
-    Ok((nonce, Some([(header::SET_COOKIE, cookie)])))
+    let cookie = Cookie::build((CSRF_COOKIE, nonce.clone()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure);
+    Ok((nonce, CookieJar::new().add(cookie)))
 }
 
-/// Middleware: every response gets the security headers; pages, the API and the event stream
+/// `router` with the security headers on every response; pages, the API and the event stream
 /// are never stored by caches (static files keep their own `Cache-Control`).
-pub async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (
-            HeaderName::from_static("cross-origin-opener-policy"),
-            "same-origin",
-        ),
-        (
-            HeaderName::from_static("cross-origin-resource-policy"),
-            "same-origin",
-        ),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    response
+pub fn with_security_headers<S>(router: Router<S>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let overriding =
+        |name, value| SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value));
+    router.layer(
+        ServiceBuilder::new()
+            .layer(overriding(
+                header::CONTENT_SECURITY_POLICY,
+                CONTENT_SECURITY_POLICY,
+            ))
+            .layer(overriding(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .layer(overriding(header::REFERRER_POLICY, "no-referrer"))
+            .layer(overriding(header::X_FRAME_OPTIONS, "DENY"))
+            .layer(overriding(
+                HeaderName::from_static("cross-origin-opener-policy"),
+                "same-origin",
+            ))
+            .layer(overriding(
+                HeaderName::from_static("cross-origin-resource-policy"),
+                "same-origin",
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            )),
+    )
 }
 
 /// Middleware: with an `auth_token` configured, every route but the health checks needs it.
@@ -393,26 +381,12 @@ pub async fn require_auth(State(state): State<AppState>, request: Request, next:
     response
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|index| u8::from_str_radix(&text[index..index + 2], 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn new_keys(token: Option<&str>) -> Keys {
-        Keys::generate(token.map(Secret::new)).unwrap()
+        Keys::generate(token.map(SecretString::from)).unwrap()
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -502,27 +476,42 @@ mod tests {
         assert_eq!(read("garbage"), None);
     }
 
+    /// The `Set-Cookie` headers `cookies` add to a response.
+    fn set_cookies(cookies: CookieJar) -> Vec<String> {
+        cookies
+            .into_response()
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect()
+    }
+
     #[test]
     fn pages_reuse_the_visitors_nonce_or_hand_out_a_fresh_one() {
-        let (nonce, set_cookie) =
+        let (nonce, cookies) =
             page_nonce(&headers(&[("cookie", &format!("{CSRF_COOKIE}={NONCE}"))])).unwrap();
         assert_eq!(nonce, NONCE);
-        assert!(set_cookie.is_none());
+        assert!(set_cookies(cookies).is_empty());
 
-        let (nonce, set_cookie) = page_nonce(&HeaderMap::new()).unwrap();
+        let (nonce, cookies) = page_nonce(&HeaderMap::new()).unwrap();
         assert!(is_nonce(&nonce), "{nonce}");
-        let [(name, value)] = set_cookie.unwrap();
-        assert_eq!(name, header::SET_COOKIE);
         assert_eq!(
-            value.to_str().unwrap(),
-            format!("{CSRF_COOKIE}={nonce}; Path=/; HttpOnly; SameSite=Strict")
+            set_cookies(cookies),
+            [format!(
+                "{CSRF_COOKIE}={nonce}; HttpOnly; SameSite=Strict; Path=/"
+            )]
         );
         let (again, _) = page_nonce(&HeaderMap::new()).unwrap();
         assert_ne!(again, nonce, "nonces are random");
 
-        let (_, secure) = page_nonce(&headers(&[("x-forwarded-proto", "https")])).unwrap();
-        let [(_, value)] = secure.unwrap();
-        assert!(value.to_str().unwrap().ends_with("; Secure"));
+        let (nonce, secure) = page_nonce(&headers(&[("x-forwarded-proto", "https")])).unwrap();
+        assert_eq!(
+            set_cookies(secure),
+            [format!(
+                "{CSRF_COOKIE}={nonce}; HttpOnly; SameSite=Strict; Secure; Path=/"
+            )]
+        );
     }
 
     #[test]
@@ -618,13 +607,17 @@ mod tests {
     #[test]
     fn secrets_never_show_in_debug_output() {
         let token = "s3cret-token-0123456789";
-        let secret = Secret::new(token);
-        assert_eq!(format!("{secret:?}"), "Secret(<redacted>)");
+        let secret = SecretString::from(token);
+        let shown = format!("{secret:?}");
+        assert!(
+            !shown.contains(token) && shown.contains("REDACTED"),
+            "{shown}"
+        );
         let keys = new_keys(Some(token));
         let shown = format!("{keys:?}");
         assert!(!shown.contains(token), "{shown}");
         assert!(shown.contains("auth_required: true"), "{shown}");
-        assert_eq!(secret.expose(), token);
+        assert_eq!(secret.expose_secret(), token);
     }
 
     #[test]
@@ -667,7 +660,11 @@ mod tests {
 
     #[test]
     fn hex_round_trips_and_rejects_junk() {
-        assert_eq!(unhex(&hex(&[0, 1, 254, 255])), Some(vec![0, 1, 254, 255]));
+        let unhex = |text: &str| hex::decode(text).ok();
+        assert_eq!(
+            unhex(&hex::encode([0, 1, 254, 255])),
+            Some(vec![0, 1, 254, 255])
+        );
         assert_eq!(unhex("abc"), None);
         assert_eq!(unhex("zz"), None);
         assert_eq!(unhex("é1"), None);

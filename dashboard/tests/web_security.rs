@@ -9,7 +9,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use dashboard::{AppState, DashboardConfig, Secret, build_app};
+use dashboard::{AppState, DashboardConfig, ExposeSecret, SecretString, build_app};
 use request_reply::config::{ConfigFile, KafkaSettings, TopicSettings};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,7 +38,7 @@ fn config(auth_token: Option<&str>) -> DashboardConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         request_timeout: Duration::from_secs(30),
         history_limit: 100,
-        auth_token: auth_token.map(Secret::new),
+        auth_token: auth_token.map(SecretString::from),
         allow_unauthenticated: false,
         http: dashboard::HttpSettings::default(),
     }
@@ -722,8 +722,14 @@ fn auth_settings_come_from_the_file_or_the_environment_and_never_show() {
             .collect();
         ConfigFile::from_sections(BTreeMap::from([("dashboard".to_owned(), dashboard)]))
     };
+    let token = |config: &DashboardConfig| {
+        config
+            .auth_token
+            .as_ref()
+            .map(|token| token.expose_secret().to_owned())
+    };
     let config = DashboardConfig::from_file(&file(&[])).unwrap();
-    assert_eq!(config.auth_token, None);
+    assert_eq!(token(&config), None);
     assert!(!config.allow_unauthenticated);
 
     let with_token = file(&[
@@ -736,13 +742,13 @@ fn auth_settings_come_from_the_file_or_the_environment_and_never_show() {
         "{shown}"
     );
     let config = DashboardConfig::from_file(&with_token).unwrap();
-    assert_eq!(config.auth_token, Some(Secret::new(TOKEN)));
+    assert_eq!(token(&config).as_deref(), Some(TOKEN));
     assert!(config.allow_unauthenticated);
     let shown = format!("{config:?}");
     assert!(!shown.contains(TOKEN), "{shown}");
 
     let blank = DashboardConfig::from_file(&file(&[("auth_token", "  ")])).unwrap();
-    assert_eq!(blank.auth_token, None, "blank means no authentication");
+    assert_eq!(token(&blank), None, "blank means no authentication");
 
     let short = "hunter2";
     let error = DashboardConfig::from_file(&file(&[("auth_token", short)]))
