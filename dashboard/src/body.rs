@@ -1,6 +1,6 @@
 //! Request bodies for the form and API handlers, with the reason a body was refused told in the
 //! dashboard's own terms: 413 over the size limit, 408 when it did not arrive within
-//! `body_read_timeout_ms` (tower-http's deadline, see `routes::build_app`), instead of axum's
+//! `body_read_timeout_ms` (tower-http's deadline, see `crate::build_app`), instead of axum's
 //! generic "Failed to buffer the request body".
 
 use crate::error::{ApiError, AppError};
@@ -43,7 +43,7 @@ fn refusal(rejection: BytesRejection) -> AppError {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
             AppError::PayloadTooLarge(format!(
                 "The request body is larger than the {} KiB the dashboard accepts.",
-                crate::routes::MAX_BODY_BYTES / 1024
+                crate::MAX_BODY_BYTES / 1024
             ))
         }
         BytesRejection::FailedToBufferBody(FailedToBufferBody::UnknownBodyError(error))

@@ -13,7 +13,7 @@ use crate::views::{
 };
 use askama::Template;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -24,18 +24,15 @@ use request_reply::headers::{CorrelationId, TraceContext};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio_stream::wrappers::{BroadcastStream, WatchStream};
-use tower_http::timeout::RequestBodyDeadlineLayer;
-use tower_http::trace::TraceLayer;
 use tracing::Instrument;
 
-/// Request bodies above this are refused before they are read.
-pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest `wait_ms` the API honours.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-pub fn build_app(state: AppState) -> Router {
-    let body_deadline = state.http_settings().body_read_timeout;
-    let routes = Router::new()
+/// Every route of the dashboard and its handler; [`crate::build_app`] puts the layers around
+/// them.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
         .route("/", get(index))
         .route("/invoices", post(submit_invoice_form))
         .route("/scores", post(submit_score_form))
@@ -50,17 +47,6 @@ pub fn build_app(state: AppState) -> Router {
         .route("/static/app.js", get(script))
         .route("/static/style.css", get(stylesheet))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // A hard deadline for the whole body, however it trickles in (a per-read timeout lets
-        // a client sending a byte every few seconds hold a connection for days).
-        .layer(RequestBodyDeadlineLayer::new(body_deadline))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            security::require_auth,
-        ));
-    security::with_security_headers(routes)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 fn banner(state: &AppState) -> BannerView {

@@ -7,7 +7,7 @@
 //! stop the process. So the dashboard runs its own accept loop on hyper's HTTP/1 connection
 //! builder (which has the header timeout and size limit), with a semaphore for the connection
 //! cap and hyper-util's graceful shutdown under a deadline. The body deadline is tower-http's
-//! (see `routes::build_app`); the Host/Origin check is `crate::hosts`.
+//! (see `crate::build_app`); the Host/Origin check is `crate::hosts`.
 
 use crate::hosts::HostList;
 use axum::Router;

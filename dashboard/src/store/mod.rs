@@ -3,9 +3,9 @@
 //!
 //! Compact on purpose (issue "Performance": 100,000 requests within 64 MiB): each request keeps
 //! integers and enums, a short summary for the table and an error reason only when there is one
-//! ([`entries`]). The payloads stay in Kafka and are read back by position for the detail page
+//! (`entries`). The payloads stay in Kafka and are read back by position for the detail page
 //! and the API (see `crate::records`). Only the newest requests keep theirs in memory
-//! ([`cache`]), so a client asking for its reply right after it arrives is answered without a
+//! (`cache`), so a client asking for its reply right after it arrives is answered without a
 //! trip to the broker.
 //!
 //! Bounded (oldest requests are forgotten first), guarded by one short-held mutex, and the source
