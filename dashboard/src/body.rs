@@ -20,10 +20,7 @@ impl<S: Send + Sync> FromRequest<S> for FormBody {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(request, state)
-            .await
-            .map(FormBody)
-            .map_err(refusal)
+        read(request, state).await.map(FormBody)
     }
 }
 
@@ -31,11 +28,13 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(request, state)
-            .await
-            .map(JsonBody)
-            .map_err(|rejection| ApiError(refusal(rejection)))
+        Ok(JsonBody(read(request, state).await?))
     }
+}
+
+/// The whole body, or why it was refused.
+async fn read<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, AppError> {
+    Bytes::from_request(request, state).await.map_err(refusal)
 }
 
 fn refusal(rejection: BytesRejection) -> AppError {

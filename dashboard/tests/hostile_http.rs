@@ -11,8 +11,8 @@
 #[allow(dead_code)] // each test binary uses only some of the shared helpers
 mod common;
 
+use common::Dashboard;
 use dashboard::{DashboardConfig, HttpSettings};
-use request_reply::config::{KafkaSettings, TopicSettings};
 use request_reply::contract::RequestKind;
 use request_reply::kafka::Outgoing;
 use request_reply::requester::Requester;
@@ -20,25 +20,14 @@ use request_reply::testkit;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Longest any single exchange or wait may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A dashboard served by `dashboard::run`, stopped through its shutdown future.
+/// A dashboard served by `dashboard::run`, with Kafka at a closed port.
 struct Server {
     address: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<anyhow::Result<()>>,
+    dashboard: Dashboard,
 }
 
 impl Server {
@@ -46,23 +35,12 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let config = DashboardConfig {
-            kafka: KafkaSettings::for_bootstrap(&format!("127.0.0.1:{}", closed_port())),
-            topics: TopicSettings::default(),
-            listen: address,
-            request_timeout: Duration::from_secs(30),
-            history_limit: 100,
-            auth_token: None,
-            allow_unauthenticated: false,
             http,
+            ..common::offline_config(address)
         };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(dashboard::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
         Server {
             address,
-            stop,
-            task,
+            dashboard: Dashboard::serve(config, listener),
         }
     }
 
@@ -77,12 +55,9 @@ impl Server {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(DEADLINE, self.task)
+        tokio::time::timeout(DEADLINE, self.dashboard.stop())
             .await
-            .expect("the dashboard stops")
-            .unwrap()
-            .unwrap();
+            .expect("the dashboard stops");
     }
 }
 
@@ -117,21 +92,15 @@ impl Answer {
             .lines()
             .find(|line| line.to_ascii_lowercase().starts_with("set-cookie:"))
             .expect("a Set-Cookie header");
-        line.split_once(':')
-            .unwrap()
-            .1
-            .trim()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned()
+        common::cookie_of(line.split_once(':').unwrap().1.trim())
     }
 
     /// The value of the forms' hidden `csrf_token` field.
     fn csrf_token(&self) -> String {
-        let marker = "name=\"csrf_token\" value=\"";
-        let start = self.body.find(marker).expect("a csrf_token field") + marker.len();
-        self.body[start..].split('"').next().unwrap().to_owned()
+        common::csrf_tokens(&self.body)
+            .into_iter()
+            .next()
+            .expect("a csrf_token field")
     }
 }
 

@@ -6,11 +6,15 @@
 //! nothing here needs a reply, and a request that passes every check ends in 503 (Kafka
 //! unreachable), which tells it apart from the 4xx of the checks.
 
+#[allow(dead_code)] // each test binary uses only some of the shared helpers
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use common::{closed_port, cookie_of, csrf_tokens};
 use dashboard::{AppState, DashboardConfig, ExposeSecret, SecretString, build_app};
-use request_reply::config::{ConfigFile, KafkaSettings, TopicSettings};
+use request_reply::config::ConfigFile;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -22,25 +26,10 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
      base-uri 'none'";
 const TOKEN: &str = "correct-horse-battery-staple-42";
 
-/// A port nothing listens on: bound, then let go.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(auth_token: Option<&str>) -> DashboardConfig {
     DashboardConfig {
-        kafka: KafkaSettings::for_bootstrap(&format!("127.0.0.1:{}", closed_port())),
-        topics: TopicSettings::default(),
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        request_timeout: Duration::from_secs(30),
-        history_limit: 100,
         auth_token: auth_token.map(SecretString::from),
-        allow_unauthenticated: false,
-        http: dashboard::HttpSettings::default(),
+        ..common::offline_config(SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 }
 
@@ -97,21 +86,13 @@ fn json_post(path: &str, content_type: &str, body: impl Into<Body>) -> Request<B
         .unwrap()
 }
 
-/// The hidden `csrf_token` values of a page.
-fn tokens_in(html: &str) -> Vec<String> {
-    html.split("name=\"csrf_token\" value=\"")
-        .skip(1)
-        .map(|rest| rest.split('"').next().unwrap().to_owned())
-        .collect()
-}
-
 /// The visitor's first look at the home page: the cookie to send back, and the forms' token.
 async fn first_visit(app: &Router) -> (String, String) {
     let page = send(app, get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let set_cookie = page.headers[header::SET_COOKIE].to_str().unwrap();
-    let cookie = set_cookie.split(';').next().unwrap().to_owned();
-    let tokens = tokens_in(&page.body);
+    let cookie = cookie_of(set_cookie);
+    let tokens = csrf_tokens(&page.body);
     assert_eq!(tokens.len(), 2, "both forms carry the token");
     (cookie, tokens[0].clone())
 }
@@ -128,23 +109,23 @@ async fn the_home_page_hands_out_a_cookie_once_and_signs_both_forms_for_it() {
             && set_cookie.contains("; Path=/"),
         "{set_cookie}"
     );
-    let tokens = tokens_in(&page.body);
+    let tokens = csrf_tokens(&page.body);
     assert_eq!(tokens.len(), 2, "{}", page.body);
     assert_eq!(tokens[0], tokens[1]);
     assert_eq!(tokens[0].len(), 64, "an HMAC-SHA256 in hex");
 
     // Coming back with the cookie: no new cookie, the same token.
-    let cookie = set_cookie.split(';').next().unwrap();
+    let cookie = cookie_of(set_cookie);
     let again = send(
         &app,
         get("/")
-            .header(header::COOKIE, cookie)
+            .header(header::COOKIE, &cookie)
             .body(Body::empty())
             .unwrap(),
     )
     .await;
     assert!(!again.headers.contains_key(header::SET_COOKIE));
-    assert_eq!(tokens_in(&again.body), tokens);
+    assert_eq!(csrf_tokens(&again.body), tokens);
 
     // Another visitor gets another nonce and so another token.
     let (other_cookie, other_token) = first_visit(&app).await;
@@ -241,7 +222,7 @@ async fn form_posts_with_the_pages_token_are_accepted() {
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
     assert!(bad.body.contains("line 1 quantity: must be a whole number"));
-    assert_eq!(tokens_in(&bad.body), [token.clone(), token.clone()]);
+    assert_eq!(csrf_tokens(&bad.body), [token.clone(), token.clone()]);
 
     // Through every check to Kafka, which is unreachable here (the end-to-end tests post the
     // same way against a broker and get their 303).
@@ -617,14 +598,8 @@ async fn with_a_token_configured_everything_but_the_health_checks_needs_it() {
             .unwrap(),
     )
     .await;
-    let cookie = page.headers[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let token = tokens_in(&page.body).remove(0);
+    let cookie = cookie_of(page.headers[header::SET_COOKIE].to_str().unwrap());
+    let token = csrf_tokens(&page.body).remove(0);
     let mut forged = form_post("/scores", Some(&cookie), "customer=ACME".into());
     forged
         .headers_mut()

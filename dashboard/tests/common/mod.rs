@@ -1,5 +1,6 @@
 //! Starts the real services in-process against the test broker: the dashboard on a port-0
-//! listener and, when asked, both workers.
+//! listener and, when asked, both workers. Also what several tests read out of the dashboard's
+//! pages: the anti-forgery cookie and tokens.
 
 use dashboard::DashboardConfig;
 use request_reply::config::{KafkaSettings, TopicSettings};
@@ -7,6 +8,7 @@ use request_reply::testkit;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -41,6 +43,44 @@ async fn until(stopped: oneshot::Receiver<()>) {
     let _ = stopped.await;
 }
 
+/// A port nothing listens on: bound, then let go.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A dashboard's settings for tests without a broker: Kafka is a closed port, so a request that
+/// passes every HTTP check ends in 503 (Kafka unreachable), which tells it apart from the
+/// refusals of the checks.
+pub fn offline_config(listen: SocketAddr) -> DashboardConfig {
+    DashboardConfig {
+        kafka: KafkaSettings::for_bootstrap(&format!("127.0.0.1:{}", closed_port())),
+        topics: TopicSettings::default(),
+        listen,
+        request_timeout: Duration::from_secs(30),
+        history_limit: 100,
+        auth_token: None,
+        allow_unauthenticated: false,
+        http: dashboard::HttpSettings::default(),
+    }
+}
+
+/// The values of a page's hidden `csrf_token` fields, in page order.
+pub fn csrf_tokens(html: &str) -> Vec<String> {
+    html.split("name=\"csrf_token\" value=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_owned())
+        .collect()
+}
+
+/// The `name=value` a `Set-Cookie` header sets: what the browser sends back in `Cookie`.
+pub fn cookie_of(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().trim().to_owned()
+}
+
 /// One dashboard, reachable at `base`.
 pub struct Dashboard {
     pub base: String,
@@ -53,20 +93,22 @@ impl Dashboard {
         topics: &TopicSettings,
         request_timeout: Duration,
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let config = DashboardConfig {
             kafka,
             topics: topics.clone(),
-            listen: listener.local_addr().unwrap(),
             request_timeout,
             history_limit: 10_000,
-            auth_token: None,
-            allow_unauthenticated: false,
-            http: dashboard::HttpSettings::default(),
+            ..offline_config(listener.local_addr().unwrap())
         };
+        Dashboard::serve(config, listener)
+    }
+
+    /// Serves `config` on `listener`, which `config.listen` names.
+    pub fn serve(config: DashboardConfig, listener: TcpListener) -> Self {
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let running = Running::spawn(|stopped| dashboard::run(config, listener, until(stopped)));
         Dashboard { base, running }
     }
@@ -80,17 +122,12 @@ impl Dashboard {
     pub async fn form_token(&self, http: &reqwest::Client) -> (String, String) {
         let page = http.get(self.url("/")).send().await.unwrap();
         assert_eq!(page.status(), reqwest::StatusCode::OK);
-        let cookie = page.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let cookie = cookie_of(page.headers()["set-cookie"].to_str().unwrap());
         let html = page.text().await.unwrap();
-        let marker = "name=\"csrf_token\" value=\"";
-        let start = html.find(marker).expect("the page has a csrf_token field") + marker.len();
-        let token = html[start..].split('"').next().unwrap().to_owned();
+        let token = csrf_tokens(&html)
+            .into_iter()
+            .next()
+            .expect("the page has a csrf_token field");
         (cookie, token)
     }
 
