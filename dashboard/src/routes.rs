@@ -3,8 +3,8 @@
 use crate::AppState;
 use crate::body::{FormBody, JsonBody};
 use crate::error::{ApiError, AppError};
-use crate::forms::{InvoiceForm, ScoreForm, parse_json_request};
-use crate::records;
+use crate::forms::{FieldError, InvoiceForm, ScoreForm, parse_json_request};
+use crate::records::{self, ReadBack};
 use crate::security;
 use crate::store::{RequestRecord, Status};
 use crate::views::{
@@ -135,19 +135,15 @@ async fn submit_invoice_form(
     let form = InvoiceForm::from_body(&body);
     // Checked before anything is rendered: a 64 KiB form of bad rows made a 6.9 MB error page.
     form.check_row_count().map_err(AppError::BadRequest)?;
-    match form.to_request() {
-        Ok(request) => {
-            let id = submit(&state, RequestKind::Invoice, &request).await?;
-            Ok(Redirect::to(&format!("/requests/{id}")).into_response())
-        }
-        Err(errors) => Ok((
-            StatusCode::BAD_REQUEST,
-            home_page(&state, Filter::default())
-                .with_csrf_token(state.security().csrf_token(&nonce))
-                .with_invoice_form(&form, errors),
-        )
-            .into_response()),
-    }
+    let request = form.to_request();
+    answer_form(
+        &state,
+        &nonce,
+        RequestKind::Invoice,
+        request,
+        |page, errors| page.with_invoice_form(&form, errors),
+    )
+    .await
 }
 
 async fn submit_score_form(
@@ -157,18 +153,36 @@ async fn submit_score_form(
 ) -> Result<Response, AppError> {
     let nonce = state.security().check_form(&headers, &body)?;
     let form = ScoreForm::from_body(&body);
-    match form.to_request() {
+    let request = form.to_request();
+    answer_form(
+        &state,
+        &nonce,
+        RequestKind::Score,
+        request,
+        |page, errors| page.with_score_form(&form, errors),
+    )
+    .await
+}
+
+/// Sends a valid form's request and redirects to its page; shows the home page again, with the
+/// form as it was posted (`refill`) and what is wrong with it, when it is not valid.
+async fn answer_form<T: Serialize>(
+    state: &AppState,
+    nonce: &str,
+    kind: RequestKind,
+    request: Result<T, Vec<FieldError>>,
+    refill: impl FnOnce(IndexPage, Vec<FieldError>) -> IndexPage,
+) -> Result<Response, AppError> {
+    match request {
         Ok(request) => {
-            let id = submit(&state, RequestKind::Score, &request).await?;
+            let id = submit(state, kind, &request).await?;
             Ok(Redirect::to(&format!("/requests/{id}")).into_response())
         }
-        Err(errors) => Ok((
-            StatusCode::BAD_REQUEST,
-            home_page(&state, Filter::default())
-                .with_csrf_token(state.security().csrf_token(&nonce))
-                .with_score_form(&form, errors),
-        )
-            .into_response()),
+        Err(errors) => {
+            let page = home_page(state, Filter::default())
+                .with_csrf_token(state.security().csrf_token(nonce));
+            Ok((StatusCode::BAD_REQUEST, refill(page, errors)).into_response())
+        }
     }
 }
 
@@ -181,31 +195,33 @@ async fn request_page(
 ) -> Result<RequestPage, AppError> {
     let record = state.store().get(&id).ok_or_else(|| unknown_request(&id))?;
     let request = match &record.sent {
-        Some(sent) => Some(
-            records::read_back(&state, "request", &sent.topic, sent.partition, sent.offset)
-                .await
-                .map(Ok)
-                .or_else(shown_on_page)?,
-        ),
+        Some(sent) => {
+            Some(read_for_page(&state, "request", &sent.topic, sent.partition, sent.offset).await?)
+        }
         None => None,
     };
     let reply = match &record.reply {
-        Some(reply) => Some(
-            records::read_back(&state, "reply", &reply.topic, reply.partition, reply.offset)
-                .await
-                .map(Ok)
-                .or_else(shown_on_page)?,
-        ),
+        Some(reply) => {
+            Some(read_for_page(&state, "reply", &reply.topic, reply.partition, reply.offset).await?)
+        }
         None => None,
     };
     Ok(RequestPage::new(banner(&state), &record, request, reply))
 }
 
-/// Why a message is missing, for the page to say in its place; internal errors still fail.
-fn shown_on_page<T>(error: AppError) -> Result<Result<T, String>, AppError> {
-    match error {
-        AppError::Internal(_) => Err(error),
-        other => Ok(Err(other.to_string())),
+/// A message read back for the detail page, or why it is missing, for the page to say in its
+/// place; internal errors still fail.
+async fn read_for_page(
+    state: &AppState,
+    what: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<Result<ReadBack, String>, AppError> {
+    match records::read_back(state, what, topic, partition, offset).await {
+        Ok(message) => Ok(Ok(message)),
+        Err(AppError::Internal(error)) => Err(AppError::Internal(error)),
+        Err(other) => Ok(Err(other.to_string())),
     }
 }
 

@@ -116,15 +116,7 @@ async fn html_form_redirects_to_the_request_page_which_shows_the_reply() {
         "reply headers not shown"
     );
 
-    let home = system
-        .http
-        .get(system.dashboard.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = system.dashboard.get_text(&system.http, "/").await;
     assert!(
         home.contains(&format!("id=\"req-{id}\"")),
         "request missing from the table"
@@ -220,14 +212,9 @@ async fn requests_without_a_worker_time_out() {
     assert_eq!(state["status"], "timed_out", "{state}");
     assert!(state["reply"].is_null());
     let page = system
-        .http
-        .get(system.dashboard.url(&format!("/requests/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .dashboard
+        .get_text(&system.http, &format!("/requests/{id}"))
+        .await;
     assert!(page.contains("timed out"), "{page}");
     system.stop().await;
 }
@@ -376,15 +363,7 @@ async fn metrics_count_requests_replies_and_round_trips() {
         .await;
     assert_eq!(system.wait_api(&id).await["status"], "completed");
 
-    let text = system
-        .http
-        .get(system.dashboard.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = system.dashboard.get_text(&system.http, "/metrics").await;
     for expected in [
         "dashboard_requests_sent_total{kind=\"score\"} 1",
         "dashboard_replies_total{outcome=\"matched\"} 1",
@@ -414,14 +393,9 @@ async fn one_trace_spans_dashboard_worker_and_back() {
         .await;
     assert_eq!(system.wait_api(&id).await["status"], "completed");
     let html = system
-        .http
-        .get(system.dashboard.url(&format!("/requests/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .dashboard
+        .get_text(&system.http, &format!("/requests/{id}"))
+        .await;
     let [request, reply] = <[String; 2]>::try_from(traceparents(&html)).expect("two traceparents");
     let parse = |value: &str| {
         request_reply::headers::TraceContext::parse(value.as_bytes())
@@ -562,14 +536,9 @@ async fn a_restarted_dashboard_rebuilds_its_history_from_the_log() {
     // read back from Kafka by their positions, with their headers.
     let (id, customer) = &sent[0];
     let html = second
-        .http
-        .get(second.dashboard.url(&format!("/requests/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .dashboard
+        .get_text(&second.http, &format!("/requests/{id}"))
+        .await;
     let request_body = section(&html, "<pre id=\"request-body\">");
     assert!(
         request_body.contains(&format!("&#34;customer&#34;: &#34;{customer}&#34;")),
@@ -590,15 +559,7 @@ async fn a_restarted_dashboard_rebuilds_its_history_from_the_log() {
         .post_api("/api/scores", &json!({"customer": "after-restart"}))
         .await;
     assert_eq!(second.wait_api(&after).await["status"], "completed");
-    let home = second
-        .http
-        .get(second.dashboard.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = second.dashboard.get_text(&second.http, "/").await;
     assert!(
         home.contains("before-restart-0"),
         "rebuilt requests missing from the table"

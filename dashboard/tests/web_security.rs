@@ -43,6 +43,14 @@ struct Answer {
     body: String,
 }
 
+impl Answer {
+    /// Asserts the status, showing the body when it is another.
+    fn expect(self, status: StatusCode) -> Self {
+        assert_eq!(self.status, status, "{}", self.body);
+        self
+    }
+}
+
 async fn send(app: &Router, request: Request<Body>) -> Answer {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
@@ -65,6 +73,14 @@ async fn head_of(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap
 
 fn get(path: &str) -> axum::http::request::Builder {
     Request::builder().uri(path)
+}
+
+/// `GET path` with an `Authorization` header.
+fn get_with(path: &str, authorization: &str) -> Request<Body> {
+    get(path)
+        .header(header::AUTHORIZATION, authorization)
+        .body(Body::empty())
+        .unwrap()
 }
 
 fn post(path: &str) -> axum::http::request::Builder {
@@ -232,13 +248,9 @@ async fn form_posts_with_the_pages_token_are_accepted() {
         .header("sec-fetch-site", "same-origin")
         .body(Body::from(format!("customer=ACME&csrf_token={token}")))
         .unwrap();
-    let answer = send(&app, same_origin).await;
-    assert_eq!(
-        answer.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        answer.body
-    );
+    send(&app, same_origin)
+        .await
+        .expect(StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test]
@@ -299,17 +311,10 @@ async fn api_posts_must_be_json_so_other_sites_cannot_forge_them() {
     // JSON goes through to validation and then to Kafka.
     let answer = send(&app, json_post("/api/scores", "application/json", "{")).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
-    let answer = send(
-        &app,
-        json_post("/api/scores", "application/json; charset=utf-8", body),
-    )
-    .await;
-    assert_eq!(
-        answer.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        answer.body
-    );
+    let charset = json_post("/api/scores", "application/json; charset=utf-8", body);
+    send(&app, charset)
+        .await
+        .expect(StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test]
@@ -548,24 +553,10 @@ async fn with_a_token_configured_everything_but_the_health_checks_needs_it() {
         basic("admin", TOKEN),
         basic("", TOKEN),
     ] {
-        let page = send(
-            &app,
-            get("/")
-                .header(header::AUTHORIZATION, &authorization)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let page = send(&app, get_with("/", &authorization)).await;
         assert_eq!(page.status, StatusCode::OK, "{authorization}");
         assert!(!page.body.contains(TOKEN), "the token is never shown");
-        let api = send(
-            &app,
-            get("/api/requests/x")
-                .header(header::AUTHORIZATION, &authorization)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let api = send(&app, get_with("/api/requests/x", &authorization)).await;
         assert_eq!(api.status, StatusCode::NOT_FOUND, "{authorization}");
     }
     for wrong in [
@@ -575,14 +566,7 @@ async fn with_a_token_configured_everything_but_the_health_checks_needs_it() {
         basic("admin", &TOKEN[1..]),
         format!("Token {TOKEN}"),
     ] {
-        let answer = send(
-            &app,
-            get("/")
-                .header(header::AUTHORIZATION, &wrong)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let answer = send(&app, get_with("/", &wrong)).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{wrong}");
         assert!(answer.body.contains("not valid"), "{}", answer.body);
         assert!(!answer.body.contains(TOKEN));
@@ -590,14 +574,7 @@ async fn with_a_token_configured_everything_but_the_health_checks_needs_it() {
 
     // Authenticated form posts still need the anti-forgery token.
     let authorization = basic("admin", TOKEN);
-    let page = send(
-        &app,
-        get("/")
-            .header(header::AUTHORIZATION, &authorization)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let page = send(&app, get_with("/", &authorization)).await;
     let cookie = cookie_of(page.headers[header::SET_COOKIE].to_str().unwrap());
     let token = csrf_tokens(&page.body).remove(0);
     let mut forged = form_post("/scores", Some(&cookie), "customer=ACME".into());

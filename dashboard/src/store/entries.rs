@@ -18,6 +18,13 @@ pub(super) struct Position {
 /// The partition of a position not known yet.
 pub(super) const NO_PARTITION: i32 = -1;
 
+impl Position {
+    /// The position at `partition` and `offset`, unless the partition is [`NO_PARTITION`].
+    fn known(partition: i32, offset: i64) -> Option<Position> {
+        (partition != NO_PARTITION).then_some(Position { partition, offset })
+    }
+}
+
 /// One remembered request: about 100 bytes, plus the summary's few dozen.
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -47,17 +54,11 @@ pub(super) struct Entry {
 
 impl Entry {
     pub(super) fn request_at(&self) -> Option<Position> {
-        (self.request_partition != NO_PARTITION).then_some(Position {
-            partition: self.request_partition,
-            offset: self.request_offset,
-        })
+        Position::known(self.request_partition, self.request_offset)
     }
 
     pub(super) fn reply_at(&self) -> Option<Position> {
-        (self.reply_partition != NO_PARTITION).then_some(Position {
-            partition: self.reply_partition,
-            offset: self.reply_offset,
-        })
+        Position::known(self.reply_partition, self.reply_offset)
     }
 }
 

@@ -150,6 +150,12 @@ impl Dashboard {
             .unwrap()
     }
 
+    /// `GET path`: the body as text, whatever the status.
+    pub async fn get_text(&self, http: &reqwest::Client, path: &str) -> String {
+        let response = http.get(self.url(path)).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     /// Waits for `/readyz` to say the reply listener is assigned and the broker reachable.
     pub async fn wait_ready(&self, http: &reqwest::Client) {
         let url = self.url("/readyz");
