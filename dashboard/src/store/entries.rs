@@ -11,8 +11,8 @@ use super::status::{Answer, Status};
 /// Where a message is in its partition; the topic follows from the request kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Position {
-    pub(super) partition: i32,
-    pub(super) offset: i64,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// The partition of a position not known yet.
@@ -29,27 +29,27 @@ impl Position {
 #[derive(Debug)]
 pub(super) struct Entry {
     /// When it was sent, in milliseconds since the epoch (the Kafka timestamp for history).
-    pub(super) created_ms: i64,
+    pub created_ms: i64,
     /// When it was sent on the store's monotonic clock (see [`super::clock::Clock`]): round
     /// trips do not jump with the wall clock.
-    pub(super) started_us: i64,
+    pub started_us: i64,
     /// Meaningful once there is a reply.
-    pub(super) round_trip_us: u64,
+    pub round_trip_us: u64,
     // Positions of request and reply, split up and with [`NO_PARTITION`] for "none yet": two
     // `Option<Position>` would take 48 bytes instead of 24 (2.4 MB per 100,000 entries).
-    pub(super) request_offset: i64,
-    pub(super) reply_offset: i64,
-    pub(super) request_partition: i32,
-    pub(super) reply_partition: i32,
-    pub(super) duplicate_replies: u32,
-    pub(super) kind: RequestKind,
+    pub request_offset: i64,
+    pub reply_offset: i64,
+    pub request_partition: i32,
+    pub reply_partition: i32,
+    pub duplicate_replies: u32,
+    pub kind: RequestKind,
     /// Which reply topic the reply came on.
-    pub(super) reply_kind: RequestKind,
-    pub(super) status: Status,
-    pub(super) late: bool,
-    pub(super) summary: Box<str>,
-    pub(super) answer: Answer,
-    pub(super) payloads: Option<Box<Payloads>>,
+    pub reply_kind: RequestKind,
+    pub status: Status,
+    pub late: bool,
+    pub summary: Box<str>,
+    pub answer: Answer,
+    pub payloads: Option<Box<Payloads>>,
 }
 
 impl Entry {

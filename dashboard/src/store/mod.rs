@@ -109,6 +109,7 @@ struct Inner {
     /// Historic requests already overdue when read back, marked timed out at once and reported
     /// by the next [`Store::expire`].
     expired_unreported: usize,
+    /// Which entries still hold their payloads, and what those cost.
     cache: PayloadCache,
     uncorrelated: Feed,
 }

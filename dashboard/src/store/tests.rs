@@ -160,18 +160,22 @@ fn overlong_correlation_ids_are_neither_stored_nor_logged_in_full() {
     assert_eq!(loggable_id(&CorrelationId::from_bytes(b"r1")), "r1");
 }
 
+/// The IDs of the newest ten requests, newest first.
+fn newest_ids(store: &Store) -> Vec<String> {
+    store
+        .recent(10, |_, _| true)
+        .into_iter()
+        .map(|record| record.id)
+        .collect()
+}
+
 #[test]
 fn history_is_bounded_oldest_first() {
     let store = Store::new(Topics::with_prefix(""), Duration::from_secs(30), 3);
     for index in 0..5 {
         store.insert_pending(&format!("r{index}"), RequestKind::Score, b"{}");
     }
-    let ids: Vec<String> = store
-        .recent(10, |_, _| true)
-        .into_iter()
-        .map(|record| record.id)
-        .collect();
-    assert_eq!(ids, ["r4", "r3", "r2"]);
+    assert_eq!(newest_ids(&store), ["r4", "r3", "r2"]);
     assert!(store.get("r0").is_none());
 }
 
@@ -208,12 +212,7 @@ fn history_read_out_of_order_keeps_the_newest_in_time_order() {
             &sent_at(offset),
         );
     }
-    let ids: Vec<String> = store
-        .recent(10, |_, _| true)
-        .into_iter()
-        .map(|record| record.id)
-        .collect();
-    assert_eq!(ids, ["t6", "t5", "t4"]);
+    assert_eq!(newest_ids(&store), ["t6", "t5", "t4"]);
     assert_eq!(store.get("t4").unwrap().sent.unwrap().offset, 4);
 }
 
