@@ -4,6 +4,7 @@
 //! `main` reads the config and calls [`run`]; tests call [`run`] on a port-0 listener, or drive
 //! [`build_app`] directly.
 
+pub mod api;
 mod body;
 pub mod error;
 mod feed;

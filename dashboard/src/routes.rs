@@ -1,12 +1,13 @@
 //! HTTP routes: the pages, the JSON API, live updates, health checks and static assets.
 
 use crate::AppState;
+use crate::api::{Accepted, RequestState};
 use crate::body::{FormBody, JsonBody};
 use crate::error::{ApiError, AppError};
 use crate::forms::{InvoiceForm, ScoreForm, parse_json_request};
 use crate::records;
 use crate::security;
-use crate::store::{RequestRecord, Status};
+use crate::store::RequestRecord;
 use crate::views::{
     BannerView, Filter, IndexPage, RECENT_ROWS, RequestPage, RowFragment, RowView,
     UncorrelatedFragment, UncorrelatedView,
@@ -223,13 +224,6 @@ fn shown_on_page<T>(error: AppError) -> Result<Result<T, String>, AppError> {
     }
 }
 
-/// Answer of `POST /api/invoices` and `POST /api/scores`.
-#[derive(Serialize)]
-struct Accepted {
-    correlation_id: String,
-    status_url: String,
-}
-
 async fn accept<T: Serialize>(
     state: &AppState,
     kind: RequestKind,
@@ -275,20 +269,6 @@ struct WaitQuery {
     /// `false`: the status alone, with `request` and `reply` left null, so a client that checks
     /// many older requests does not make the dashboard read each message back from Kafka.
     payloads: Option<bool>,
-}
-
-/// Answer of `GET /api/requests/{id}`.
-#[derive(Serialize)]
-struct RequestState {
-    correlation_id: String,
-    kind: RequestKind,
-    status: Status,
-    late: bool,
-    duplicate_replies: u32,
-    round_trip_ms: Option<f64>,
-    request: serde_json::Value,
-    reply: Option<serde_json::Value>,
-    error: Option<String>,
 }
 
 impl RequestState {

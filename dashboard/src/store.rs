@@ -15,7 +15,7 @@ use request_reply::contract::legacy::LegacyReply;
 use request_reply::contract::{Outcome, RequestKind, Topics};
 use request_reply::headers::CorrelationId;
 use request_reply::requester::{IncomingReply, ReplyContent, SentRequest};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,7 +37,7 @@ const PAYLOAD_CACHE_BYTES: usize = 4 << 20;
 /// What one cached pair costs besides its bytes (allocation headers), for the cache's bound.
 const PAYLOAD_OVERHEAD: usize = 96;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,

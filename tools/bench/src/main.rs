@@ -21,16 +21,13 @@
 //!
 //! [`Client::call`]: request_reply::requester::Client::call
 
-mod bench {
-    pub mod backlog;
-    pub mod e2e;
-    pub mod flood;
-    pub mod load;
-    pub mod procs;
-}
+mod backlog;
+mod e2e;
+mod flood;
+mod load;
+mod procs;
 
 use anyhow::{Context, bail};
-use bench::{backlog, e2e, flood, load};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use request_reply::config::{ConfigFile, KafkaSettings, TopicSettings};
 use request_reply::contract::RequestKind;
@@ -85,7 +82,7 @@ pub struct KafkaArgs {
     /// Partitions of topics this program creates (existing topics are left alone).
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
-    /// A config.ini whose [default], [producer] and [consumer] librdkafka properties this
+    /// A config.ini whose `[default]`, `[producer]` and `[consumer]` librdkafka properties this
     /// program's own clients use (a tuning profile, for instance).
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -1,13 +1,14 @@
 //! `bench load`: correlated round trips through the library or the dashboard's JSON API.
 
-use super::procs::{self, Watcher};
+use crate::procs::{self, Watcher};
 use crate::{KafkaArgs, Kind, is_loopback_host, parse_duration};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use dashboard::api::{Accepted, RequestState, Status};
 use hdrhistogram::Histogram;
 use request_reply::contract::{InvoiceRequest, LineItem, Outcome, SCHEMA_VERSION, ScoreRequest};
 use request_reply::requester::{Client, ReplyContent, RequestError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -156,17 +157,6 @@ enum Target {
     },
 }
 
-#[derive(Deserialize)]
-struct Accepted {
-    correlation_id: String,
-}
-
-#[derive(Deserialize)]
-struct RequestState {
-    status: String,
-    error: Option<String>,
-}
-
 impl Target {
     async fn call(&self) -> CallOutcome {
         match self {
@@ -240,11 +230,10 @@ async fn http_call(
         bail!("GET answered {status}");
     }
     let state: RequestState = response.json().await?;
-    Ok(match state.status.as_str() {
-        "completed" => CallOutcome::Ok,
-        "failed" => CallOutcome::Failed(state.error.unwrap_or_default()),
-        "pending" | "timed_out" => CallOutcome::Timeout,
-        other => CallOutcome::Error(format!("unexpected status {other:?}")),
+    Ok(match state.status {
+        Status::Completed => CallOutcome::Ok,
+        Status::Failed => CallOutcome::Failed(state.error.unwrap_or_default()),
+        Status::Pending | Status::TimedOut => CallOutcome::Timeout,
     })
 }
 

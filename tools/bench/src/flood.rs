@@ -2,8 +2,8 @@
 //! memory figure under attack: uncorrelated replies of almost a megabyte, tens of thousands of
 //! garbage replies, and requests and replies with 100 KB correlation IDs.
 
-use super::backlog::send_waiting;
 use crate::KafkaArgs;
+use crate::backlog::send_waiting;
 use anyhow::Context;
 use clap::Args;
 use rdkafka::message::{Header, OwnedHeaders};

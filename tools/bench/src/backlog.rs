@@ -2,7 +2,7 @@
 //! worker to work through, the rate at which its replies come out, and how soon a fresh worker
 //! answers.
 
-use super::procs;
+use crate::procs;
 use crate::{KafkaArgs, Kind, parse_duration};
 use anyhow::{Context, bail};
 use clap::Args;

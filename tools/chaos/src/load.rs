@@ -2,6 +2,7 @@
 //! each: from the dashboard (`GET /api/requests/{id}`) and from the log itself (the reply topics).
 
 use anyhow::{Context, Result};
+use dashboard::api::{RequestState, Status};
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -9,7 +10,6 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use request_reply::config::KafkaSettings;
 use request_reply::headers::{CORRELATION_ID, CorrelationId};
 use request_reply::kafka::HeaderList;
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -50,30 +50,17 @@ pub struct Attempt {
     pub outcome: Outcome,
 }
 
-/// The fields of `GET /api/requests/{id}` the verdict needs.
-#[derive(Clone, Debug, Deserialize)]
-pub struct RequestState {
-    pub status: String,
-    #[serde(default)]
-    pub late: bool,
-    #[serde(default)]
-    pub duplicate_replies: u32,
-    #[serde(default)]
-    pub error: Option<String>,
+/// The dashboard has an answer for the request (a reply or an error reply), not a timeout.
+pub fn is_final(state: &RequestState) -> bool {
+    matches!(state.status, Status::Completed | Status::Failed)
 }
 
-impl RequestState {
-    pub fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed")
-    }
-
-    /// Replies the dashboard has matched to this request, first one and duplicates.
-    pub fn replies_seen(&self) -> usize {
-        if self.is_final() {
-            self.duplicate_replies as usize + 1
-        } else {
-            0
-        }
+/// Replies the dashboard has matched to this request, first one and duplicates.
+pub fn replies_seen(state: &RequestState) -> usize {
+    if is_final(state) {
+        state.duplicate_replies as usize + 1
+    } else {
+        0
     }
 }
 
@@ -361,7 +348,7 @@ pub async fn settle(
         for (id, state) in polled {
             match state {
                 Ok(state) => {
-                    if !state.as_ref().is_some_and(RequestState::is_final) {
+                    if !state.as_ref().is_some_and(is_final) {
                         still_open.push(id.clone());
                     }
                     states.insert(id, state);
@@ -398,7 +385,7 @@ pub async fn catch_up(
                 continue;
             };
             let in_log = replies.get(&id).map_or(0, Vec::len);
-            let seen = state.as_ref().map_or(0, RequestState::replies_seen);
+            let seen = state.as_ref().map_or(0, replies_seen);
             if seen < in_log {
                 open.push(id.clone());
             }

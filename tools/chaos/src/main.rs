@@ -23,17 +23,16 @@
 //! `KAFKA_STATE_DIR` `scripts/kafka` uses for node faults). Only loopback addresses are accepted,
 //! every loop is bounded by a count and a deadline, and the driver stops by itself.
 
-mod chaos {
-    pub mod cluster;
-    pub mod fleet;
-    pub mod load;
-}
+mod cluster;
+mod fleet;
+mod load;
 
 use anyhow::{Context, Result, bail};
-use chaos::cluster::Cluster;
-use chaos::fleet::{Exit, Fleet, FleetConfig, Role};
-use chaos::load::{self, Api, Attempt, Outcome, Pace, Pacer, Progress, RequestState};
 use clap::{Parser, ValueEnum};
+use cluster::Cluster;
+use dashboard::api::{RequestState, Status};
+use fleet::{Exit, Fleet, FleetConfig, Role};
+use load::{Api, Attempt, Outcome, Pace, Pacer, Progress};
 use request_reply::contract::{RequestKind, Topics};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -422,7 +421,7 @@ impl Suite {
                 let seen = states
                     .get(id.as_str())
                     .and_then(Option::as_ref)
-                    .map_or(0, RequestState::replies_seen);
+                    .map_or(0, load::replies_seen);
                 in_log > seen
             })
             .cloned()
@@ -547,7 +546,7 @@ impl Suite {
                         api.request_state(id).await.ok().flatten()
                     }
                 };
-                if state.as_ref().is_some_and(RequestState::is_final) {
+                if state.as_ref().is_some_and(load::is_final) {
                     matched += 1;
                 }
             }
@@ -969,31 +968,31 @@ fn verdict(
             }
             Some(state) => {
                 row.duplicates += u64::from(state.duplicate_replies);
-                match state.status.as_str() {
-                    "completed" => {
+                match state.status {
+                    Status::Completed => {
                         row.completed += 1;
                         row.late += usize::from(state.late);
                     }
-                    "failed" => {
+                    Status::Failed => {
                         let error = state.error.as_deref().unwrap_or("(no reason)");
                         let error: String = error.chars().take(70).collect();
                         *row.failed
                             .entry(format!("error reply: {error}"))
                             .or_default() += 1;
                     }
-                    "timed_out" if in_log => {
+                    Status::TimedOut if in_log => {
                         missed += 1;
                         lost_examples.push(format!("{id} timed out, reply in the log"));
                     }
-                    "timed_out" => {
+                    Status::TimedOut => {
                         row.timed_out += 1;
                         unanswered += 1;
                         lost_examples.push(format!("{id} timed out, no reply in the log"));
                     }
-                    other => {
+                    Status::Pending => {
                         pending += 1;
                         lost_examples.push(format!(
-                            "{id} {other}, reply {}in the log",
+                            "{id} pending, reply {}in the log",
                             if in_log { "" } else { "not " }
                         ));
                     }
