@@ -2,7 +2,7 @@
 //! tools) read them with the dashboard's own types instead of re-declaring them.
 
 pub use crate::store::Status;
-use request_reply::contract::RequestKind;
+use contract::RequestKind;
 use serde::{Deserialize, Serialize};
 
 /// Answer of `POST /api/invoices` and `POST /api/scores`.

@@ -19,10 +19,10 @@ pub mod store;
 mod views;
 
 use anyhow::Context;
+use contract::{RequestKind, Topics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use request_reply::admin::{SecurityWatch, ensure_request_and_reply_topics};
 use request_reply::config::{ConfigError, ConfigFile, EnvOverride, KafkaSettings, TopicSettings};
-use request_reply::contract::{RequestKind, Topics};
 use request_reply::history::{LogMessage, RecordReader, read_recent};
 use request_reply::requester::{
     Positions, ReplyListener, RequestError, Requester, SentRequest, StartAt,

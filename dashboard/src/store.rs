@@ -11,8 +11,8 @@
 //! Bounded (oldest requests are forgotten first), guarded by one short-held mutex, and the source
 //! of the live-update events: every change is announced on a broadcast channel.
 
-use request_reply::contract::legacy::LegacyReply;
-use request_reply::contract::{Outcome, RequestKind, Topics};
+use contract::legacy::LegacyReply;
+use contract::{Outcome, RequestKind, Topics};
 use request_reply::headers::CorrelationId;
 use request_reply::requester::{IncomingReply, ReplyContent, SentRequest};
 use serde::{Deserialize, Serialize};
@@ -880,7 +880,7 @@ pub fn reply_body(content: &ReplyContent) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use request_reply::contract::{ErrorBody, ErrorCode, Score};
+    use contract::{ErrorBody, ErrorCode, Score};
     use request_reply::kafka::HeaderList;
 
     fn reply(id: Option<&str>, content: ReplyContent) -> IncomingReply {

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{Dashboard, System, http_client, post_api, wait_api};
+use contract::{RequestKind, legacy};
 use futures::future::join_all;
-use request_reply::contract::{RequestKind, legacy};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::Requester;
 use request_reply::testkit;

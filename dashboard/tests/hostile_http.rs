@@ -11,9 +11,9 @@
 #[allow(dead_code)] // each test binary uses only some of the shared helpers
 mod common;
 
+use contract::RequestKind;
 use dashboard::{DashboardConfig, HttpSettings};
 use request_reply::config::{KafkaSettings, TopicSettings};
-use request_reply::contract::RequestKind;
 use request_reply::kafka::Outgoing;
 use request_reply::requester::Requester;
 use request_reply::testkit;

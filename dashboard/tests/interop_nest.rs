@@ -11,8 +11,8 @@ mod common;
 
 use common::peers::{self, ForeignResponder, PeerProcess, Workers};
 use common::{Dashboard, http_client, post_api, wait_api};
+use contract::RequestKind;
 use request_reply::config::TopicSettings;
-use request_reply::contract::RequestKind;
 use request_reply::headers::{self, CorrelationId};
 use request_reply::testkit::{self, ReadMessage, TopicReader};
 use serde_json::{Value, json};

@@ -19,11 +19,11 @@
 mod common;
 
 use common::System;
+use contract::{RequestKind, legacy, legacy::LegacyReply};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::groups::GroupInfo;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use request_reply::config::TopicSettings;
-use request_reply::contract::{RequestKind, legacy, legacy::LegacyReply};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Requester, SentRequest};
 use request_reply::responder::{Origin, WorkerConfig, WorkerError};

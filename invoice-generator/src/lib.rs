@@ -1,7 +1,7 @@
 //! The invoice generator: prices each line of an invoice request, adds tax, and numbers the
 //! invoice by the request's place in the log. Kafka wiring is `request_reply::responder`.
 
-use request_reply::contract::{Invoice, InvoiceLine, InvoiceRequest, RequestKind, legacy};
+use contract::{Invoice, InvoiceLine, InvoiceRequest, RequestKind, legacy};
 use request_reply::responder::{self, Origin, Service, WorkerConfig, WorkerError};
 use std::future::Future;
 
@@ -75,9 +75,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use request_reply::contract::{
-        LineItem, MAX_LINES, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS, SCHEMA_VERSION,
-    };
+    use contract::{LineItem, MAX_LINES, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS, SCHEMA_VERSION};
 
     fn line(description: &str, quantity: u32, unit_price_cents: u64) -> LineItem {
         LineItem {

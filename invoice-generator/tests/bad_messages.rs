@@ -3,8 +3,8 @@
 mod common;
 
 use common::{InProcessWorker, REPLY_TIMEOUT};
+use contract::{ErrorCode, MAX_REQUEST_BYTES, Outcome, RequestKind, legacy};
 use request_reply::config::TopicSettings;
-use request_reply::contract::{ErrorCode, MAX_REQUEST_BYTES, Outcome, RequestKind, legacy};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, IncomingReply, ReplyContent, Requester, SentRequest};

@@ -4,7 +4,7 @@
 //! client built without a codec cannot read such a
 //! batch at all, and stalls the partition it is in.
 
-use request_reply::contract::{InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
+use contract::{InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
 use request_reply::history::{LogMessage, read_recent};
 use request_reply::requester::{Client, ReplyContent};
 use request_reply::testkit;

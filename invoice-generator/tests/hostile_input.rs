@@ -17,13 +17,13 @@
 
 mod common;
 
+use contract::{ErrorCode, Invoice, Outcome, Reply, RequestKind, legacy};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use request_reply::config::TopicSettings;
-use request_reply::contract::{ErrorCode, Invoice, Outcome, Reply, RequestKind, legacy};
 use request_reply::headers;
 use request_reply::kafka::HeaderList;
 use request_reply::responder::Origin;
@@ -527,7 +527,7 @@ fn garbage_headers(rng: &mut Rng, count: usize) -> RawHeaders {
 }
 
 struct Corpus {
-    topics: request_reply::contract::Topics,
+    topics: contract::Topics,
     rng: Rng,
     cases: Vec<Case>,
 }

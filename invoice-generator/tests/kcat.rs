@@ -1,7 +1,7 @@
 //! A worker driven by hand with kcat, as the README shows: correlated JSON with headers, and the
 //! original system's plain text without any.
 
-use request_reply::contract::{RequestKind, legacy};
+use contract::{RequestKind, legacy};
 use request_reply::headers::CorrelationId;
 use request_reply::requester::Client;
 use request_reply::testkit;

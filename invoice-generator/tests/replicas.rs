@@ -3,7 +3,7 @@
 mod common;
 
 use common::{InProcessWorker, REPLY_TIMEOUT};
-use request_reply::contract::RequestKind;
+use contract::RequestKind;
 use request_reply::requester::Client;
 use request_reply::testkit;
 use std::collections::HashSet;

@@ -1,9 +1,7 @@
 //! The invoice generator against a real broker: JSON and plain-text round trips.
 
+use contract::{InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION, legacy};
 use invoice_generator::invoice_number;
-use request_reply::contract::{
-    InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION, legacy,
-};
 use request_reply::headers;
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, ReplyContent};

@@ -4,9 +4,9 @@
 mod common;
 
 use common::{GROUP_TIMEOUT, InProcessWorker, REPLY_TIMEOUT, WorkerProcess};
+use contract::{RequestKind, legacy};
 use invoice_generator::invoice_number;
 use request_reply::config::TopicSettings;
-use request_reply::contract::{RequestKind, legacy};
 use request_reply::headers::CorrelationId;
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, IncomingReply, RequestError, Requester};

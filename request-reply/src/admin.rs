@@ -1,7 +1,7 @@
 //! Creating the topics a service needs at start-up, instead of relying on broker auto-creation.
 
 use crate::config::{KafkaSettings, TopicSettings};
-use crate::contract::{RequestKind, Topics};
+use contract::{RequestKind, Topics};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::RDKafkaLogLevel;

@@ -3,8 +3,8 @@
 //! Pure functions over the payload and the `content-type` header, so every rule about what is
 //! accepted is unit-tested without a broker.
 
-use crate::contract::{ErrorCode, MAX_REQUEST_BYTES, Reply, Validate, ValidationError};
 use crate::headers::{is_json_content_type, is_text_content_type};
+use contract::{ErrorCode, MAX_REQUEST_BYTES, Reply, Validate, ValidationError};
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 
@@ -168,8 +168,8 @@ pub fn decode_reply<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::{InvoiceRequest, Outcome, Score, ScoreRequest};
     use crate::headers::JSON_CONTENT_TYPE;
+    use contract::{InvoiceRequest, Outcome, Score, ScoreRequest};
 
     const JSON: Option<&[u8]> = Some(JSON_CONTENT_TYPE.as_bytes());
 

@@ -3,11 +3,11 @@
 //! already holds: the log is the source of truth, there is no database.
 
 use crate::config::{KafkaSettings, TopicSettings};
-use crate::contract::{RequestKind, Topics};
 use crate::headers::{self, CorrelationId};
 use crate::kafka::{HeaderList, set_default};
 use crate::requester::{IncomingReply, Positions, RequestError};
 use crate::watchdog::{CHECK_INTERVAL, DEFAULT_STALL_AFTER, Stalls};
+use contract::{RequestKind, Topics};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};

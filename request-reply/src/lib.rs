@@ -5,7 +5,6 @@
 pub mod admin;
 pub mod codec;
 pub mod config;
-pub mod contract;
 pub mod headers;
 pub mod history;
 pub mod kafka;
@@ -13,7 +12,6 @@ pub mod metrics;
 pub mod producer;
 pub mod requester;
 pub mod responder;
-pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testkit")]

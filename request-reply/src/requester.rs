@@ -10,14 +10,14 @@
 use crate::admin::{AdminError, ensure_request_and_reply_topics};
 use crate::codec::{ReplyBody, decode_reply};
 use crate::config::{KafkaSettings, TopicSettings};
-use crate::contract::legacy::{LegacyReply, parse_reply_text};
-use crate::contract::{Invoice, Outcome, RequestKind, Score, Topics};
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::history::partition_watermarks;
 use crate::kafka::{HeaderList, Outgoing, set_default};
 use crate::watchdog::{
     CHECK_INTERVAL, DEFAULT_STALL_AFTER, PartitionKey, Remedy, Seen, Stalls, is_undecodable, remedy,
 };
+use contract::legacy::{LegacyReply, parse_reply_text};
+use contract::{Invoice, Outcome, RequestKind, Score, Topics};
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};

@@ -12,10 +12,10 @@
 use crate::admin::{AdminError, ensure_topics};
 use crate::codec::{MAX_QUOTED_CHARS, RequestBody, decode_request, excerpt, loggable};
 use crate::config::{ConfigError, ConfigFile, KafkaSettings, TopicSettings};
-use crate::contract::{ErrorCode, Reply, RequestKind, Topics, Validate};
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::{HeaderList, Outgoing, set_default};
 use crate::metrics::WorkerMetrics;
+use contract::{ErrorCode, Reply, RequestKind, Topics, Validate};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use prometheus_client::registry::Registry;
@@ -56,7 +56,7 @@ const REPLY_TIMEOUT_MS: &str = "10000";
 const MAX_REASON_CHARS: usize = 1000;
 /// A dead-letter copy too large for its topic is cut down to at most this many original headers,
 /// each name and value to at most [`SHRUNK_VALUE_BYTES`], and the payload to
-/// [`MAX_REQUEST_BYTES`](crate::contract::MAX_REQUEST_BYTES).
+/// [`MAX_REQUEST_BYTES`](contract::MAX_REQUEST_BYTES).
 const SHRUNK_HEADERS: usize = 64;
 const SHRUNK_VALUE_BYTES: usize = 1024;
 
@@ -228,7 +228,7 @@ impl Inbound {
     pub fn dead_letter_shrunk(&self, topic: &str, reason: &str) -> Outgoing {
         let cut = |bytes: &[u8], max: usize| bytes[..bytes.len().min(max)].to_vec();
         let payload = self.payload.as_deref().unwrap_or_default();
-        let mut copy = Outgoing::new(topic, cut(payload, crate::contract::MAX_REQUEST_BYTES));
+        let mut copy = Outgoing::new(topic, cut(payload, contract::MAX_REQUEST_BYTES));
         copy.key = self.key.as_deref().map(|key| cut(key, SHRUNK_VALUE_BYTES));
         let readable: Vec<(&str, &[u8])> = self
             .headers
@@ -412,7 +412,7 @@ fn json_reply<T: Serialize>(
     }
     // What a NestJS client needs: `kafka_nest-err` fails its call with our error body, and
     // `kafka_nest-is-disposed` (on every reply: there is only one) completes it.
-    if let crate::contract::Outcome::Error(body) = &reply.outcome {
+    if let contract::Outcome::Error(body) = &reply.outcome {
         let error = serde_json::to_vec(body).unwrap_or_default();
         outgoing = outgoing.header(headers::NEST_ERR, error);
     }
@@ -939,9 +939,7 @@ mod tests {
     //! [`plan`] is pure, so every routing and rejection rule is checked here without a broker.
 
     use super::*;
-    use crate::contract::{
-        InvoiceRequest, LineItem, MAX_REQUEST_BYTES, Outcome, SCHEMA_VERSION, legacy,
-    };
+    use contract::{InvoiceRequest, LineItem, MAX_REQUEST_BYTES, Outcome, SCHEMA_VERSION, legacy};
     use rdkafka::Timestamp;
     use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
     use serde::Deserialize;

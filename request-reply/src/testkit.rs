@@ -5,9 +5,9 @@
 //! against one broker.
 
 use crate::config::{KafkaSettings, TopicSettings};
-use crate::contract::{RequestKind, Topics};
 use crate::kafka::HeaderList;
 use crate::responder::WorkerConfig;
+use contract::{RequestKind, Topics};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -155,7 +155,7 @@ pub fn request_topic(settings: &TopicSettings, kind: RequestKind) -> String {
 }
 
 /// Panics unless `payload` is JSON valid against the checked-in schema `schema`
-/// (`invoice-request`, `invoice-reply`, ...; see [`crate::schema`]).
+/// (`invoice-request`, `invoice-reply`, ...; see [`contract::schema`]).
 pub fn assert_valid_payload(schema: &str, payload: &[u8]) {
     let instance: serde_json::Value = serde_json::from_slice(payload).unwrap_or_else(|error| {
         panic!(
@@ -163,7 +163,7 @@ pub fn assert_valid_payload(schema: &str, payload: &[u8]) {
             String::from_utf8_lossy(payload)
         )
     });
-    let problems = crate::schema::problems(schema, &instance);
+    let problems = contract::schema::problems(schema, &instance);
     assert!(
         problems.is_empty(),
         "{instance} does not match {schema}: {problems:?}"

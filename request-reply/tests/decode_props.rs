@@ -6,14 +6,14 @@
 //! Case counts are bounded so the whole file runs in a few seconds; `PROPTEST_CASES` raises them
 //! for a longer fuzzing session.
 
+use contract::{
+    Invoice, InvoiceRequest, MAX_REQUEST_BYTES, Outcome, Reply, RequestKind, Score, ScoreRequest,
+    Topics, Validate,
+};
 use proptest::prelude::*;
 use rdkafka::Timestamp;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use request_reply::codec::{DecodeError, RequestBody, decode_reply, decode_request};
-use request_reply::contract::{
-    Invoice, InvoiceRequest, MAX_REQUEST_BYTES, Outcome, Reply, RequestKind, Score, ScoreRequest,
-    Topics, Validate,
-};
 use request_reply::headers::{self, CorrelationId, TraceContext, decode_reply_partition};
 use request_reply::kafka::Outgoing;
 use request_reply::responder::{Inbound, Origin, Routing, Service, plan};

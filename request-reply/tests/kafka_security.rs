@@ -7,12 +7,12 @@
 #[path = "support/secure_broker.rs"]
 mod secure_broker;
 
+use contract::Topics;
+use contract::{Outcome, RequestKind, SCHEMA_VERSION, Score, ScoreRequest};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use request_reply::admin::ensure_request_and_reply_topics;
 use request_reply::config::{KafkaSettings, TopicSettings};
-use request_reply::contract::Topics;
-use request_reply::contract::{Outcome, RequestKind, SCHEMA_VERSION, Score, ScoreRequest};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{

@@ -3,8 +3,8 @@
 //! here directly) is noticed and replaced, and the replies that arrived meanwhile are all read,
 //! once each, in order.
 
+use contract::{RequestKind, Topics};
 use request_reply::admin::ensure_request_and_reply_topics;
-use request_reply::contract::{RequestKind, Topics};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{ReplyListener, Requester, StartAt};

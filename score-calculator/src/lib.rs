@@ -2,7 +2,7 @@
 //! name, so the same request always gets the same answer. Kafka wiring is
 //! `request_reply::responder`.
 
-use request_reply::contract::{RequestKind, Score, ScoreRequest, legacy};
+use contract::{RequestKind, Score, ScoreRequest, legacy};
 use request_reply::responder::{self, Origin, Service, WorkerConfig, WorkerError};
 use std::future::Future;
 
@@ -79,7 +79,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use request_reply::contract::SCHEMA_VERSION;
+    use contract::SCHEMA_VERSION;
 
     #[test]
     fn fnv1a_matches_its_published_test_vectors() {

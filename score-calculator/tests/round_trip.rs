@@ -7,8 +7,8 @@
 mod common;
 
 use common::{InProcessWorker, REPLY_TIMEOUT};
-use request_reply::contract::legacy::{self, LegacyReply};
-use request_reply::contract::{Outcome, RequestKind, SCHEMA_VERSION, ScoreRequest};
+use contract::legacy::{self, LegacyReply};
+use contract::{Outcome, RequestKind, SCHEMA_VERSION, ScoreRequest};
 use request_reply::headers;
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, ReplyContent};

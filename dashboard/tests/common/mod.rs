@@ -248,9 +248,9 @@ pub async fn wait_api(http: &reqwest::Client, dashboard: &Dashboard, id: &str) -
 #[allow(dead_code)]
 pub mod peers {
     use super::{Dashboard, Running, post_api, until, wait_api};
+    use contract::RequestKind;
     use futures::future::join_all;
     use request_reply::config::TopicSettings;
-    use request_reply::contract::RequestKind;
     use request_reply::responder::WorkerConfig;
     use request_reply::testkit;
     use serde_json::Value;

@@ -3,15 +3,13 @@
 //! and reading consumer-group state. Each test binary uses only some of them.
 #![allow(dead_code)]
 
+use contract::{Invoice, InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
 use futures::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use request_reply::config::TopicSettings;
-use request_reply::contract::{
-    Invoice, InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION,
-};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, IncomingReply, ReplyContent, SentRequest};

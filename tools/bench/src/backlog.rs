@@ -6,6 +6,9 @@ use crate::procs;
 use crate::{KafkaArgs, Kind, parse_duration};
 use anyhow::{Context, bail};
 use clap::Args;
+use contract::{
+    InvoiceRequest, LineItem, RequestKind, SCHEMA_VERSION, ScoreRequest, Topics, legacy,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -13,9 +16,6 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use request_reply::admin::ensure_request_and_reply_topics;
-use request_reply::contract::{
-    InvoiceRequest, LineItem, RequestKind, SCHEMA_VERSION, ScoreRequest, Topics, legacy,
-};
 use request_reply::headers::CorrelationId;
 use request_reply::kafka::set_default;
 use request_reply::requester::Client;

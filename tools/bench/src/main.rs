@@ -29,8 +29,8 @@ mod procs;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use contract::RequestKind;
 use request_reply::config::{ConfigFile, KafkaSettings, TopicSettings};
-use request_reply::contract::RequestKind;
 use std::path::PathBuf;
 use std::time::Duration;
 

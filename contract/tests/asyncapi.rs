@@ -1,6 +1,6 @@
 //! The AsyncAPI document agrees with the code: topic names, schema files, internal references.
 
-use request_reply::contract::{RequestKind, Topics};
+use contract::{RequestKind, Topics};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -74,9 +74,9 @@ fn every_reference_resolves_and_every_schema_is_used() {
             files.insert(path.canonicalize().unwrap());
         }
     }
-    let generated: BTreeSet<PathBuf> = request_reply::schema::all()
+    let generated: BTreeSet<PathBuf> = contract::schema::all()
         .into_iter()
-        .map(|(name, _)| request_reply::schema::path(name).canonicalize().unwrap())
+        .map(|(name, _)| contract::schema::path(name).canonicalize().unwrap())
         .collect();
     assert_eq!(
         files, generated,

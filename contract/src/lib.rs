@@ -4,6 +4,8 @@
 //! pinned by golden-JSON tests (see the tests at the bottom). Readers are lenient where the original
 //! system was (a missing `schema_version` means version 1); writers always emit the full form.
 
+pub mod schema;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;

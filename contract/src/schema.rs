@@ -1,10 +1,10 @@
 //! JSON Schemas of the payloads, generated from the contract types.
 //!
-//! The generated schemas are checked in under `request-reply/schemas/` (the AsyncAPI document
+//! The generated schemas are checked in under `contract/schemas/` (the AsyncAPI document
 //! refers to them); a test fails when the Rust types and the files disagree, so neither can drift.
-//! Regenerate with `UPDATE_SCHEMAS=1 cargo test -p request-reply schema`.
+//! Regenerate with `UPDATE_SCHEMAS=1 cargo test -p contract schema`.
 
-use crate::contract::{Invoice, InvoiceRequest, Reply, Score, ScoreRequest};
+use crate::{Invoice, InvoiceRequest, Reply, Score, ScoreRequest};
 use schemars::schema_for;
 
 /// Every payload schema, by the file name it is checked in under (without `.schema.json`).
@@ -41,7 +41,7 @@ pub fn problems(name: &str, instance: &serde_json::Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::{ErrorCode, LineItem, SCHEMA_VERSION};
+    use crate::{ErrorCode, LineItem, SCHEMA_VERSION};
     use serde_json::json;
 
     #[test]
@@ -86,7 +86,7 @@ mod tests {
             assert!(
                 checked_in == generated,
                 "{} differs from the Rust types: the wire format changed. If that is intended, \
-                 run `UPDATE_SCHEMAS=1 cargo test -p request-reply schema` and commit the files.",
+                 run `UPDATE_SCHEMAS=1 cargo test -p contract schema` and commit the files.",
                 file.display()
             );
         }
