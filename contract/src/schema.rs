@@ -26,7 +26,7 @@ pub fn path(name: &str) -> std::path::PathBuf {
 }
 
 /// Why `instance` does not match the checked-in schema `name` (empty when it does).
-#[cfg(any(test, feature = "testkit"))]
+#[cfg(any(test, feature = "schema-check"))]
 pub fn problems(name: &str, instance: &serde_json::Value) -> Vec<String> {
     let text = std::fs::read_to_string(path(name))
         .unwrap_or_else(|error| panic!("schema {name}: {error}"));

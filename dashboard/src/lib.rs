@@ -22,11 +22,12 @@ use anyhow::Context;
 use contract::{RequestKind, Topics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use request_reply::admin::{SecurityWatch, ensure_request_and_reply_topics};
-use request_reply::config::{ConfigError, ConfigFile, EnvOverride, KafkaSettings, TopicSettings};
+use request_reply::config::{KafkaSettings, TopicSettings};
 use request_reply::history::{LogMessage, RecordReader, read_recent};
 use request_reply::requester::{
     Positions, ReplyListener, RequestError, Requester, SentRequest, StartAt,
 };
+use service::config::{ConfigError, ConfigFile, EnvOverride};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +39,9 @@ use tokio::sync::watch;
 pub use routes::build_app;
 pub use security::Secret;
 pub use server::HttpSettings;
+
+/// The `group.id` of the dashboard's Kafka consumers, unless config.ini sets one.
+const GROUP_ID: &str = "dashboard";
 
 /// Environment variables the dashboard reads besides the common ones.
 pub const ENV_OVERRIDES: &[EnvOverride] = &[
@@ -239,7 +243,8 @@ impl AppState {
             SEND_TIMEOUT,
         )
         .context("cannot create the Kafka producer")?;
-        let reader = RecordReader::new(&config.kafka).context("cannot create the Kafka reader")?;
+        let reader =
+            RecordReader::new(&config.kafka, GROUP_ID).context("cannot create the Kafka reader")?;
         let (broker, _) = watch::channel(BrokerStatus {
             reachable: false,
             listening: false,
@@ -328,6 +333,7 @@ impl AppState {
         let reply_ends = read_recent(
             &config.kafka,
             &config.topics,
+            GROUP_ID,
             config.history_limit,
             |message| match message {
                 LogMessage::Request(request) => {
@@ -371,6 +377,7 @@ impl AppState {
                 ReplyListener::start(
                     &config.kafka,
                     &config.topics,
+                    GROUP_ID,
                     StartAt::Positions(reply_ends),
                 )
                 .await

@@ -384,7 +384,7 @@ async fn healthz() -> &'static str {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let text = state.metrics().render(state.store().pending_count());
     (
-        [(header::CONTENT_TYPE, request_reply::metrics::CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, service::metrics::CONTENT_TYPE)],
         text,
     )
 }

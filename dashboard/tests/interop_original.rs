@@ -26,9 +26,9 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use request_reply::config::TopicSettings;
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Requester, SentRequest};
-use request_reply::responder::{Origin, WorkerConfig, WorkerError};
-use request_reply::testkit::{self, ReadMessage, TopicReader};
+use request_reply::responder::Origin;
 use serde_json::json;
+use service::worker::{WorkerConfig, WorkerError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::future::Future;
@@ -36,6 +36,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
+use test_support::{self, ReadMessage, TopicReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -52,7 +53,7 @@ async fn rust_dashboard_shows_the_python_workers_replies_as_uncorrelated() {
     const PER_KIND: usize = 30;
     // A request timeout well beyond the test, so every request still reads "pending" at the end.
     let system = System::start_with(false, Duration::from_secs(600)).await;
-    let topics = testkit::topics(&system.topics);
+    let topics = test_support::topics(&system.topics);
     let prefix = &system.topics.prefix;
     let _invoices = PythonWorker::start(
         RequestKind::Invoice,
@@ -79,7 +80,7 @@ async fn rust_dashboard_shows_the_python_workers_replies_as_uncorrelated() {
 
     let home = system.dashboard.url("/");
     let http = &system.http;
-    let feed = testkit::wait_for(
+    let feed = test_support::wait_for(
         &format!("{} uncorrelated replies on the home page", 2 * PER_KIND),
         TIMEOUT,
         || async {
@@ -165,18 +166,20 @@ async fn rust_dashboard_shows_the_python_workers_replies_as_uncorrelated() {
 #[tokio::test(flavor = "multi_thread")]
 async fn node_dashboard_gets_python_style_replies_from_the_rust_workers() {
     const PER_KIND: usize = 25;
-    let settings = testkit::unique_topics();
-    let topics = testkit::topics(&settings);
+    let settings = test_support::unique_topics();
+    let topics = test_support::topics(&settings);
     // Every topic exists before anyone subscribes (the broker does not create topics).
-    request_reply::admin::ensure_request_and_reply_topics(&testkit::kafka(), &settings)
+    request_reply::admin::ensure_request_and_reply_topics(&test_support::kafka(), &settings)
         .await
         .expect("create the topics");
-    let invoices = InProcessWorker::spawn(testkit::worker_config(&settings, "invoices"), |c, s| {
-        invoice_generator::run(c, s)
-    });
-    let scores = InProcessWorker::spawn(testkit::worker_config(&settings, "scores"), |c, s| {
-        score_calculator::run(c, s)
-    });
+    let invoices = InProcessWorker::spawn(
+        test_support::worker_config(&settings, "invoices"),
+        invoice_generator::run,
+    );
+    let scores = InProcessWorker::spawn(
+        test_support::worker_config(&settings, "scores"),
+        score_calculator::run,
+    );
 
     let mut dashboard = NodeDashboard::run(&settings, PER_KIND, PER_KIND);
     let status = dashboard.wait_exit(TIMEOUT + Duration::from_secs(30)).await;
@@ -228,21 +231,22 @@ async fn node_dashboard_gets_python_style_replies_from_the_rust_workers() {
 async fn rust_and_python_invoice_workers_share_one_consumer_group() {
     const REQUESTS: usize = 60;
     const RUST_CLIENT_ID: &str = "rust-invoice-generator";
-    let settings = testkit::unique_topics();
+    let settings = test_support::unique_topics();
     let partitions = settings.partitions;
-    let topics = testkit::topics(&settings);
+    let topics = test_support::topics(&settings);
     let request_topic = topics.request(RequestKind::Invoice);
     let reply_topic = topics.reply(RequestKind::Invoice);
-    request_reply::admin::ensure_request_and_reply_topics(&testkit::kafka(), &settings)
+    request_reply::admin::ensure_request_and_reply_topics(&test_support::kafka(), &settings)
         .await
         .expect("create the topics");
 
-    let mut rust_config = testkit::worker_config(&settings, "invoices");
+    let mut rust_config = test_support::worker_config(&settings, "invoices");
     rust_config
+        .responder
         .kafka
         .consumer
         .insert("client.id".into(), RUST_CLIENT_ID.into());
-    let group = rust_config.kafka.consumer["group.id"].clone();
+    let group = rust_config.responder.kafka.consumer["group.id"].clone();
     let rust = InProcessWorker::spawn(rust_config, invoice_generator::run);
     let python = PythonWorker::start(RequestKind::Invoice, &settings, &group);
 
@@ -253,8 +257,12 @@ async fn rust_and_python_invoice_workers_share_one_consumer_group() {
     assert!(!python_partitions.is_empty(), "{before:?}");
 
     // The original dashboard's requests, spread over every partition so both workers get some.
-    let requester =
-        Requester::new(&testkit::kafka(), topics.clone(), Duration::from_secs(30)).unwrap();
+    let requester = Requester::new(
+        &test_support::kafka(),
+        topics.clone(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
     let send = |partition: i32| {
         let mut request = Outgoing::new(&request_topic, legacy::INVOICE_REQUEST_TEXT);
         request.partition = Some(partition);
@@ -285,7 +293,7 @@ async fn rust_and_python_invoice_workers_share_one_consumer_group() {
     replies
         .read_until("the last round trip", TIMEOUT, |seen| seen.len() >= total)
         .await;
-    testkit::wait_for("the group to commit every request", TIMEOUT, || {
+    test_support::wait_for("the group to commit every request", TIMEOUT, || {
         let committed = committed_total(&group, &request_topic, partitions);
         std::future::ready((committed == total as i64).then_some(()))
     })
@@ -418,7 +426,7 @@ impl Peer {
     async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let child = &mut self.child;
         let what = format!("the {} to exit", self.name);
-        testkit::wait_for(&what, timeout, || {
+        test_support::wait_for(&what, timeout, || {
             std::future::ready(child.try_wait().expect("poll the child process"))
         })
         .await
@@ -457,7 +465,7 @@ impl PythonWorker {
             "[default]\nbootstrap.servers={}\n\n\
              [consumer]\ngroup.id={group}\nauto.offset.reset=earliest\n\n\
              [topics]\nprefix={}\n",
-            testkit::kafka().bootstrap_servers(),
+            test_support::kafka().bootstrap_servers(),
             settings.prefix,
         );
         std::fs::write(&config, ini).expect("write config.ini");
@@ -510,7 +518,7 @@ impl NodeDashboard {
                 .current_dir(&home)
                 .env(
                     "KAFKA_BOOTSTRAP_SERVERS",
-                    testkit::kafka().bootstrap_servers(),
+                    test_support::kafka().bootstrap_servers(),
                 )
                 .env("TOPIC_PREFIX", &settings.prefix),
         );
@@ -618,7 +626,7 @@ async fn read_exactly(topic: &str, settings: &TopicSettings, count: usize) -> Ve
 
 /// A client for reading group state and offsets; it joins no group.
 fn observer(group: &str) -> BaseConsumer {
-    let mut config = testkit::kafka().consumer_config();
+    let mut config = test_support::kafka().consumer_config();
     config
         .set("group.id", group)
         .set("enable.auto.commit", "false");
@@ -690,7 +698,7 @@ fn parse_assignment(bytes: &[u8]) -> Option<Vec<(String, i32)>> {
 /// Waits until consumer group `group` is stable with exactly `members` members, and returns them.
 async fn wait_for_stable_group(group: &str, members: usize) -> GroupMembers {
     let observer = observer(group);
-    testkit::wait_for(
+    test_support::wait_for(
         &format!("group {group} stable with {members} members"),
         TIMEOUT,
         || {

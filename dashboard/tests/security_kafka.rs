@@ -194,10 +194,9 @@ async fn over_scram_a_request_goes_round_and_the_password_shows_nowhere() {
         },
         reset: false,
         extra_reply_topics: Vec::new(),
-        metrics_listen: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(score_calculator::run(config, async {
+    let worker = tokio::spawn(score_calculator::run(config.into(), async {
         let _ = stopped.await;
     }));
 

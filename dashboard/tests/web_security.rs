@@ -10,7 +10,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use dashboard::{AppState, DashboardConfig, Secret, build_app};
-use request_reply::config::{ConfigFile, KafkaSettings, TopicSettings};
+use request_reply::config::{KafkaSettings, TopicSettings};
+use service::config::ConfigFile;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -695,11 +696,10 @@ async fn the_binary_refuses_to_start_exposed_without_authentication() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status =
-        request_reply::testkit::wait_for("the dashboard to exit", Duration::from_secs(30), || {
-            std::future::ready(child.try_wait().unwrap())
-        })
-        .await;
+    let status = test_support::wait_for("the dashboard to exit", Duration::from_secs(30), || {
+        std::future::ready(child.try_wait().unwrap())
+    })
+    .await;
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!status.success());

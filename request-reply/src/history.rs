@@ -101,12 +101,13 @@ fn try_partition_watermarks(
 pub async fn read_recent(
     kafka: &KafkaSettings,
     settings: &TopicSettings,
+    group_id: &str,
     per_partition: usize,
     mut on_message: impl FnMut(LogMessage),
 ) -> Result<Positions, RequestError> {
     let topics = Topics::with_prefix(&settings.prefix);
     let mut config = kafka.consumer_config();
-    set_default(&mut config, "group.id", "dashboard");
+    set_default(&mut config, "group.id", group_id);
     set_default(
         &mut config,
         "queued.max.messages.kbytes",
@@ -342,9 +343,9 @@ const READER_QUEUE_MESSAGES: &str = "1";
 const READER_FETCH_WAIT_MS: &str = "10";
 
 impl RecordReader {
-    pub fn new(kafka: &KafkaSettings) -> Result<Self, RequestError> {
+    pub fn new(kafka: &KafkaSettings, group_id: &str) -> Result<Self, RequestError> {
         let mut config = kafka.consumer_config();
-        set_default(&mut config, "group.id", "dashboard");
+        set_default(&mut config, "group.id", group_id);
         set_default(
             &mut config,
             "queued.max.messages.kbytes",

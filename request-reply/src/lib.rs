@@ -1,6 +1,10 @@
-//! What the dashboard and the workers share: the message contract (topics, payloads, headers,
-//! codecs) and the request/reply machinery (a requester that sends and receives replies, a
-//! responder loop that consumes, handles, replies and commits), plus config loading and shutdown.
+//! Request/reply over Kafka: a requester that sends correlated requests and receives their
+//! replies, a responder loop that consumes, handles, replies and commits (at-least-once), the
+//! header codecs both sides agree on, log replay and read-back, and topic administration.
+//!
+//! It reads no config file, parses no command line and serves no HTTP: callers pass client
+//! settings, topic names and consumer group ids in (this project's services do that in the
+//! `service` crate).
 
 pub mod admin;
 pub mod codec;
@@ -12,9 +16,4 @@ pub mod metrics;
 pub mod producer;
 pub mod requester;
 pub mod responder;
-pub mod shutdown;
-pub mod telemetry;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 pub mod watchdog;
-pub mod worker_cli;

@@ -285,6 +285,7 @@ impl ReplyListener {
     pub async fn start(
         kafka: &KafkaSettings,
         topic_settings: &TopicSettings,
+        group_id: &str,
         start_at: StartAt,
     ) -> Result<Self, RequestError> {
         let topics = Topics::with_prefix(&topic_settings.prefix);
@@ -293,7 +294,7 @@ impl ReplyListener {
             .map(|kind| topics.reply(*kind))
             .collect();
         let mut config = kafka.consumer_config();
-        set_default(&mut config, "group.id", "dashboard");
+        set_default(&mut config, "group.id", group_id);
         // Assigned, not subscribed: nothing to commit, and every instance reads every partition.
         config.set("enable.auto.commit", "false");
         config.set("enable.auto.offset.store", "false");
@@ -449,7 +450,7 @@ impl ReplyListener {
 
     /// Stops fetching, as a consumer whose fetcher has stalled does, so tests can show the
     /// watchdog recover it.
-    #[cfg(feature = "testkit")]
+    #[cfg(feature = "test-hooks")]
     pub fn stall_for_test(&self) -> Result<(), KafkaError> {
         self.consumer.pause(&self.consumer.assignment()?)
     }
@@ -518,9 +519,11 @@ impl Client {
     pub async fn connect(
         kafka: &KafkaSettings,
         topic_settings: &TopicSettings,
+        group_id: &str,
     ) -> Result<Self, RequestError> {
         ensure_request_and_reply_topics(kafka, topic_settings).await?;
-        let mut listener = ReplyListener::start(kafka, topic_settings, StartAt::End).await?;
+        let mut listener =
+            ReplyListener::start(kafka, topic_settings, group_id, StartAt::End).await?;
         let requester = Requester::new(
             kafka,
             Topics::with_prefix(&topic_settings.prefix),

@@ -11,7 +11,7 @@
 
 use crate::admin::{AdminError, ensure_topics};
 use crate::codec::{MAX_QUOTED_CHARS, RequestBody, decode_request, excerpt, loggable};
-use crate::config::{ConfigError, ConfigFile, KafkaSettings, TopicSettings};
+use crate::config::{KafkaSettings, TopicSettings};
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::{HeaderList, Outgoing, set_default};
 use crate::metrics::WorkerMetrics;
@@ -31,7 +31,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{Instrument, info_span};
@@ -93,41 +92,6 @@ pub struct WorkerConfig {
     /// the NestJS `<request-topic>.reply`; any other name is refused, so requests cannot make a
     /// worker write into arbitrary topics.
     pub extra_reply_topics: Vec<String>,
-    /// Where to serve `GET /metrics` and `GET /healthz`; none when unset.
-    pub metrics_listen: Option<SocketAddr>,
-}
-
-impl WorkerConfig {
-    /// Reads `[default]`, `[consumer]`, `[producer]`, `[topics]`, `[worker] reply_topics`
-    /// (comma-separated) and `[worker] metrics_listen`.
-    pub fn from_file(file: &ConfigFile, reset: bool) -> Result<Self, ConfigError> {
-        let extra_reply_topics = file
-            .section("worker")
-            .get("reply_topics")
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|name| !name.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let metrics_listen = match file.section("worker").get("metrics_listen") {
-            None => None,
-            Some(_) => Some(file.get(
-                "worker",
-                "metrics_listen",
-                SocketAddr::from(([127, 0, 0, 1], 0)),
-            )?),
-        };
-        Ok(WorkerConfig {
-            kafka: file.kafka(),
-            topics: file.topics()?,
-            reset,
-            extra_reply_topics,
-            metrics_listen,
-        })
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,12 +104,6 @@ pub enum WorkerError {
         servers: String,
         #[source]
         source: KafkaError,
-    },
-    #[error("cannot serve metrics on {address}: {source}")]
-    Metrics {
-        address: SocketAddr,
-        #[source]
-        source: std::io::Error,
     },
     #[error("cannot subscribe to {topic}: {source}")]
     Subscribe {
@@ -685,10 +643,21 @@ fn partition_numbers(partitions: &TopicPartitionList) -> Vec<i32> {
 }
 
 /// Runs a worker until `shutdown` resolves, then finishes what is in flight, commits, leaves the
-/// consumer group and flushes the producer.
+/// consumer group and flushes the producer. Its counts go nowhere; see [`run_with_metrics`].
 pub async fn run<S: Service>(
     service: S,
     config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let metrics = WorkerMetrics::register(&mut Registry::default());
+    run_with_metrics(service, config, metrics, shutdown).await
+}
+
+/// [`run`], counting into `metrics` (registered by the caller in the registry it exposes).
+pub async fn run_with_metrics<S: Service>(
+    service: S,
+    config: WorkerConfig,
+    metrics: WorkerMetrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let topics = Topics::with_prefix(&config.topics.prefix);
@@ -720,33 +689,6 @@ pub async fn run<S: Service>(
     set_default(&mut consumer_config, "heartbeat.interval.ms", "2000");
     // Not overridable: offsets are stored by hand once the reply is acknowledged.
     consumer_config.set("enable.auto.offset.store", "false");
-    let mut registry = Registry::default();
-    let metrics = WorkerMetrics::register(&mut registry);
-    let metrics_listener = match config.metrics_listen {
-        None => None,
-        Some(address) => match tokio::net::TcpListener::bind(address).await {
-            Ok(listener) => Some(listener),
-            // A second replica started by hand next to a running one (`docker exec ... --reset`)
-            // finds the port taken: it works on, without an endpoint of its own.
-            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
-                tracing::warn!(%address, "metrics port in use; running without /metrics");
-                None
-            }
-            Err(source) => return Err(WorkerError::Metrics { address, source }),
-        },
-    };
-    let metrics_server = match metrics_listener {
-        None => None,
-        Some(listener) => {
-            tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics");
-            // Lag statistics are only worth computing when someone can read them.
-            set_default(&mut consumer_config, "statistics.interval.ms", "5000");
-            let app = crate::metrics::router(Arc::new(registry));
-            Some(tokio::spawn(
-                async move { axum::serve(listener, app).await },
-            ))
-        }
-    };
     let context = WorkerContext {
         reset: config.reset,
         already_reset: Mutex::default(),
@@ -852,9 +794,6 @@ pub async fn run<S: Service>(
     consumer.unsubscribe();
     if let Err(error) = producer.flush(Duration::from_secs(10)) {
         tracing::warn!(%error, "producer flush incomplete");
-    }
-    if let Some(server) = metrics_server {
-        server.abort();
     }
     tracing::info!("worker stopped");
     Ok(())

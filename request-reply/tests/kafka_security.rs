@@ -125,7 +125,6 @@ fn worker_config(kafka: KafkaSettings, topics: &TopicSettings) -> WorkerConfig {
         topics: topics.clone(),
         reset: false,
         extra_reply_topics: Vec::new(),
-        metrics_listen: None,
     }
 }
 
@@ -155,7 +154,7 @@ async fn round_trip(kafka: KafkaSettings, customer: &str) {
     let worker = tokio::spawn(run(Echo, worker_config(kafka.clone(), &topics), async {
         let _ = stopped.await;
     }));
-    let client = Client::connect(&kafka, &topics)
+    let client = Client::connect(&kafka, &topics, "requester")
         .await
         .unwrap_or_else(|error| panic!("requester over {kafka:?}: {}", chain(&error)));
     let reply = client
@@ -233,7 +232,7 @@ async fn a_requester_without_write_access_to_a_reply_topic_cannot_forge_a_reply(
             &reply_topic,
         ]);
     }
-    let mut listener = ReplyListener::start(&requester_kafka, &topics, StartAt::End)
+    let mut listener = ReplyListener::start(&requester_kafka, &topics, "requester", StartAt::End)
         .await
         .unwrap_or_else(|error| panic!("listener: {}", chain(&error)));
 

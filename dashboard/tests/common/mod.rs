@@ -3,7 +3,6 @@
 
 use dashboard::DashboardConfig;
 use request_reply::config::{KafkaSettings, TopicSettings};
-use request_reply::testkit;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -116,7 +115,7 @@ impl Dashboard {
     /// Waits for `/readyz` to say the reply listener is assigned and the broker reachable.
     pub async fn wait_ready(&self, http: &reqwest::Client) {
         let url = self.url("/readyz");
-        testkit::wait_for(
+        test_support::wait_for(
             "the dashboard to be ready",
             Duration::from_secs(60),
             || async {
@@ -146,22 +145,22 @@ impl System {
     }
 
     pub async fn start_with(workers: bool, request_timeout: Duration) -> Self {
-        Self::start_on(testkit::unique_topics(), workers, request_timeout).await
+        Self::start_on(test_support::unique_topics(), workers, request_timeout).await
     }
 
     /// Like [`System::start_with`], on topics an earlier system may have used.
     pub async fn start_on(topics: TopicSettings, workers: bool, request_timeout: Duration) -> Self {
         let http = http_client();
-        let dashboard = Dashboard::start(testkit::kafka(), &topics, request_timeout).await;
+        let dashboard = Dashboard::start(test_support::kafka(), &topics, request_timeout).await;
         dashboard.wait_ready(&http).await;
         let workers = if workers {
             vec![
                 Running::spawn(|stopped| {
-                    let config = testkit::worker_config(&topics, "invoices");
+                    let config = test_support::worker_config(&topics, "invoices");
                     async move { Ok(invoice_generator::run(config, until(stopped)).await?) }
                 }),
                 Running::spawn(|stopped| {
-                    let config = testkit::worker_config(&topics, "scores");
+                    let config = test_support::worker_config(&topics, "scores");
                     async move { Ok(score_calculator::run(config, until(stopped)).await?) }
                 }),
             ]
@@ -251,10 +250,9 @@ pub mod peers {
     use contract::RequestKind;
     use futures::future::join_all;
     use request_reply::config::TopicSettings;
-    use request_reply::responder::WorkerConfig;
-    use request_reply::testkit;
     use serde_json::Value;
     use serde_json::json;
+    use service::worker::WorkerConfig;
     use std::collections::HashSet;
     use std::fs::File;
     use std::io::Write;
@@ -289,7 +287,7 @@ pub mod peers {
     /// Creates every topic of both kinds under `settings` (request, reply, NestJS reply, dead
     /// letter) plus `extra`, before any peer subscribes to or is assigned one of them.
     pub async fn create_topics(settings: &TopicSettings, extra: &[String]) {
-        let topics = testkit::topics(settings);
+        let topics = test_support::topics(settings);
         let mut names: Vec<String> = RequestKind::ALL
             .into_iter()
             .flat_map(|kind| {
@@ -302,7 +300,7 @@ pub mod peers {
             })
             .collect();
         names.extend_from_slice(extra);
-        request_reply::admin::ensure_topics(&testkit::kafka(), settings, &names)
+        request_reply::admin::ensure_topics(&test_support::kafka(), settings, &names)
             .await
             .expect("create the test topics");
     }
@@ -392,7 +390,7 @@ pub mod peers {
             timeout: Duration,
             matches: impl Fn(&Value) -> bool,
         ) -> Value {
-            testkit::wait_for(what, timeout, || {
+            test_support::wait_for(what, timeout, || {
                 let found = self.json_lines().into_iter().find(|line| matches(line));
                 if found.is_none() {
                     if let Some(status) = self.child.try_wait().expect("poll the child process") {
@@ -408,7 +406,7 @@ pub mod peers {
         pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
             let child = &mut self.child;
             let what = format!("the {} to exit", self.name);
-            testkit::wait_for(&what, timeout, || {
+            test_support::wait_for(&what, timeout, || {
                 std::future::ready(child.try_wait().expect("poll the child process"))
             })
             .await

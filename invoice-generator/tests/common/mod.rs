@@ -13,14 +13,14 @@ use request_reply::config::TopicSettings;
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, IncomingReply, ReplyContent, SentRequest};
-use request_reply::responder::WorkerError;
-use request_reply::testkit::{self, ReadMessage};
+use service::worker::WorkerError;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
+use test_support::{self, ReadMessage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -32,7 +32,7 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Creates every topic of both kinds under `settings` (request, reply, NestJS reply, dead
 /// letter), so readers can be assigned and requests produced before any worker has started.
 pub async fn ensure_topics(settings: &TopicSettings) {
-    let topics = testkit::topics(settings);
+    let topics = test_support::topics(settings);
     let names: Vec<String> = RequestKind::ALL
         .into_iter()
         .flat_map(|kind| {
@@ -44,7 +44,7 @@ pub async fn ensure_topics(settings: &TopicSettings) {
             ]
         })
         .collect();
-    request_reply::admin::ensure_topics(&testkit::kafka(), settings, &names)
+    request_reply::admin::ensure_topics(&test_support::kafka(), settings, &names)
         .await
         .expect("create test topics");
 }
@@ -82,7 +82,7 @@ pub fn correlated(
     id: &CorrelationId,
     payload: impl Into<Vec<u8>>,
 ) -> Outgoing {
-    let topics = testkit::topics(settings);
+    let topics = test_support::topics(settings);
     Outgoing::new(topics.request(kind), payload)
         .header(headers::CORRELATION_ID, id.as_bytes())
         .header(headers::REPLY_TOPIC, topics.reply(kind))
@@ -91,7 +91,7 @@ pub fn correlated(
 /// Produces `message` as a tombstone: its topic, partition, key and headers, but no payload at
 /// all (which `Outgoing` cannot express: its payload is always present, if empty).
 pub async fn send_tombstone(message: &Outgoing) -> SentRequest {
-    let producer: FutureProducer = testkit::kafka()
+    let producer: FutureProducer = test_support::kafka()
         .producer_config()
         .create()
         .expect("create test producer");
@@ -164,9 +164,10 @@ pub fn count_by_correlation(messages: &[ReadMessage]) -> HashMap<String, usize> 
     counts
 }
 
-/// The consumer group id `testkit::worker_config(settings, group)` gives a worker.
+/// The consumer group id `test_support::worker_config(settings, group)` gives a worker.
 pub fn group_id(settings: &TopicSettings, group: &str) -> String {
-    testkit::worker_config(settings, group)
+    test_support::worker_config(settings, group)
+        .responder
         .kafka
         .consumer
         .get("group.id")
@@ -175,7 +176,7 @@ pub fn group_id(settings: &TopicSettings, group: &str) -> String {
 }
 
 fn admin_consumer(group: &str) -> BaseConsumer {
-    let mut config = testkit::kafka().consumer_config();
+    let mut config = test_support::kafka().consumer_config();
     config
         .set("group.id", group)
         .set("enable.auto.commit", "false");
@@ -186,7 +187,7 @@ fn admin_consumer(group: &str) -> BaseConsumer {
 /// rebalance (and no redelivery) happens while the test runs.
 pub async fn wait_for_stable_group(group: &str, members: usize) {
     let consumer = admin_consumer(group);
-    testkit::wait_for(
+    test_support::wait_for(
         &format!("group {group} stable with {members} members"),
         GROUP_TIMEOUT,
         || {
@@ -278,11 +279,11 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     /// Starts `binary config.ini [args]` with topics under `settings` in group `group` (the same
-    /// group id `testkit::worker_config(settings, group)` gives an in-process worker).
+    /// group id `test_support::worker_config(settings, group)` gives an in-process worker).
     pub fn start(binary: &str, settings: &TopicSettings, group: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let config = dir.path().join("config.ini");
-        let servers = testkit::kafka().bootstrap_servers().to_owned();
+        let servers = test_support::kafka().bootstrap_servers().to_owned();
         let ini = format!(
             "[default]\nbootstrap.servers={servers}\n\n\
              [consumer]\ngroup.id={}\nauto.offset.reset=earliest\n\n\
@@ -329,7 +330,7 @@ impl WorkerProcess {
     /// Waits up to `timeout` for the process to exit.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let child = &mut self.child;
-        testkit::wait_for("the worker process to exit", timeout, || {
+        test_support::wait_for("the worker process to exit", timeout, || {
             std::future::ready(child.try_wait().expect("poll the worker process"))
         })
         .await

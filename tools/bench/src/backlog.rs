@@ -233,7 +233,7 @@ struct StartupReport {
 pub async fn startup(args: StartupArgs) -> anyhow::Result<()> {
     let kafka = args.kafka.settings()?;
     let topic_settings = args.kafka.topics()?;
-    let client = Client::connect(&kafka, &topic_settings)
+    let client = Client::connect(&kafka, &topic_settings, crate::GROUP_ID)
         .await
         .context("cannot connect the request/reply client")?;
     let kind = RequestKind::from(args.kind);

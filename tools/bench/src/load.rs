@@ -560,7 +560,7 @@ async fn connect(args: &LoadArgs, payload: Payload) -> anyhow::Result<Target> {
         Via::Library => {
             let kafka = args.kafka.settings()?;
             let topics = args.kafka.topics()?;
-            let client = Client::connect(&kafka, &topics)
+            let client = Client::connect(&kafka, &topics, crate::GROUP_ID)
                 .await
                 .context("cannot connect the request/reply client")?;
             Ok(Target::Library {

@@ -30,9 +30,13 @@ mod procs;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use contract::RequestKind;
-use request_reply::config::{ConfigFile, KafkaSettings, TopicSettings};
+use request_reply::config::{KafkaSettings, TopicSettings};
+use service::config::ConfigFile;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The `group.id` of the request/reply client's reply consumer (assigned, never subscribed).
+const GROUP_ID: &str = "bench";
 
 #[derive(Debug, Parser)]
 #[command(

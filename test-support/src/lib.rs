@@ -1,16 +1,18 @@
-//! Helpers for integration tests against a real broker (feature `testkit`).
+//! What the integration tests of every crate share (a dev-dependency only): the broker they run
+//! against, unique topic namespaces, worker configs, reading topics back, schema checks.
 //!
 //! Tests get the broker from `KAFKA_BOOTSTRAP_SERVERS` (set by `scripts/test`, which starts one on
 //! a free port) and isolate themselves with a unique topic prefix, so they can run in parallel
 //! against one broker.
 
-use crate::config::{KafkaSettings, TopicSettings};
-use crate::kafka::HeaderList;
-use crate::responder::WorkerConfig;
 use contract::{RequestKind, Topics};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use request_reply::config::{KafkaSettings, TopicSettings};
+use request_reply::kafka::HeaderList;
+use request_reply::responder;
+use service::worker::WorkerConfig;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -37,13 +39,12 @@ pub fn worker_config(topics: &TopicSettings, group: &str) -> WorkerConfig {
     kafka
         .consumer
         .insert("group.id".into(), format!("{}{group}", topics.prefix));
-    WorkerConfig {
+    WorkerConfig::from(responder::WorkerConfig {
         kafka,
         topics: topics.clone(),
         reset: false,
         extra_reply_topics: Vec::new(),
-        metrics_listen: None,
-    }
+    })
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
