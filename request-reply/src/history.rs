@@ -5,7 +5,8 @@
 use crate::config::{KafkaSettings, TopicSettings};
 use crate::headers::{self, CorrelationId};
 use crate::kafka::{HeaderList, set_default};
-use crate::requester::{IncomingReply, Positions, RequestError};
+use crate::offsets::{Positions, partition_watermarks};
+use crate::requester::{IncomingReply, RequestError};
 use crate::watchdog::{CHECK_INTERVAL, DEFAULT_STALL_AFTER, Stalls};
 use contract::{RequestKind, Topics};
 use rdkafka::ClientConfig;
@@ -16,8 +17,6 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Bound on each metadata and watermark look-up; new topics may need a moment for leaders.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on each pass over the window (requests, then replies).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -53,44 +52,6 @@ const HISTORY_QUEUE_KBYTES: &str = "1024";
 const HISTORY_PARTITION_FETCH_BYTES: &str = "262144";
 /// With a small queue, librdkafka's default 1 s pause after the queue fills would dominate.
 const HISTORY_QUEUE_BACKOFF_MS: &str = "10";
-
-/// Each partition of `topic` with its low and high watermarks, retried while the topic is new.
-pub(crate) fn partition_watermarks(
-    consumer: &StreamConsumer,
-    topic: &str,
-) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
-    let deadline = Instant::now() + LOOKUP_TIMEOUT;
-    loop {
-        match try_partition_watermarks(consumer, topic) {
-            Err(error) if Instant::now() < deadline => {
-                tracing::debug!(%error, topic, "topic not ready yet; retrying");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            result => return result,
-        }
-    }
-}
-
-fn try_partition_watermarks(
-    consumer: &StreamConsumer,
-    topic: &str,
-) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
-    let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
-    let mut partitions = Vec::new();
-    for topic_metadata in metadata.topics() {
-        if let Some(error) = topic_metadata.error() {
-            return Err(KafkaError::MetadataFetch(error.into()));
-        }
-        for partition in topic_metadata.partitions() {
-            if let Some(error) = partition.error() {
-                return Err(KafkaError::MetadataFetch(error.into()));
-            }
-            let (low, high) = consumer.fetch_watermarks(topic, partition.id(), LOOKUP_TIMEOUT)?;
-            partitions.push((partition.id(), low, high));
-        }
-    }
-    Ok(partitions)
-}
 
 /// Reads the last `per_partition` messages of every partition of the request and reply topics,
 /// up to where they ended when this was called, and hands each one to `on_message` as it is

@@ -13,6 +13,7 @@ pub mod headers;
 pub mod history;
 pub mod kafka;
 pub mod metrics;
+mod offsets;
 pub mod producer;
 pub mod requester;
 pub mod responder;
