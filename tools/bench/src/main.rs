@@ -26,6 +26,7 @@ mod e2e;
 mod flood;
 mod load;
 mod procs;
+mod target;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
