@@ -4,6 +4,8 @@
 //! pinned by golden-JSON tests (see the tests at the bottom). Readers are lenient where the original
 //! system was (a missing `schema_version` means version 1); writers always emit the full form.
 
+#![warn(missing_docs)]
+
 pub mod schema;
 
 use schemars::JsonSchema;
@@ -30,11 +32,14 @@ pub const MAX_UNIT_PRICE_CENTS: u64 = 10_000_000_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestKind {
+    /// Invoice generation: an invoice request, an invoice in reply.
     Invoice,
+    /// Score calculation: a customer name, its score in reply.
     Score,
 }
 
 impl RequestKind {
+    /// Both kinds, in a fixed order.
     pub const ALL: [RequestKind; 2] = [RequestKind::Invoice, RequestKind::Score];
 
     /// The topic name used by the original system, without any namespace prefix.
@@ -53,6 +58,7 @@ impl RequestKind {
         }
     }
 
+    /// The kind's name in logs, metrics and the API (`invoice`, `score`).
     pub fn as_str(self) -> &'static str {
         match self {
             RequestKind::Invoice => "invoice",
@@ -77,16 +83,19 @@ pub struct Topics {
 }
 
 impl Topics {
+    /// The topic names under `prefix` (empty: the original names).
     pub fn with_prefix(prefix: impl Into<String>) -> Self {
         Topics {
             prefix: prefix.into(),
         }
     }
 
+    /// The request topic of `kind`.
     pub fn request(&self, kind: RequestKind) -> String {
         format!("{}{}", self.prefix, kind.base_request_topic())
     }
 
+    /// The default reply topic of `kind`.
     pub fn reply(&self, kind: RequestKind) -> String {
         format!("{}{}", self.prefix, kind.base_reply_topic())
     }
@@ -116,16 +125,21 @@ fn current_schema_version() -> u32 {
 /// `generate-invoice` payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceRequest {
+    /// Payload version; a missing one reads as 1.
     #[serde(default = "current_schema_version")]
     pub schema_version: u32,
+    /// Who the invoice is for.
     pub customer: String,
+    /// What is invoiced, one entry per line.
     pub lines: Vec<LineItem>,
 }
 
 /// One line of an invoice request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LineItem {
+    /// What the line is for.
     pub description: String,
+    /// How many items.
     pub quantity: u32,
     /// Money is integer cents everywhere, so totals are exact.
     pub unit_price_cents: u64,
@@ -134,8 +148,10 @@ pub struct LineItem {
 /// `calculate-score` payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ScoreRequest {
+    /// Payload version; a missing one reads as 1.
     #[serde(default = "current_schema_version")]
     pub schema_version: u32,
+    /// The customer whose score is asked for.
     pub customer: String,
 }
 
@@ -145,26 +161,37 @@ pub struct Invoice {
     /// Unique across worker replicas and stable on redelivery: derived from the request's
     /// partition and offset (see `invoice-generator`).
     pub number: u64,
+    /// Who the invoice is for.
     pub customer: String,
+    /// The priced lines, in request order.
     pub lines: Vec<InvoiceLine>,
+    /// Sum of the lines.
     pub subtotal_cents: u64,
+    /// Tax on the subtotal.
     pub tax_cents: u64,
+    /// Subtotal plus tax.
     pub total_cents: u64,
 }
 
 /// One priced line of a generated invoice.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceLine {
+    /// What the line is for.
     pub description: String,
+    /// How many items.
     pub quantity: u32,
+    /// Price of one item.
     pub unit_price_cents: u64,
+    /// Quantity times unit price.
     pub amount_cents: u64,
 }
 
 /// The score a worker calculated (`score-calculated`, success case).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Score {
+    /// The customer the score is for.
     pub customer: String,
+    /// The score, within the workers' documented range.
     pub score: u32,
     /// How the number was derived, in words, so the result can be checked by hand.
     pub explanation: String,
@@ -173,10 +200,13 @@ pub struct Score {
 /// Why a request failed, as carried in an error reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
+    /// What kind of problem it is.
     pub code: ErrorCode,
+    /// What was wrong, for people.
     pub message: String,
 }
 
+/// Why a request was refused, as a machine-readable code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -193,20 +223,26 @@ pub enum ErrorCode {
 /// A reply payload: the schema version plus either `"ok": {...}` or `"error": {...}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Reply<T> {
+    /// Payload version; a missing one reads as 1.
     #[serde(default = "current_schema_version")]
     pub schema_version: u32,
+    /// The answer or the error.
     #[serde(flatten)]
     pub outcome: Outcome<T>,
 }
 
+/// An answer or an error, serialized as `"ok": {...}` or `"error": {...}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome<T> {
+    /// The request was handled; its answer.
     Ok(T),
+    /// The request was refused; why.
     Error(ErrorBody),
 }
 
 impl<T> Reply<T> {
+    /// A successful reply in the current schema version.
     pub fn ok(value: T) -> Self {
         Reply {
             schema_version: SCHEMA_VERSION,
@@ -214,6 +250,7 @@ impl<T> Reply<T> {
         }
     }
 
+    /// An error reply in the current schema version.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         Reply {
             schema_version: SCHEMA_VERSION,
@@ -229,11 +266,14 @@ impl<T> Reply<T> {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct ValidationError {
+    /// The field at fault, as a path (`lines[2].quantity`).
     pub field: String,
+    /// What is wrong with it.
     pub problem: String,
 }
 
 impl ValidationError {
+    /// A problem with `field`.
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         ValidationError {
             field: field.into(),
@@ -244,6 +284,7 @@ impl ValidationError {
 
 /// Range and shape checks shared by the dashboard (before sending) and the workers (on receipt).
 pub trait Validate {
+    /// Checks every limit of the contract; the first problem found is the error.
     fn validate(&self) -> Result<(), ValidationError>;
 }
 
@@ -330,10 +371,12 @@ pub mod legacy {
     /// What the original dashboard sends to `calculate-score`.
     pub const SCORE_REQUEST_TEXT: &str = "Calcular score";
 
+    /// The original invoice generator's plain-text reply.
     pub fn invoice_reply_text(number: u64) -> String {
         format!("Invoice number: #{number} generated.")
     }
 
+    /// The original score calculator's plain-text reply.
     pub fn score_reply_text(score: u32) -> String {
         format!("Calculated score: {score}.")
     }
@@ -341,8 +384,16 @@ pub mod legacy {
     /// A plain-text reply recognised as one of the original forms.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum LegacyReply {
-        Invoice { number: u64 },
-        Score { score: u64 },
+        /// `Invoice number: #N generated.`
+        Invoice {
+            /// The invoice number.
+            number: u64,
+        },
+        /// `Calculated score: N.`
+        Score {
+            /// The score.
+            score: u64,
+        },
     }
 
     /// Reads the number out of `Invoice number: #N generated.` or `Calculated score: N.`.

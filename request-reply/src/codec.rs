@@ -44,6 +44,7 @@ pub enum RequestBody<T> {
 /// A reply as the dashboard sees it after decoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplyBody<T> {
+    /// A JSON reply envelope.
     Json(Reply<T>),
     /// Plain text, as the original Python workers answer.
     Text(String),
@@ -52,16 +53,22 @@ pub enum ReplyBody<T> {
 /// Why a message could not be decoded; the text goes into error replies and dead-letter headers.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The message has no payload at all.
     #[error("message has no payload")]
     Empty,
+    /// The payload is larger than the contract allows (its size).
     #[error("payload is {0} bytes, more than the {MAX_REQUEST_BYTES} allowed")]
     TooLarge(usize),
+    /// The payload is not UTF-8 (offset of the first bad byte).
     #[error("payload is not valid UTF-8 (first bad byte at offset {0})")]
     NotUtf8(usize),
+    /// The `content-type` header names an encoding we do not read.
     #[error("unsupported content-type {0:?}")]
     UnsupportedContentType(String),
+    /// The payload is not JSON (the parser's message).
     #[error("payload is not valid JSON: {0}")]
     MalformedJson(String),
+    /// The JSON does not satisfy the contract's limits.
     #[error("invalid request: {0}")]
     Invalid(ValidationError),
 }

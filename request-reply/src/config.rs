@@ -27,6 +27,7 @@ impl KafkaSettings {
         settings
     }
 
+    /// `bootstrap.servers`, for logs and error messages.
     pub fn bootstrap_servers(&self) -> &str {
         self.common
             .get("bootstrap.servers")
@@ -101,7 +102,9 @@ impl fmt::Debug for KafkaSettings {
 pub struct TopicSettings {
     /// Namespace prefix for every topic name (empty: the original names).
     pub prefix: String,
+    /// Partitions of each topic created.
     pub partitions: i32,
+    /// Replicas of each partition of each topic created.
     pub replication_factor: i32,
     /// `min.insync.replicas` of the topics created at start-up; none: the broker's default.
     pub min_insync_replicas: Option<i32>,
@@ -114,6 +117,16 @@ impl Default for TopicSettings {
             partitions: 3,
             replication_factor: 1,
             min_insync_replicas: None,
+        }
+    }
+}
+
+impl TopicSettings {
+    /// The default settings, with every topic name under `prefix`.
+    pub fn with_prefix(prefix: impl Into<String>) -> Self {
+        TopicSettings {
+            prefix: prefix.into(),
+            ..TopicSettings::default()
         }
     }
 }

@@ -23,14 +23,21 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// A correlated request as read back from a request topic.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
+    /// Which kind of request it is (from its topic).
     pub kind: RequestKind,
+    /// The request topic.
     pub topic: String,
+    /// Its partition.
     pub partition: i32,
+    /// Its offset.
     pub offset: i64,
     /// The message's Kafka timestamp, in milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
+    /// The request's correlation ID.
     pub correlation_id: CorrelationId,
+    /// Its headers, as read.
     pub headers: HeaderList,
+    /// Its payload, as read.
     pub payload: Option<Vec<u8>>,
 }
 
@@ -260,18 +267,26 @@ pub enum ReadError {
     /// Retention or compaction removed it: asking again will not help.
     #[error("{topic}/{partition}/{offset} is no longer in the log")]
     Gone {
+        /// The topic.
         topic: String,
+        /// The partition.
         partition: i32,
+        /// The offset asked for.
         offset: i64,
     },
     /// No answer in time: the broker is unreachable or slow; asking again may help.
     #[error("{topic}/{partition}/{offset} could not be read within {timeout:?}")]
     Timeout {
+        /// The topic.
         topic: String,
+        /// The partition.
         partition: i32,
+        /// The offset asked for.
         offset: i64,
+        /// How long the read waited.
         timeout: Duration,
     },
+    /// Any other Kafka error.
     #[error("cannot read from Kafka: {0}")]
     Kafka(#[source] KafkaError),
 }
@@ -304,6 +319,7 @@ const READER_QUEUE_MESSAGES: &str = "1";
 const READER_FETCH_WAIT_MS: &str = "10";
 
 impl RecordReader {
+    /// A reader whose consumer uses `group_id` (it is assigned partitions, never subscribed).
     pub fn new(kafka: &KafkaSettings, group_id: &str) -> Result<Self, RequestError> {
         let mut config = kafka.consumer_config();
         set_default(&mut config, "group.id", group_id);

@@ -6,6 +6,8 @@
 //! settings, topic names and consumer group ids in (this project's services do that in the
 //! `service` crate).
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod codec;
 pub mod config;

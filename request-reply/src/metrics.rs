@@ -22,8 +22,10 @@ pub fn render(registry: &Registry) -> String {
     text
 }
 
+/// Labels of the per-partition gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
+    /// The partition number.
     pub partition: i64,
 }
 

@@ -27,10 +27,7 @@ pub fn kafka() -> KafkaSettings {
 /// Topic settings with a prefix no other test uses.
 pub fn unique_topics() -> TopicSettings {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    TopicSettings {
-        prefix: format!("test-{}.", &id[..12]),
-        ..TopicSettings::default()
-    }
+    TopicSettings::with_prefix(format!("test-{}.", &id[..12]))
 }
 
 /// A worker config for `topics`, in consumer group `group`.
@@ -39,12 +36,7 @@ pub fn worker_config(topics: &TopicSettings, group: &str) -> WorkerConfig {
     kafka
         .consumer
         .insert("group.id".into(), format!("{}{group}", topics.prefix));
-    WorkerConfig::from(responder::WorkerConfig {
-        kafka,
-        topics: topics.clone(),
-        reset: false,
-        extra_reply_topics: Vec::new(),
-    })
+    WorkerConfig::from(responder::WorkerConfig::new(kafka, topics.clone()))
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.

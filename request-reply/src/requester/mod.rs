@@ -31,8 +31,11 @@ use tokio::sync::oneshot;
 /// Where a produced request landed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SentRequest {
+    /// The request topic.
     pub topic: String,
+    /// The partition it landed in.
     pub partition: i32,
+    /// Its offset there.
     pub offset: i64,
 }
 
@@ -72,6 +75,7 @@ impl Requester {
         Ok(Requester { producer, topics })
     }
 
+    /// The topic names requests are sent to.
     pub fn topics(&self) -> &Topics {
         &self.topics
     }
@@ -133,6 +137,8 @@ pub struct Client {
 }
 
 impl Client {
+    /// Creates the request and reply topics if needed, starts a reply listener at the current end
+    /// of the reply topics (its consumer in group `group_id`), and a producer.
     pub async fn connect(
         kafka: &KafkaSettings,
         topic_settings: &TopicSettings,
@@ -171,6 +177,7 @@ impl Client {
         })
     }
 
+    /// The requester underneath, for sending requests built by hand.
     pub fn requester(&self) -> &Requester {
         &self.requester
     }
@@ -199,6 +206,7 @@ impl Client {
         receiver
     }
 
+    /// Waits up to the client's timeout for the reply registered with [`Client::expect_reply`].
     pub async fn await_reply(
         &self,
         correlation_id: &CorrelationId,

@@ -11,11 +11,15 @@ use rdkafka::message::Message;
 /// A reply payload, decoded as far as it can be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplyContent {
+    /// A JSON invoice reply: an invoice or an error.
     Invoice(Outcome<Invoice>),
+    /// A JSON score reply: a score or an error.
     Score(Outcome<Score>),
     /// Plain text, with the number read out of it when it is one of the original forms.
     Text {
+        /// The text as received.
         text: String,
+        /// The number in it, when the text is one of the original forms.
         legacy: Option<LegacyReply>,
     },
     /// Nothing we can read; kept so it is shown, not dropped.
@@ -25,12 +29,19 @@ pub enum ReplyContent {
 /// One reply as read from a reply topic, with its Kafka metadata.
 #[derive(Clone, Debug)]
 pub struct IncomingReply {
+    /// Which kind of reply topic it came from.
     pub kind: RequestKind,
+    /// The reply topic.
     pub topic: String,
+    /// Its partition.
     pub partition: i32,
+    /// Its offset.
     pub offset: i64,
+    /// The `kafka_correlationId` header, if any.
     pub correlation_id: Option<CorrelationId>,
+    /// Every header, as read.
     pub headers: HeaderList,
+    /// The payload, decoded.
     pub content: ReplyContent,
 }
 

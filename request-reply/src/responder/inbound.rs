@@ -14,15 +14,22 @@ const SHRUNK_VALUE_BYTES: usize = 1024;
 /// A consumed request, copied out of the consumer so it can be released at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inbound {
+    /// The request topic.
     pub topic: String,
+    /// Its partition.
     pub partition: i32,
+    /// Its offset.
     pub offset: i64,
+    /// The message key.
     pub key: Option<Vec<u8>>,
+    /// The payload, if any.
     pub payload: Option<Vec<u8>>,
+    /// Every header, as read.
     pub headers: HeaderList,
 }
 
 impl Inbound {
+    /// Copies a consumed message.
     pub fn from_message(message: &impl Message) -> Self {
         Inbound {
             topic: message.topic().to_owned(),

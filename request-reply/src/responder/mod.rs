@@ -33,7 +33,9 @@ use serde::de::DeserializeOwned;
 pub trait Service: Send + Sync + 'static {
     /// Which request topic this service consumes and which reply topic it answers on.
     const KIND: RequestKind;
+    /// What a valid request deserializes into.
     type Request: DeserializeOwned + Validate;
+    /// What a valid request is answered with.
     type Response: Serialize;
 
     /// Answers a valid request. Must be deterministic: redelivery must give the same reply.
@@ -46,14 +48,18 @@ pub trait Service: Send + Sync + 'static {
 /// Where a request sits in the log; stable across redeliveries, unique within a topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Origin {
+    /// The request's partition.
     pub partition: i32,
+    /// The request's offset.
     pub offset: i64,
 }
 
-/// Everything a worker needs to run, usually read from its config.ini.
+/// Everything a worker needs to run (the services read it from their config.ini).
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
+    /// librdkafka properties of the consumer and the producer.
     pub kafka: KafkaSettings,
+    /// Topic creation settings and the topic prefix.
     pub topics: TopicSettings,
     /// `--reset`: the first time this process is assigned a partition it reads it from the
     /// beginning, as the original workers' `--reset` did.
@@ -64,20 +70,42 @@ pub struct WorkerConfig {
     pub extra_reply_topics: Vec<String>,
 }
 
+impl WorkerConfig {
+    /// A worker that resumes from its group's committed offsets and replies only to the default
+    /// and NestJS reply topics.
+    pub fn new(kafka: KafkaSettings, topics: TopicSettings) -> Self {
+        WorkerConfig {
+            kafka,
+            topics,
+            reset: false,
+            extra_reply_topics: Vec::new(),
+        }
+    }
+}
+
+/// Why a worker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
+    /// Its topics could not be created or the cluster refused us.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// A Kafka client could not be created.
     #[error("cannot create Kafka {role} for {servers}: {source}")]
     Client {
+        /// `consumer` or `producer`.
         role: &'static str,
+        /// The cluster's bootstrap servers.
         servers: String,
+        /// librdkafka's error.
         #[source]
         source: KafkaError,
     },
+    /// The subscription to the request topic failed.
     #[error("cannot subscribe to {topic}: {source}")]
     Subscribe {
+        /// The request topic.
         topic: String,
+        /// librdkafka's error.
         #[source]
         source: KafkaError,
     },

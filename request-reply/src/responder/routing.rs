@@ -10,13 +10,18 @@ use std::collections::{BTreeSet, HashSet};
 /// The topics one worker reads from and writes to.
 #[derive(Clone, Debug)]
 pub struct Routing {
+    /// The topic the worker consumes.
     pub request_topic: String,
+    /// Where replies go unless the request names another allowed topic.
     pub default_reply_topic: String,
+    /// Where requests that cannot be answered are copied.
     pub dead_letter_topic: String,
+    /// Every topic a request may name in `kafka_replyTopic`.
     pub allowed_reply_topics: HashSet<String>,
 }
 
 impl Routing {
+    /// The topics of `kind` under `topics`, plus `extra_reply_topics` a request may name.
     pub fn new(kind: RequestKind, topics: &Topics, extra_reply_topics: &[String]) -> Self {
         let mut allowed_reply_topics: HashSet<String> =
             extra_reply_topics.iter().cloned().collect();
