@@ -196,7 +196,7 @@ async fn check_the_wire(settings: &TopicSettings, kind: RequestKind) {
 #[tokio::test(flavor = "multi_thread")]
 async fn nestjs_client_kafka_calls_our_workers_and_every_call_completes() {
     let settings = test_support::unique_topics();
-    peers::create_topics(&settings, &[]).await;
+    test_support::create_topics(&settings, &[]).await;
     let workers = Workers::start(
         test_support::worker_config(&settings, "invoices"),
         test_support::worker_config(&settings, "scores"),
@@ -247,7 +247,7 @@ fn nest_score(customer: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn our_dashboard_gets_replies_and_errors_from_a_nestjs_message_pattern_responder() {
     let settings = test_support::unique_topics();
-    peers::create_topics(&settings, &[]).await;
+    test_support::create_topics(&settings, &[]).await;
     let mut responder = PeerProcess::start(
         "NestJS responder",
         &mut nest_peer(&[

@@ -211,7 +211,7 @@ async fn replying_kafka_template_gets_correlated_replies_from_our_workers() {
     let settings = test_support::unique_topics();
     let invoice_replies = spring_reply_topic(&settings, RequestKind::Invoice);
     let score_replies = spring_reply_topic(&settings, RequestKind::Score);
-    peers::create_topics(&settings, &[invoice_replies.clone(), score_replies.clone()]).await;
+    test_support::create_topics(&settings, &[invoice_replies.clone(), score_replies.clone()]).await;
     let mut invoices = test_support::worker_config(&settings, "invoices");
     invoices.responder.extra_reply_topics = vec![invoice_replies];
     let mut scores = test_support::worker_config(&settings, "scores");
@@ -278,7 +278,7 @@ fn spring_score(customer: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn our_dashboard_gets_replies_and_errors_from_a_spring_sendto_responder() {
     let settings = test_support::unique_topics();
-    peers::create_topics(&settings, &[]).await;
+    test_support::create_topics(&settings, &[]).await;
     let mut responder = PeerProcess::start(
         "Spring responder",
         &mut spring_peer(&[

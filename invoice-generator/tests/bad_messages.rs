@@ -2,13 +2,13 @@
 
 mod common;
 
-use common::{InProcessWorker, REPLY_TIMEOUT};
 use contract::{ErrorCode, MAX_REQUEST_BYTES, Outcome, RequestKind, legacy};
 use request_reply::config::TopicSettings;
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, IncomingReply, ReplyContent, Requester, SentRequest};
 use std::collections::{HashMap, HashSet};
+use test_support::{InProcessWorker, REPLY_TIMEOUT};
 use tokio::sync::oneshot;
 
 /// One kind of bad message: what is sent, and what the worker must do about it.
@@ -197,7 +197,7 @@ struct DeadLetter {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_kind_of_bad_message_is_dead_lettered_and_the_worker_keeps_going() {
     let topics = test_support::unique_topics();
-    common::ensure_topics(&topics).await;
+    test_support::create_topics(&topics, &[]).await;
     let worker = InProcessWorker::spawn(|shutdown| {
         invoice_generator::run(test_support::worker_config(&topics, "invoices"), shutdown)
     });

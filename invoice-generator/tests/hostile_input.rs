@@ -1284,7 +1284,7 @@ async fn a_thousand_hostile_messages_are_dead_lettered_and_every_good_one_is_ans
     println!("hostile input corpus: HOSTILE_SEED={seed}");
     let started = Instant::now();
     let settings = test_support::unique_topics();
-    common::ensure_topics(&settings).await;
+    test_support::create_topics(&settings, &[]).await;
     let topics = test_support::topics(&settings);
     let request_topic = topics.request(RequestKind::Invoice);
     let cases = generate(seed, &settings);
@@ -1578,7 +1578,7 @@ async fn a_thousand_hostile_messages_are_dead_lettered_and_every_good_one_is_ans
         Duration::from_secs(20),
         || {
             let committed = tokio::task::block_in_place(|| {
-                common::committed_total(&group, &request_topic, settings.partitions)
+                test_support::groups::committed_total(&group, &request_topic, settings.partitions)
             });
             std::future::ready((committed == total).then_some(()))
         },
@@ -1596,8 +1596,9 @@ async fn a_thousand_hostile_messages_are_dead_lettered_and_every_good_one_is_ans
         (&default_reply, expected_on(&default_reply)),
         (&nest_reply, expected_on(&nest_reply)),
     ] {
-        let held =
-            tokio::task::block_in_place(|| common::message_count(topic, settings.partitions));
+        let held = tokio::task::block_in_place(|| {
+            test_support::groups::message_count(topic, settings.partitions)
+        });
         assert_eq!(held, count, "messages on {topic}");
     }
     let mut kinds: Vec<_> = kinds.into_iter().collect();

@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{InProcessWorker, REPLY_TIMEOUT};
 use contract::RequestKind;
 use request_reply::requester::Client;
 use std::collections::HashSet;
+use test_support::{InProcessWorker, REPLY_TIMEOUT};
 
 const REQUESTS: usize = 100;
 
@@ -17,7 +17,7 @@ const REQUESTS: usize = 100;
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_answer_each_request_exactly_once() {
     let topics = test_support::unique_topics();
-    common::ensure_topics(&topics).await;
+    test_support::create_topics(&topics, &[]).await;
     let spawn_replica = || {
         let config = test_support::worker_config(&topics, "same-group");
         InProcessWorker::spawn(|shutdown| invoice_generator::run(config, shutdown))
@@ -25,7 +25,12 @@ async fn two_replicas_answer_each_request_exactly_once() {
     let replicas = [spawn_replica(), spawn_replica()];
     // Requests sent while the second replica joins could be answered twice by design
     // (at-least-once); wait for the group to settle so any duplicate is a real bug.
-    common::wait_for_stable_group(&common::group_id(&topics, "same-group"), 2).await;
+    test_support::groups::wait_for_stable_group(
+        &common::group_id(&topics, "same-group"),
+        2,
+        test_support::GROUP_TIMEOUT,
+    )
+    .await;
     let client = Client::connect(&test_support::kafka(), &topics, "requester")
         .await
         .unwrap();
@@ -63,7 +68,7 @@ async fn two_replicas_answer_each_request_exactly_once() {
     }
 
     let reply_topic = test_support::topics(&topics).reply(RequestKind::Invoice);
-    let in_topic = common::message_count(&reply_topic, topics.partitions);
+    let in_topic = test_support::groups::message_count(&reply_topic, topics.partitions);
     let mut reader = test_support::TopicReader::new(&reply_topic, topics.partitions);
     let read = reader
         .read_until("every message in the reply topic", REPLY_TIMEOUT, |seen| {

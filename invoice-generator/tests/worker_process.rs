@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{GROUP_TIMEOUT, InProcessWorker, REPLY_TIMEOUT, WorkerProcess};
+use common::WorkerProcess;
 use contract::{RequestKind, legacy};
 use invoice_generator::invoice_number;
 use request_reply::config::TopicSettings;
@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use test_support::{GROUP_TIMEOUT, InProcessWorker, REPLY_TIMEOUT};
 use tokio::task::JoinHandle;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_invoice-generator");
@@ -102,7 +103,7 @@ impl RequestStream {
 /// How many replies the invoice reply topic holds for each correlation key.
 async fn read_all_replies(topics: &TopicSettings) -> HashMap<String, usize> {
     let reply_topic = test_support::topics(topics).reply(RequestKind::Invoice);
-    let in_topic = common::message_count(&reply_topic, topics.partitions);
+    let in_topic = test_support::groups::message_count(&reply_topic, topics.partitions);
     let mut reader = test_support::TopicReader::new(&reply_topic, topics.partitions);
     let read = reader
         .read_until("the whole reply topic", REPLY_TIMEOUT, |seen| {
@@ -119,7 +120,7 @@ async fn read_all_replies(topics: &TopicSettings) -> HashMap<String, usize> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_is_answered_after_a_sigkill() {
     let topics = test_support::unique_topics();
-    common::ensure_topics(&topics).await;
+    test_support::create_topics(&topics, &[]).await;
     let mut first = WorkerProcess::start(BINARY, &topics, "invoices", &[]);
     let mut stream = RequestStream::connect(&topics).await;
 
@@ -155,7 +156,7 @@ async fn every_request_is_answered_after_a_sigkill() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_exits_cleanly_and_loses_nothing() {
     let topics = test_support::unique_topics();
-    common::ensure_topics(&topics).await;
+    test_support::create_topics(&topics, &[]).await;
     let mut first = WorkerProcess::start(BINARY, &topics, "invoices", &[]);
     let mut stream = RequestStream::connect(&topics).await;
 
@@ -189,7 +190,7 @@ async fn sigterm_exits_cleanly_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reset_answers_committed_requests_again() {
     let topics = test_support::unique_topics();
-    common::ensure_topics(&topics).await;
+    test_support::create_topics(&topics, &[]).await;
     let names = test_support::topics(&topics);
     let request_topic = names.request(RequestKind::Invoice);
     let requester = Requester::new(&test_support::kafka(), names.clone(), REPLY_TIMEOUT).unwrap();
@@ -217,7 +218,7 @@ async fn reset_answers_committed_requests_again() {
     worker.stop().await;
     let group = common::group_id(&topics, "invoices");
     assert_eq!(
-        common::committed_total(&group, &request_topic, topics.partitions),
+        test_support::groups::committed_total(&group, &request_topic, topics.partitions),
         3,
         "the first worker committed all three requests"
     );
@@ -237,7 +238,7 @@ async fn reset_answers_committed_requests_again() {
     reset.terminate();
     assert!(reset.wait_exit(EXIT_TIMEOUT).await.success());
     assert_eq!(
-        common::message_count(&reply_topic, topics.partitions),
+        test_support::groups::message_count(&reply_topic, topics.partitions),
         6,
         "each request answered once per worker"
     );

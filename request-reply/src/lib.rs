@@ -19,4 +19,6 @@ mod offsets;
 pub mod producer;
 pub mod requester;
 pub mod responder;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod testing;
 pub mod watchdog;

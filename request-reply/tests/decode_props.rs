@@ -16,7 +16,8 @@ use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use request_reply::codec::{DecodeError, RequestBody, decode_reply, decode_request};
 use request_reply::headers::{self, CorrelationId, TraceContext, decode_reply_partition};
 use request_reply::kafka::Outgoing;
-use request_reply::responder::{Inbound, Origin, Routing, Service, plan};
+use request_reply::responder::{Inbound, Routing, plan};
+use request_reply::testing::{Echo, EchoService};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
@@ -264,23 +265,6 @@ fn inbound() -> impl Strategy<Value = Inbound> {
         })
 }
 
-/// Reads invoice requests (so the contract's validation applies) and answers with who asked.
-struct EchoService;
-
-impl Service for EchoService {
-    const KIND: RequestKind = RequestKind::Invoice;
-    type Request = InvoiceRequest;
-    type Response = String;
-
-    fn handle(&self, request: InvoiceRequest, _origin: Origin) -> String {
-        request.customer
-    }
-
-    fn handle_text(&self, text: &str, origin: Origin) -> String {
-        format!("{} at {}", text.len(), origin.offset)
-    }
-}
-
 fn last_header<'a>(outgoing: &'a Outgoing, name: &str) -> Option<&'a [u8]> {
     outgoing
         .headers
@@ -436,7 +420,7 @@ proptest! {
                 let reply = &caused[0];
                 prop_assert_eq!(last_header(reply, headers::CORRELATION_ID), correlation);
                 if last_header(reply, headers::CONTENT_TYPE) == Some(headers::JSON_CONTENT_TYPE.as_bytes()) {
-                    let body: Reply<String> = serde_json::from_slice(&reply.payload).unwrap();
+                    let body: Reply<Echo> = serde_json::from_slice(&reply.payload).unwrap();
                     prop_assert!(matches!(body.outcome, Outcome::Ok(_)));
                 }
             }
@@ -459,7 +443,7 @@ proptest! {
                         prop_assert_eq!(caused.len(), 2);
                         let reply = &caused[1];
                         prop_assert_eq!(last_header(reply, headers::CORRELATION_ID), Some(id));
-                        let body: Reply<String> = serde_json::from_slice(&reply.payload).unwrap();
+                        let body: Reply<Echo> = serde_json::from_slice(&reply.payload).unwrap();
                         let Outcome::Error(error) = body.outcome else {
                             return Err(TestCaseError::fail("a bad request answered as ok"));
                         };

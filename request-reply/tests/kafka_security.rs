@@ -4,9 +4,6 @@
 //! start-up, promptly, with an error that says authentication failed; a client that does not
 //! trust the broker's certificate is refused; and no password shows up in an error or a log line.
 
-#[path = "support/secure_broker.rs"]
-mod secure_broker;
-
 use contract::Topics;
 use contract::{Outcome, RequestKind, SCHEMA_VERSION, Score, ScoreRequest};
 use rdkafka::error::KafkaError;
@@ -19,10 +16,10 @@ use request_reply::requester::{
     Client, ReplyContent, ReplyListener, RequestError, Requester, StartAt,
 };
 use request_reply::responder::{Origin, Service, WorkerConfig, WorkerError, run};
-use secure_broker::secure_broker;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use test_support::secure_broker::secure_broker;
 
 /// Longest a worker with bad credentials may take to give up.
 const FAIL_FAST: Duration = Duration::from_secs(30);

@@ -1,18 +1,14 @@
 //! The score calculator against a real broker: JSON and plain-text round trips. The Kafka
-//! machinery is shared with the invoice generator and tested at length there; these tests only
-//! prove this worker is wired to it correctly.
+//! machinery is the library's, tested at length there and with the invoice generator; these tests
+//! only prove this worker is wired to it correctly.
 
-// The worker tests' shared helpers live with the invoice generator's tests.
-#[path = "../../invoice-generator/tests/common/mod.rs"]
-mod common;
-
-use common::{InProcessWorker, REPLY_TIMEOUT};
 use contract::legacy::{self, LegacyReply};
 use contract::{Outcome, RequestKind, SCHEMA_VERSION, ScoreRequest};
 use request_reply::headers;
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, ReplyContent};
 use score_calculator::score_of;
+use test_support::{InProcessWorker, REPLY_TIMEOUT};
 
 fn start_worker(topics: &request_reply::config::TopicSettings) -> InProcessWorker {
     let config = test_support::worker_config(topics, "scores");
@@ -24,7 +20,7 @@ fn start_worker(topics: &request_reply::config::TopicSettings) -> InProcessWorke
 #[tokio::test(flavor = "multi_thread")]
 async fn json_request_gets_the_customers_score() {
     let topics = test_support::unique_topics();
-    common::ensure_topics(&topics).await;
+    test_support::create_topics(&topics, &[]).await;
     let worker = start_worker(&topics);
     let client = Client::connect(&test_support::kafka(), &topics, "requester")
         .await
@@ -60,7 +56,7 @@ async fn json_request_gets_the_customers_score() {
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_text_request_gets_a_plain_text_score() {
     let topics = test_support::unique_topics();
-    common::ensure_topics(&topics).await;
+    test_support::create_topics(&topics, &[]).await;
     let worker = start_worker(&topics);
     let client = Client::connect(&test_support::kafka(), &topics, "requester")
         .await

@@ -5,6 +5,14 @@
 //! a free port) and isolate themselves with a unique topic prefix, so they can run in parallel
 //! against one broker.
 
+pub mod groups;
+mod process;
+pub mod secure_broker;
+mod worker;
+
+pub use process::ChildGuard;
+pub use worker::{GROUP_TIMEOUT, InProcessWorker, REPLY_TIMEOUT};
+
 use contract::{RequestKind, Topics};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -161,4 +169,26 @@ pub fn assert_valid_payload(schema: &str, payload: &[u8]) {
         problems.is_empty(),
         "{instance} does not match {schema}: {problems:?}"
     );
+}
+
+/// Creates every topic of both kinds under `settings` (request, reply, NestJS reply, dead
+/// letter) plus `extra`, so readers can be assigned and requests produced before any worker or
+/// peer has started.
+pub async fn create_topics(settings: &TopicSettings, extra: &[String]) {
+    let topics = topics(settings);
+    let mut names: Vec<String> = RequestKind::ALL
+        .into_iter()
+        .flat_map(|kind| {
+            [
+                topics.request(kind),
+                topics.reply(kind),
+                topics.nest_reply(kind),
+                topics.dead_letter(kind),
+            ]
+        })
+        .collect();
+    names.extend_from_slice(extra);
+    request_reply::admin::ensure_topics(&kafka(), settings, &names)
+        .await
+        .expect("create the test topics");
 }

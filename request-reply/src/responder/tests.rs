@@ -4,6 +4,7 @@ use super::delivery::undeliverable;
 use super::*;
 use crate::headers;
 use crate::kafka::Outgoing;
+use crate::testing::{Echo, EchoService};
 use contract::{
     ErrorCode, InvoiceRequest, LineItem, MAX_REQUEST_BYTES, Outcome, Reply, SCHEMA_VERSION, Topics,
     legacy,
@@ -11,37 +12,6 @@ use contract::{
 use rdkafka::Timestamp;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
-use serde::Deserialize;
-
-/// What the test service answers: who asked, and where the request sat in the log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Echo {
-    customer: String,
-    partition: i32,
-    offset: i64,
-}
-
-/// A stand-in for a real worker: reads invoice requests (so the contract's validation
-/// applies) and echoes what it was given.
-struct EchoService;
-
-impl Service for EchoService {
-    const KIND: RequestKind = RequestKind::Invoice;
-    type Request = InvoiceRequest;
-    type Response = Echo;
-
-    fn handle(&self, request: InvoiceRequest, origin: Origin) -> Echo {
-        Echo {
-            customer: request.customer,
-            partition: origin.partition,
-            offset: origin.offset,
-        }
-    }
-
-    fn handle_text(&self, text: &str, origin: Origin) -> String {
-        format!("{text} at {}/{}", origin.partition, origin.offset)
-    }
-}
 
 const EXTRA_REPLY_TOPIC: &str = "t.custom-replies";
 

@@ -1,6 +1,5 @@
-//! A broker with SCRAM-authenticated listeners for the Kafka security tests, shared by
-//! `request-reply/tests/kafka_security.rs` and `dashboard/tests/security_kafka.rs` (included with
-//! `#[path]`).
+//! A broker with SCRAM-authenticated listeners for the Kafka security tests
+//! (`request-reply/tests/kafka_security.rs`, `dashboard/tests/security_kafka.rs`).
 //!
 //! When `scripts/test` started its broker with the extra listeners it exports
 //! `KAFKA_SASL_BOOTSTRAP_SERVERS`, `KAFKA_SSL_BOOTSTRAP_SERVERS`, `KAFKA_SSL_CA_LOCATION` and
@@ -8,8 +7,6 @@
 //! its own through `scripts/kafka` (free ports, a temporary state dir, a SCRAM user with a random
 //! password, a certificate made on the spot), and a watcher process stops it when the test
 //! process exits, however it exits.
-
-#![allow(dead_code)]
 
 use request_reply::config::KafkaSettings;
 use std::path::{Path, PathBuf};
