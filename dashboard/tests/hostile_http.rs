@@ -25,14 +25,6 @@ use tokio::task::JoinHandle;
 /// Longest any single exchange or wait may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A dashboard served by `dashboard::run`, stopped through its shutdown future.
 struct Server {
     address: SocketAddr,
@@ -45,7 +37,10 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let config = DashboardConfig {
-            kafka: KafkaSettings::for_bootstrap(&format!("127.0.0.1:{}", closed_port())),
+            kafka: KafkaSettings::for_bootstrap(&format!(
+                "127.0.0.1:{}",
+                test_support::closed_port()
+            )),
             topics: TopicSettings::default(),
             listen: address,
             request_timeout: Duration::from_secs(30),

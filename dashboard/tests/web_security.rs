@@ -23,18 +23,9 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
      base-uri 'none'";
 const TOKEN: &str = "correct-horse-battery-staple-42";
 
-/// A port nothing listens on: bound, then let go.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(auth_token: Option<&str>) -> DashboardConfig {
     DashboardConfig {
-        kafka: KafkaSettings::for_bootstrap(&format!("127.0.0.1:{}", closed_port())),
+        kafka: KafkaSettings::for_bootstrap(&format!("127.0.0.1:{}", test_support::closed_port())),
         topics: TopicSettings::default(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         request_timeout: Duration::from_secs(30),
@@ -687,7 +678,7 @@ async fn the_binary_refuses_to_start_exposed_without_authentication() {
         .env("DASHBOARD_LISTEN", "0.0.0.0:0")
         .env(
             "KAFKA_BOOTSTRAP_SERVERS",
-            format!("127.0.0.1:{}", closed_port()),
+            format!("127.0.0.1:{}", test_support::closed_port()),
         )
         .env_remove("DASHBOARD_AUTH_TOKEN")
         .env_remove("DASHBOARD_ALLOW_UNAUTHENTICATED")

@@ -1,6 +1,9 @@
 //! The invoice generator against a real broker: JSON and plain-text round trips.
 
-use contract::{InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION, legacy};
+mod common;
+
+use common::invoice_request;
+use contract::{Outcome, RequestKind, legacy};
 use invoice_generator::invoice_number;
 use request_reply::headers;
 use request_reply::kafka::Outgoing;
@@ -8,18 +11,6 @@ use request_reply::requester::{Client, ReplyContent};
 use request_reply::responder::Origin;
 use std::time::Duration;
 use tokio::sync::oneshot;
-
-fn invoice_request(customer: &str) -> InvoiceRequest {
-    InvoiceRequest {
-        schema_version: SCHEMA_VERSION,
-        customer: customer.into(),
-        lines: vec![LineItem {
-            description: "Widget".into(),
-            quantity: 2,
-            unit_price_cents: 999,
-        }],
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_request_gets_a_correlated_invoice() {

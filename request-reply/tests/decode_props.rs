@@ -11,13 +11,11 @@ use contract::{
     Topics, Validate,
 };
 use proptest::prelude::*;
-use rdkafka::Timestamp;
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use request_reply::codec::{DecodeError, RequestBody, decode_reply, decode_request};
 use request_reply::headers::{self, CorrelationId, TraceContext, decode_reply_partition};
 use request_reply::kafka::Outgoing;
 use request_reply::responder::{Inbound, Routing, plan};
-use request_reply::testing::{Echo, EchoService};
+use request_reply::testing::{Echo, EchoService, consumed, last_header};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
@@ -244,34 +242,13 @@ fn inbound() -> impl Strategy<Value = Inbound> {
         prop::option::of(prop::collection::vec(any::<u8>(), 0..16)),
     )
         .prop_map(|(payload, headers, key)| {
-            let owned = headers
+            let headers: Vec<(&str, Option<&[u8]>)> = headers
                 .iter()
-                .fold(OwnedHeaders::new(), |all, (key, value)| {
-                    all.insert(Header {
-                        key: key.as_str(),
-                        value: value.as_deref(),
-                    })
-                });
-            let message = OwnedMessage::new(
-                payload,
-                key,
-                Topics::with_prefix(PREFIX).request(RequestKind::Invoice),
-                Timestamp::NotAvailable,
-                1,
-                42,
-                Some(owned),
-            );
-            Inbound::from_message(&message)
+                .map(|(key, value)| (key.as_str(), value.as_deref()))
+                .collect();
+            let topic = Topics::with_prefix(PREFIX).request(RequestKind::Invoice);
+            consumed(&topic, key, payload, &headers)
         })
-}
-
-fn last_header<'a>(outgoing: &'a Outgoing, name: &str) -> Option<&'a [u8]> {
-    outgoing
-        .headers
-        .iter()
-        .rev()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_slice())
 }
 
 proptest! {

@@ -1,4 +1,4 @@
-//! Logging set-up shared by the binaries.
+//! Logging set-up shared by the binaries: the services' and the tools'.
 
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
@@ -23,4 +23,15 @@ pub fn init_logging() {
     } else {
         builder.init();
     }
+}
+
+/// Logs to stderr for the command-line tools (`bench`, `chaos`), whose report is their output:
+/// warnings only by default, more with `RUST_LOG` (`RUST_LOG=info` shows the library's logs).
+pub fn init_tool_logging() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rdkafka=error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -192,3 +192,12 @@ pub async fn create_topics(settings: &TopicSettings, extra: &[String]) {
         .await
         .expect("create the test topics");
 }
+
+/// A port nothing listens on: bound, then let go.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

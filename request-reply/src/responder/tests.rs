@@ -4,13 +4,11 @@ use super::delivery::undeliverable;
 use super::*;
 use crate::headers;
 use crate::kafka::Outgoing;
-use crate::testing::{Echo, EchoService};
+use crate::testing::{Echo, EchoService, consumed, last_header as header};
 use contract::{
     ErrorCode, InvoiceRequest, LineItem, MAX_REQUEST_BYTES, Outcome, Reply, SCHEMA_VERSION, Topics,
     legacy,
 };
-use rdkafka::Timestamp;
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
 
 const EXTRA_REPLY_TOPIC: &str = "t.custom-replies";
@@ -40,36 +38,15 @@ fn valid_payload(customer: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// A request consumed from partition 1, offset 42 of the request topic, built as rdkafka
-/// would hand it over so [`Inbound::from_message`] is exercised too.
+/// A request consumed from partition 1, offset 42 of the request topic.
 fn inbound(payload: Option<&[u8]>, headers: &[(&str, &[u8])]) -> Inbound {
-    let headers = headers
+    let headers: Vec<(&str, Option<&[u8]>)> = headers
         .iter()
-        .fold(OwnedHeaders::new(), |all, (key, value)| {
-            all.insert(Header {
-                key,
-                value: Some(*value),
-            })
-        });
-    let message = OwnedMessage::new(
-        payload.map(<[u8]>::to_vec),
-        Some(b"request-key".to_vec()),
-        topics().request(RequestKind::Invoice),
-        Timestamp::NotAvailable,
-        1,
-        42,
-        Some(headers),
-    );
-    Inbound::from_message(&message)
-}
-
-fn header<'a>(outgoing: &'a Outgoing, name: &str) -> Option<&'a [u8]> {
-    outgoing
-        .headers
-        .iter()
-        .rev()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_slice())
+        .map(|(key, value)| (*key, Some(*value)))
+        .collect();
+    let key = Some(b"request-key".to_vec());
+    let topic = topics().request(RequestKind::Invoice);
+    consumed(&topic, key, payload.map(<[u8]>::to_vec), &headers)
 }
 
 fn decode(outgoing: &Outgoing) -> Reply<Echo> {

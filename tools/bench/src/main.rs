@@ -206,13 +206,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Quiet by default: the report is the output. RUST_LOG=info shows the library's logs.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rdkafka=error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    service::telemetry::init_tool_logging();
     let threads = std::env::var("BENCH_THREADS")
         .ok()
         .and_then(|value| value.parse().ok())

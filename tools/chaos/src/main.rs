@@ -223,12 +223,7 @@ fn main() {
 
 fn run_suite() -> Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rdkafka=error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    service::telemetry::init_tool_logging();
     check_loopback(&cli.bootstrap)?;
     if cli.requests == 0 || cli.rate.is_nan() || cli.rate <= 0.0 {
         bail!("--requests and --rate must be positive");
