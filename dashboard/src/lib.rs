@@ -111,6 +111,8 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
 const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one reachability check may take before the broker counts as down.
 const BROKER_CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Checks in a row with no broker answering after which the probe gets a new client.
+const PROBE_RENEW_AFTER_CHECKS: u32 = 5;
 /// How long a request may wait for the broker's acknowledgement before the user is told.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between attempts to set up the reply listener while Kafka is unreachable.
@@ -433,14 +435,18 @@ impl AppState {
     async fn watch_broker_reachability(self) -> anyhow::Result<()> {
         // The watch context hears librdkafka say a login or TLS handshake was refused, which a
         // metadata request alone only reports as a timeout.
-        let probe: BaseConsumer<SecurityWatch> = self
-            .0
-            .config
-            .kafka
-            .common_config()
-            .create_with_context(SecurityWatch::default())
-            .context("cannot create the broker probe")?;
-        let probe = Arc::new(probe);
+        let new_probe = || -> anyhow::Result<Arc<BaseConsumer<SecurityWatch>>> {
+            let probe = self
+                .0
+                .config
+                .kafka
+                .common_config()
+                .create_with_context(SecurityWatch::default())
+                .context("cannot create the broker probe")?;
+            Ok(Arc::new(probe))
+        };
+        let mut probe = new_probe()?;
+        let mut unreachable_checks = 0_u32;
         let topic = Topics::with_prefix(&self.0.config.topics.prefix).reply(RequestKind::Invoice);
         let servers = self.0.config.kafka.bootstrap_servers().to_owned();
         loop {
@@ -463,6 +469,20 @@ impl AppState {
                 })
             };
             let result = check.await.context("broker probe panicked")?;
+            unreachable_checks = match &result {
+                Err((_, None)) => unreachable_checks + 1,
+                _ => 0,
+            };
+            // A client that lost every broker while a whole cluster shut down can stay blind
+            // after the cluster is back; a new one starts again from bootstrap.servers.
+            if unreachable_checks % PROBE_RENEW_AFTER_CHECKS == 0 && unreachable_checks > 0 {
+                tracing::info!(
+                    unreachable_checks,
+                    "no broker answered the probe; replacing its client"
+                );
+                let blind = std::mem::replace(&mut probe, new_probe()?);
+                tokio::task::spawn_blocking(move || drop(blind));
+            }
             self.update_broker(|status| match &result {
                 Ok(()) => {
                     status.reachable = true;

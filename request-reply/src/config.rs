@@ -36,10 +36,15 @@ impl KafkaSettings {
     }
 
     /// `[default]` only: for admin clients and other clients that neither consume nor produce.
-    /// Every client also gets [`RECONNECT_BACKOFF_MAX_MS`] unless config.ini sets it.
+    /// Every client also gets [`RECONNECT_BACKOFF_MAX_MS`] and [`REBOOTSTRAP_TRIGGER_MS`] unless
+    /// config.ini sets them.
     pub fn common_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
+        config.set(
+            "metadata.recovery.rebootstrap.trigger.ms",
+            REBOOTSTRAP_TRIGGER_MS,
+        );
         for (key, value) in &self.common {
             config.set(key, value);
         }
@@ -71,6 +76,15 @@ impl KafkaSettings {
 /// is back within a second, at the price of one connection attempt a second per broker while
 /// they are down.
 pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+
+/// How long a client may go without an answer to a metadata request before it forgets the
+/// brokers it learned and starts again from `bootstrap.servers`. While a whole cluster shuts down
+/// broker by broker, each metadata response lists fewer brokers and the client forgets the others;
+/// when the last one it knows is gone, librdkafka's own check for "all brokers down" can miss
+/// (the forgotten ones are still being counted), and then only this timer brings the client back.
+/// librdkafka's default of 5 minutes left a worker replica's consumer, or the dashboard's producer,
+/// dead for minutes after the cluster was back (scripts/chaos scenario 3).
+pub const REBOOTSTRAP_TRIGGER_MS: &str = "5000";
 
 /// Values of keys that look like secrets never reach logs.
 pub fn is_secret(key: &str) -> bool {
@@ -134,6 +148,21 @@ impl TopicSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_client_bootstraps_again_after_five_seconds_without_metadata() {
+        let quick = KafkaSettings::for_bootstrap("broker:9092");
+        for config in [
+            quick.common_config(),
+            quick.consumer_config(),
+            quick.producer_config(),
+        ] {
+            assert_eq!(
+                config.get("metadata.recovery.rebootstrap.trigger.ms"),
+                Some(REBOOTSTRAP_TRIGGER_MS)
+            );
+        }
+    }
 
     #[test]
     fn every_client_reconnects_within_a_second_unless_told_otherwise() {
