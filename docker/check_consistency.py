@@ -122,6 +122,11 @@ class Workspace:
         workspace = manifest.get("workspace", {})
         self.rust_version = workspace.get("package", {}).get("rust-version")
         self.crates: dict[str, Path] = {}
+        # `cargo build` in the workspace root builds the default members only (all if unset).
+        self.default_members = {
+            root / member
+            for member in workspace.get("default-members", workspace.get("members", []))
+        }
         self.binaries: dict[str, Binary] = {}
         for member in workspace.get("members", []):
             crate_dir = root / member
@@ -154,8 +159,13 @@ class Workspace:
         return bins
 
     def default_binaries(self) -> set[str]:
-        """What `cargo build --bins` builds: binaries without required-features."""
-        return {name for name, binary in self.binaries.items() if not binary.required_features}
+        """What `cargo build --bins` builds: binaries of the default members without
+        required-features."""
+        return {
+            name
+            for name, binary in self.binaries.items()
+            if not binary.required_features and binary.crate_dir in self.default_members
+        }
 
     def text(self, path: Path) -> str:
         if path not in self._texts:

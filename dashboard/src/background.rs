@@ -1,12 +1,13 @@
 //! What the dashboard does besides answering HTTP: rebuilding its history from the log,
 //! listening for replies, timing out requests and watching the broker.
 
+use crate::GROUP_ID;
 use crate::state::AppState;
 use crate::store::{from_unix_millis, loggable_id};
 use anyhow::Context;
+use contract::{RequestKind, Topics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use request_reply::admin::{SecurityWatch, ensure_request_and_reply_topics};
-use request_reply::contract::{RequestKind, Topics};
 use request_reply::history::{LogMessage, read_recent};
 use request_reply::requester::{Positions, ReplyListener, RequestError, SentRequest, StartAt};
 use std::sync::Arc;
@@ -50,6 +51,7 @@ async fn restore_history(state: &AppState) -> Result<Positions, RequestError> {
     let reply_ends = read_recent(
         &config.kafka,
         &config.topics,
+        GROUP_ID,
         config.history_limit,
         |message| match message {
             LogMessage::Request(request) => {
@@ -94,6 +96,7 @@ async fn listen_for_replies(state: AppState) {
             ReplyListener::start(
                 &config.kafka,
                 &config.topics,
+                GROUP_ID,
                 StartAt::Positions(reply_ends),
             )
             .await

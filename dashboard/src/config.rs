@@ -3,8 +3,9 @@
 
 use crate::security;
 use crate::server::HttpSettings;
-use request_reply::config::{ConfigError, ConfigFile, EnvOverride, KafkaSettings, TopicSettings};
+use request_reply::config::{KafkaSettings, TopicSettings};
 use secrecy::SecretString;
+use service::config::{ConfigError, ConfigFile, EnvOverride};
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use request_reply::contract::RequestKind;
+use contract::RequestKind;
 
 /// How many uncorrelated replies are kept.
 pub const FEED_REPLIES: usize = 100;

@@ -1,7 +1,7 @@
 //! Reading the HTML forms and the JSON API bodies into contract requests, with errors that name
 //! the field a person has to fix.
 
-use request_reply::contract::{
+use contract::{
     InvoiceRequest, LineItem, MAX_LINES, SCHEMA_VERSION, ScoreRequest, Validate, ValidationError,
 };
 use serde::de::DeserializeOwned;

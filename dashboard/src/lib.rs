@@ -6,6 +6,7 @@
 //! handlers are in `routes`, what they share in `state`, and what runs beside them in
 //! `background`.
 
+pub mod api;
 mod background;
 mod body;
 mod config;
@@ -35,6 +36,9 @@ pub use config::{DashboardConfig, ENV_OVERRIDES};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use server::HttpSettings;
 pub use state::{AppState, BrokerStatus};
+
+/// The `group.id` of the dashboard's Kafka consumers, unless config.ini sets one.
+const GROUP_ID: &str = "dashboard";
 
 /// Request bodies above this are refused before they are read.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use dashboard::{DashboardConfig, ENV_OVERRIDES};
-use request_reply::config::ConfigFile;
+use service::config::ConfigFile;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -20,7 +20,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    request_reply::telemetry::init_logging();
+    service::telemetry::init_logging();
     let file =
         ConfigFile::load(&args.config, ENV_OVERRIDES).context("cannot read the configuration")?;
     let config = DashboardConfig::from_file(&file).context("invalid configuration")?;
@@ -30,5 +30,5 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr().context("listener has no address")?;
     println!("Dashboard: http://{address}/");
-    dashboard::run(config, listener, request_reply::shutdown::signal()).await
+    dashboard::run(config, listener, service::shutdown::signal()).await
 }

@@ -1,12 +1,12 @@
 //! The dashboard's Prometheus metrics, served at `GET /metrics` on its own port.
 
+use contract::RequestKind;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use request_reply::contract::RequestKind;
 use request_reply::metrics::latency_buckets;
 use request_reply::requester::ListenerCounters;
 

@@ -4,8 +4,8 @@
 use crate::AppState;
 use crate::error::AppError;
 use crate::store::{RequestRecord, reply_body};
+use contract::RequestKind;
 use rdkafka::message::{Message, OwnedMessage};
-use request_reply::contract::RequestKind;
 use request_reply::history::ReadError;
 use request_reply::kafka::HeaderList;
 use request_reply::requester::IncomingReply;

@@ -1,12 +1,13 @@
 //! HTTP routes: the pages, the JSON API, live updates, health checks and static assets.
 
 use crate::AppState;
+use crate::api::{Accepted, RequestState};
 use crate::body::{FormBody, JsonBody};
 use crate::error::{ApiError, AppError};
 use crate::forms::{FieldError, InvoiceForm, ScoreForm, parse_json_request};
 use crate::records::{self, ReadBack};
 use crate::security;
-use crate::store::{RequestRecord, Status};
+use crate::store::RequestRecord;
 use crate::views::{
     BannerView, Filter, IndexPage, RECENT_ROWS, RequestPage, RowFragment, RowView,
     UncorrelatedFragment, UncorrelatedView,
@@ -18,8 +19,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use contract::{InvoiceRequest, RequestKind, ScoreRequest};
 use futures::{Stream, StreamExt};
-use request_reply::contract::{InvoiceRequest, RequestKind, ScoreRequest};
 use request_reply::headers::{CorrelationId, TraceContext};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -225,13 +226,6 @@ async fn read_for_page(
     }
 }
 
-/// Answer of `POST /api/invoices` and `POST /api/scores`.
-#[derive(Serialize)]
-struct Accepted {
-    correlation_id: String,
-    status_url: String,
-}
-
 async fn accept<T: Serialize>(
     state: &AppState,
     kind: RequestKind,
@@ -277,20 +271,6 @@ struct WaitQuery {
     /// `false`: the status alone, with `request` and `reply` left null, so a client that checks
     /// many older requests does not make the dashboard read each message back from Kafka.
     payloads: Option<bool>,
-}
-
-/// Answer of `GET /api/requests/{id}`.
-#[derive(Serialize)]
-struct RequestState {
-    correlation_id: String,
-    kind: RequestKind,
-    status: Status,
-    late: bool,
-    duplicate_replies: u32,
-    round_trip_ms: Option<f64>,
-    request: serde_json::Value,
-    reply: Option<serde_json::Value>,
-    error: Option<String>,
 }
 
 impl RequestState {
@@ -406,7 +386,7 @@ async fn healthz() -> &'static str {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let text = state.metrics().render(state.store().pending_count());
     (
-        [(header::CONTENT_TYPE, request_reply::metrics::CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, service::metrics::CONTENT_TYPE)],
         text,
     )
 }

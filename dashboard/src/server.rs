@@ -14,7 +14,7 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use request_reply::config::{ConfigError, ConfigFile};
+use service::config::{ConfigError, ConfigFile};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

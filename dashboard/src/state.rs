@@ -1,13 +1,14 @@
 //! What every handler and background task shares: the store, the Kafka clients, the broker's
 //! status, the security keys and the configuration.
 
+use crate::GROUP_ID;
 use crate::config::DashboardConfig;
 use crate::metrics::DashboardMetrics;
 use crate::security;
 use crate::server::HttpSettings;
 use crate::store::Store;
 use anyhow::Context;
-use request_reply::contract::Topics;
+use contract::Topics;
 use request_reply::history::RecordReader;
 use request_reply::requester::Requester;
 use std::sync::Arc;
@@ -63,7 +64,8 @@ impl AppState {
             SEND_TIMEOUT,
         )
         .context("cannot create the Kafka producer")?;
-        let reader = RecordReader::new(&config.kafka).context("cannot create the Kafka reader")?;
+        let reader =
+            RecordReader::new(&config.kafka, GROUP_ID).context("cannot create the Kafka reader")?;
         let (broker, _) = watch::channel(BrokerStatus {
             reachable: false,
             listening: false,

@@ -6,7 +6,7 @@ use crate::records::{self, ReadBack};
 use crate::store::{RequestRecord, Status, UncorrelatedReply};
 use askama::Template;
 use askama_web::WebTemplate;
-use request_reply::contract::RequestKind;
+use contract::RequestKind;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How many requests the home page lists.

@@ -4,11 +4,10 @@
 mod common;
 
 use common::{Dashboard, System, http_client, post_api, wait_api};
+use contract::{RequestKind, legacy};
 use futures::future::join_all;
-use request_reply::contract::{RequestKind, legacy};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::Requester;
-use request_reply::testkit;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
@@ -172,12 +171,12 @@ async fn two_hundred_concurrent_requests_all_complete_without_mix_ups() {
 async fn plain_text_replies_show_as_uncorrelated_with_their_number() {
     let system = System::start_with(false, Duration::from_secs(30)).await;
     let requester = Requester::new(
-        &testkit::kafka(),
-        testkit::topics(&system.topics),
+        &test_support::kafka(),
+        test_support::topics(&system.topics),
         Duration::from_secs(10),
     )
     .unwrap();
-    let reply_topic = testkit::topics(&system.topics).reply(RequestKind::Invoice);
+    let reply_topic = test_support::topics(&system.topics).reply(RequestKind::Invoice);
     requester
         .send_outgoing(&Outgoing::new(
             &reply_topic,
@@ -188,7 +187,7 @@ async fn plain_text_replies_show_as_uncorrelated_with_their_number() {
 
     let url = system.dashboard.url("/");
     let http = &system.http;
-    let html = testkit::wait_for(
+    let html = test_support::wait_for(
         "the uncorrelated reply on the page",
         Duration::from_secs(30),
         || async {
@@ -280,7 +279,12 @@ async fn bad_input_gets_a_4xx_that_names_the_field() {
 async fn two_dashboards_each_get_the_replies_to_their_own_requests() {
     let system = System::start().await;
     let http = http_client();
-    let second = Dashboard::start(testkit::kafka(), &system.topics, Duration::from_secs(30)).await;
+    let second = Dashboard::start(
+        test_support::kafka(),
+        &system.topics,
+        Duration::from_secs(30),
+    )
+    .await;
     second.wait_ready(&http).await;
 
     let first_id = system
@@ -320,8 +324,12 @@ async fn unreachable_broker_is_shown_and_the_api_answers_503() {
         .unwrap()
         .port();
     let kafka = request_reply::config::KafkaSettings::for_bootstrap(&format!("127.0.0.1:{port}"));
-    let dashboard =
-        Dashboard::start(kafka, &testkit::unique_topics(), Duration::from_secs(30)).await;
+    let dashboard = Dashboard::start(
+        kafka,
+        &test_support::unique_topics(),
+        Duration::from_secs(30),
+    )
+    .await;
     let http = http_client();
 
     let ready = http.get(dashboard.url("/readyz")).send().await.unwrap();
@@ -339,7 +347,7 @@ async fn unreachable_broker_is_shown_and_the_api_answers_503() {
         "the API hung instead of refusing"
     );
     let home_url = dashboard.url("/");
-    testkit::wait_for("the outage banner", Duration::from_secs(30), || async {
+    test_support::wait_for("the outage banner", Duration::from_secs(30), || async {
         let html = http.get(&home_url).send().await.ok()?.text().await.ok()?;
         (html.contains("Cannot reach Kafka") || html.contains("is unreachable")).then_some(())
     })
@@ -425,8 +433,8 @@ async fn produced_messages_match_the_published_schemas() {
     assert_eq!(system.wait_api(&score).await["status"], "completed");
     // An error reply: a request with a schema version the worker does not know.
     let requester = Requester::new(
-        &testkit::kafka(),
-        testkit::topics(&system.topics),
+        &test_support::kafka(),
+        test_support::topics(&system.topics),
         Duration::from_secs(10),
     )
     .unwrap();
@@ -439,14 +447,14 @@ async fn produced_messages_match_the_published_schemas() {
         .await
         .unwrap();
 
-    let topics = testkit::topics(&system.topics);
+    let topics = test_support::topics(&system.topics);
     for (topic, schema, expected) in [
         (topics.request(RequestKind::Invoice), "invoice-request", 1),
         (topics.request(RequestKind::Score), "score-request", 1),
         (topics.reply(RequestKind::Invoice), "invoice-reply", 1),
         (topics.reply(RequestKind::Score), "score-reply", 2),
     ] {
-        let mut reader = testkit::TopicReader::new(&topic, system.topics.partitions);
+        let mut reader = test_support::TopicReader::new(&topic, system.topics.partitions);
         let messages = reader
             .read_until(&topic, Duration::from_secs(30), |seen| {
                 seen.len() >= expected
@@ -456,7 +464,10 @@ async fn produced_messages_match_the_published_schemas() {
             if schema == "score-request" && message.text().contains("\"schema_version\":9") {
                 continue; // deliberately invalid
             }
-            testkit::assert_valid_payload(schema, message.payload.as_deref().unwrap_or_default());
+            test_support::assert_valid_payload(
+                schema,
+                message.payload.as_deref().unwrap_or_default(),
+            );
         }
     }
     system.stop().await;
@@ -493,17 +504,19 @@ async fn a_restarted_dashboard_rebuilds_its_history_from_the_log() {
     };
     let workers = [
         tokio::spawn(invoice_generator::run(
-            testkit::worker_config(&topics, "invoices"),
+            test_support::worker_config(&topics, "invoices"),
             until_stopped(stopped.clone()),
         )),
         tokio::spawn(score_calculator::run(
-            testkit::worker_config(&topics, "scores"),
+            test_support::worker_config(&topics, "scores"),
             until_stopped(stopped.clone()),
         )),
     ];
     for kind in RequestKind::ALL {
-        let mut replies =
-            testkit::TopicReader::new(&testkit::topics(&topics).reply(kind), topics.partitions);
+        let mut replies = test_support::TopicReader::new(
+            &test_support::topics(&topics).reply(kind),
+            topics.partitions,
+        );
         replies
             .read_until(
                 "the replies sent while the dashboard was down",
@@ -617,8 +630,8 @@ async fn the_detail_page_says_when_kafka_no_longer_has_the_messages() {
 
     // What retention does, at once: every record of both topics deleted.
     let admin: AdminClient<DefaultClientContext> =
-        testkit::kafka().common_config().create().unwrap();
-    let topics = testkit::topics(&system.topics);
+        test_support::kafka().common_config().create().unwrap();
+    let topics = test_support::topics(&system.topics);
     let mut everything = TopicPartitionList::new();
     for topic in [
         topics.request(RequestKind::Score),

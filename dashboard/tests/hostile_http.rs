@@ -12,11 +12,10 @@
 mod common;
 
 use common::Dashboard;
+use contract::RequestKind;
 use dashboard::{DashboardConfig, HttpSettings};
-use request_reply::contract::RequestKind;
 use request_reply::kafka::Outgoing;
 use request_reply::requester::Requester;
-use request_reply::testkit;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -350,7 +349,7 @@ async fn connections_beyond_the_cap_are_refused_and_health_checks_get_through() 
 }
 
 async fn wait_for_health(server: &Server, what: &str) {
-    testkit::wait_for(what, DEADLINE, || async {
+    test_support::wait_for(what, DEADLINE, || async {
         (get(server, "/healthz", &server.host()).status == 200).then_some(())
     })
     .await;
@@ -405,7 +404,7 @@ async fn live_update_streams_are_capped() {
     );
     // A stream whose client went away gives its slot back.
     open.pop();
-    let (_, again) = testkit::wait_for("an event stream slot", DEADLINE, || async {
+    let (_, again) = test_support::wait_for("an event stream slot", DEADLINE, || async {
         let (answer, stream) = open_event_stream(&server);
         (answer.status == 200).then_some((answer, stream))
     })
@@ -490,8 +489,8 @@ async fn a_form_with_thousands_of_rows_is_refused_without_echoing_them() {
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_replies_on_a_reply_topic_keep_the_home_page_small() {
     let system = common::System::start_with(false, Duration::from_secs(30)).await;
-    let topics = testkit::topics(&system.topics);
-    let requester = Requester::new(&testkit::kafka(), topics.clone(), DEADLINE).unwrap();
+    let topics = test_support::topics(&system.topics);
+    let requester = Requester::new(&test_support::kafka(), topics.clone(), DEADLINE).unwrap();
     let reply_topic = topics.reply(RequestKind::Invoice);
     const REPLIES: usize = 30;
     for index in 0..REPLIES {
@@ -513,12 +512,12 @@ async fn huge_replies_on_a_reply_topic_keep_the_home_page_small() {
     let url = system.dashboard.url("/");
     let http = &system.http;
     let last = format!("reply {:02} ", REPLIES - 1);
-    let html = testkit::wait_for("the last big reply on the page", DEADLINE * 6, || async {
+    let html = test_support::wait_for("the last big reply on the page", DEADLINE * 6, || async {
         let html = http.get(&url).send().await.ok()?.text().await.ok()?;
         html.contains(&last).then_some(html)
     })
     .await;
-    let metrics = testkit::wait_for("the long-ID reply to be counted", DEADLINE, || async {
+    let metrics = test_support::wait_for("the long-ID reply to be counted", DEADLINE, || async {
         let text = http
             .get(system.dashboard.url("/metrics"))
             .send()

@@ -11,16 +11,16 @@ mod common;
 
 use common::peers::{self, ForeignResponder, PeerProcess, Workers};
 use common::{Dashboard, http_client, post_api, wait_api};
+use contract::RequestKind;
 use request_reply::config::TopicSettings;
-use request_reply::contract::RequestKind;
 use request_reply::headers::{self, CorrelationId};
-use request_reply::testkit::{self, ReadMessage, TopicReader};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
+use test_support::{self, ReadMessage, TopicReader};
 
 /// Valid calls per client (the issue asks for at least 50 per pairing).
 const CALLS: usize = 60;
@@ -45,12 +45,12 @@ fn nest_peer(args: &[&str]) -> Command {
 }
 
 fn servers() -> String {
-    testkit::kafka().bootstrap_servers().to_owned()
+    test_support::kafka().bootstrap_servers().to_owned()
 }
 
 /// Runs the NestJS client against `kind`'s request topic to the end; returns it for its output.
 async fn run_client(settings: &TopicSettings, kind: RequestKind) -> PeerProcess {
-    let topic = testkit::request_topic(settings, kind);
+    let topic = test_support::request_topic(settings, kind);
     let (calls, invalid) = (CALLS.to_string(), INVALID.to_string());
     let mut client = PeerProcess::start(
         &format!("NestJS {kind} client"),
@@ -113,7 +113,7 @@ fn results(client: &PeerProcess) -> (Vec<Value>, Vec<Value>) {
 /// partition with the same ID, `kafka_nest-is-disposed` on every reply and `kafka_nest-err`
 /// exactly on the error replies.
 async fn check_the_wire(settings: &TopicSettings, kind: RequestKind) {
-    let topics = testkit::topics(settings);
+    let topics = test_support::topics(settings);
     let total = CALLS + INVALID;
     let enough = |seen: &[ReadMessage]| seen.len() >= total;
     let mut requests = TopicReader::new(&topics.request(kind), settings.partitions);
@@ -164,7 +164,7 @@ async fn check_the_wire(settings: &TopicSettings, kind: RequestKind) {
             .last(headers::CORRELATION_ID)
             .expect("a correlation ID");
         let payload = reply.payload.as_deref().expect("a reply payload");
-        testkit::assert_valid_payload(&format!("{kind}-reply"), payload);
+        test_support::assert_valid_payload(&format!("{kind}-reply"), payload);
         assert_eq!(
             reply_partitions.get(id),
             Some(&reply.partition),
@@ -188,18 +188,18 @@ async fn check_the_wire(settings: &TopicSettings, kind: RequestKind) {
         let id = request.headers.last(headers::CORRELATION_ID).unwrap();
         if !refused.contains(id) {
             let payload = request.payload.as_deref().expect("a request payload");
-            testkit::assert_valid_payload(&format!("{kind}-request"), payload);
+            test_support::assert_valid_payload(&format!("{kind}-request"), payload);
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nestjs_client_kafka_calls_our_workers_and_every_call_completes() {
-    let settings = testkit::unique_topics();
-    peers::create_topics(&settings, &[]).await;
+    let settings = test_support::unique_topics();
+    test_support::create_topics(&settings, &[]).await;
     let workers = Workers::start(
-        testkit::worker_config(&settings, "invoices"),
-        testkit::worker_config(&settings, "scores"),
+        test_support::worker_config(&settings, "invoices"),
+        test_support::worker_config(&settings, "scores"),
     );
 
     let (invoices, scores) = tokio::join!(
@@ -246,8 +246,8 @@ fn nest_score(customer: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn our_dashboard_gets_replies_and_errors_from_a_nestjs_message_pattern_responder() {
-    let settings = testkit::unique_topics();
-    peers::create_topics(&settings, &[]).await;
+    let settings = test_support::unique_topics();
+    test_support::create_topics(&settings, &[]).await;
     let mut responder = PeerProcess::start(
         "NestJS responder",
         &mut nest_peer(&[
@@ -264,7 +264,8 @@ async fn our_dashboard_gets_replies_and_errors_from_a_nestjs_message_pattern_res
         })
         .await;
     let http = http_client();
-    let dashboard = Dashboard::start(testkit::kafka(), &settings, Duration::from_secs(60)).await;
+    let dashboard =
+        Dashboard::start(test_support::kafka(), &settings, Duration::from_secs(60)).await;
     dashboard.wait_ready(&http).await;
 
     let nest = ForeignResponder {
@@ -307,7 +308,7 @@ async fn our_dashboard_gets_replies_and_errors_from_a_nestjs_message_pattern_res
     // The responder's replies on the wire: the dashboard's text correlation ID, byte for byte;
     // success payloads that match the checked-in reply schema; the two error replies with no
     // payload at all, only kafka_nest-err.
-    let topics = testkit::topics(&settings);
+    let topics = test_support::topics(&settings);
     for (kind, ids, errors) in [
         (RequestKind::Invoice, &invoice_ids, 0),
         (RequestKind::Score, &score_ids, 2),
@@ -327,7 +328,7 @@ async fn our_dashboard_gets_replies_and_errors_from_a_nestjs_message_pattern_res
             match &reply.payload {
                 Some(payload) => {
                     assert!(ids.iter().any(|sent| sent == id), "{reply:?}");
-                    testkit::assert_valid_payload(&format!("{kind}-reply"), payload);
+                    test_support::assert_valid_payload(&format!("{kind}-reply"), payload);
                 }
                 None => {
                     assert!(id == refused || id == crashed, "{reply:?}");

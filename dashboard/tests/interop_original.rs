@@ -19,23 +19,21 @@
 mod common;
 
 use common::System;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::groups::GroupInfo;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use common::peers::PeerProcess;
+use contract::{RequestKind, legacy, legacy::LegacyReply};
 use request_reply::config::TopicSettings;
-use request_reply::contract::{RequestKind, legacy, legacy::LegacyReply};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Requester, SentRequest};
-use request_reply::responder::{Origin, WorkerConfig, WorkerError};
-use request_reply::testkit::{self, ReadMessage, TopicReader};
+use request_reply::responder::Origin;
 use serde_json::json;
+use service::worker::{WorkerConfig, WorkerError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::File;
 use std::future::Future;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
+use test_support::groups::{committed_total, message_count, wait_for_stable_group};
+use test_support::{ReadMessage, TopicReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -52,7 +50,7 @@ async fn rust_dashboard_shows_the_python_workers_replies_as_uncorrelated() {
     const PER_KIND: usize = 30;
     // A request timeout well beyond the test, so every request still reads "pending" at the end.
     let system = System::start_with(false, Duration::from_secs(600)).await;
-    let topics = testkit::topics(&system.topics);
+    let topics = test_support::topics(&system.topics);
     let prefix = &system.topics.prefix;
     let _invoices = PythonWorker::start(
         RequestKind::Invoice,
@@ -79,7 +77,7 @@ async fn rust_dashboard_shows_the_python_workers_replies_as_uncorrelated() {
 
     let home = system.dashboard.url("/");
     let http = &system.http;
-    let feed = testkit::wait_for(
+    let feed = test_support::wait_for(
         &format!("{} uncorrelated replies on the home page", 2 * PER_KIND),
         TIMEOUT,
         || async {
@@ -165,18 +163,20 @@ async fn rust_dashboard_shows_the_python_workers_replies_as_uncorrelated() {
 #[tokio::test(flavor = "multi_thread")]
 async fn node_dashboard_gets_python_style_replies_from_the_rust_workers() {
     const PER_KIND: usize = 25;
-    let settings = testkit::unique_topics();
-    let topics = testkit::topics(&settings);
+    let settings = test_support::unique_topics();
+    let topics = test_support::topics(&settings);
     // Every topic exists before anyone subscribes (the broker does not create topics).
-    request_reply::admin::ensure_request_and_reply_topics(&testkit::kafka(), &settings)
+    request_reply::admin::ensure_request_and_reply_topics(&test_support::kafka(), &settings)
         .await
         .expect("create the topics");
-    let invoices = InProcessWorker::spawn(testkit::worker_config(&settings, "invoices"), |c, s| {
-        invoice_generator::run(c, s)
-    });
-    let scores = InProcessWorker::spawn(testkit::worker_config(&settings, "scores"), |c, s| {
-        score_calculator::run(c, s)
-    });
+    let invoices = InProcessWorker::spawn(
+        test_support::worker_config(&settings, "invoices"),
+        invoice_generator::run,
+    );
+    let scores = InProcessWorker::spawn(
+        test_support::worker_config(&settings, "scores"),
+        score_calculator::run,
+    );
 
     let mut dashboard = NodeDashboard::run(&settings, PER_KIND, PER_KIND);
     let status = dashboard.wait_exit(TIMEOUT + Duration::from_secs(30)).await;
@@ -228,33 +228,38 @@ async fn node_dashboard_gets_python_style_replies_from_the_rust_workers() {
 async fn rust_and_python_invoice_workers_share_one_consumer_group() {
     const REQUESTS: usize = 60;
     const RUST_CLIENT_ID: &str = "rust-invoice-generator";
-    let settings = testkit::unique_topics();
+    let settings = test_support::unique_topics();
     let partitions = settings.partitions;
-    let topics = testkit::topics(&settings);
+    let topics = test_support::topics(&settings);
     let request_topic = topics.request(RequestKind::Invoice);
     let reply_topic = topics.reply(RequestKind::Invoice);
-    request_reply::admin::ensure_request_and_reply_topics(&testkit::kafka(), &settings)
+    request_reply::admin::ensure_request_and_reply_topics(&test_support::kafka(), &settings)
         .await
         .expect("create the topics");
 
-    let mut rust_config = testkit::worker_config(&settings, "invoices");
+    let mut rust_config = test_support::worker_config(&settings, "invoices");
     rust_config
+        .responder
         .kafka
         .consumer
         .insert("client.id".into(), RUST_CLIENT_ID.into());
-    let group = rust_config.kafka.consumer["group.id"].clone();
+    let group = rust_config.responder.kafka.consumer["group.id"].clone();
     let rust = InProcessWorker::spawn(rust_config, invoice_generator::run);
     let python = PythonWorker::start(RequestKind::Invoice, &settings, &group);
 
-    let before = wait_for_stable_group(&group, 2).await;
+    let before = wait_for_stable_group(&group, 2, TIMEOUT).await;
     let rust_partitions = before.partitions_of(|client_id| client_id == RUST_CLIENT_ID);
     let python_partitions = before.partitions_of(|client_id| client_id != RUST_CLIENT_ID);
     assert!(!rust_partitions.is_empty(), "{before:?}");
     assert!(!python_partitions.is_empty(), "{before:?}");
 
     // The original dashboard's requests, spread over every partition so both workers get some.
-    let requester =
-        Requester::new(&testkit::kafka(), topics.clone(), Duration::from_secs(30)).unwrap();
+    let requester = Requester::new(
+        &test_support::kafka(),
+        topics.clone(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
     let send = |partition: i32| {
         let mut request = Outgoing::new(&request_topic, legacy::INVOICE_REQUEST_TEXT);
         request.partition = Some(partition);
@@ -285,7 +290,7 @@ async fn rust_and_python_invoice_workers_share_one_consumer_group() {
     replies
         .read_until("the last round trip", TIMEOUT, |seen| seen.len() >= total)
         .await;
-    testkit::wait_for("the group to commit every request", TIMEOUT, || {
+    test_support::wait_for("the group to commit every request", TIMEOUT, || {
         let committed = committed_total(&group, &request_topic, partitions);
         std::future::ready((committed == total as i64).then_some(()))
     })
@@ -334,7 +339,7 @@ async fn rust_and_python_invoice_workers_share_one_consumer_group() {
     }
 
     // Nothing moved while the requests were handled: the same members, the same partitions.
-    let after = wait_for_stable_group(&group, 2).await;
+    let after = wait_for_stable_group(&group, 2, TIMEOUT).await;
     assert_eq!(after, before, "the group rebalanced during the test");
     rust.stop().await;
 }
@@ -363,85 +368,17 @@ fn installed(path: PathBuf) -> PathBuf {
     path
 }
 
-/// A peer running as a child process, with its config file and its output in a scratch
-/// directory of its own. Killed when dropped; its output is printed if the test failed.
-struct Peer {
-    name: String,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Peer {
-    /// A fresh directory for a peer called `name` of the test that uses `settings`.
-    fn scratch_dir(settings: &TopicSettings, name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("interop-original-{}{name}", settings.prefix));
-        std::fs::create_dir_all(&dir).expect("create a scratch directory");
-        dir
-    }
-
-    /// Starts `command` with stdout and stderr going to files in `dir`.
-    fn start(name: &str, dir: PathBuf, command: &mut Command) -> Self {
-        let stdout = File::create(dir.join("stdout")).expect("create the stdout file");
-        let stderr = File::create(dir.join("stderr")).expect("create the stderr file");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start the {name}: {error}"));
-        Peer {
-            name: name.to_owned(),
-            child,
-            dir,
-        }
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
-    }
-
-    fn output(&self) -> String {
-        format!(
-            "--- {} stdout ---\n{}--- {} stderr ---\n{}",
-            self.name,
-            self.stdout(),
-            self.name,
-            self.stderr()
-        )
-    }
-
-    /// Waits up to `timeout` for the process to exit by itself.
-    async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let child = &mut self.child;
-        let what = format!("the {} to exit", self.name);
-        testkit::wait_for(&what, timeout, || {
-            std::future::ready(child.try_wait().expect("poll the child process"))
-        })
-        .await
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            let _ = std::io::stderr().lock().write_all(self.output().as_bytes());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A fresh directory for a peer called `name` of the test that uses `settings`.
+fn scratch_dir(settings: &TopicSettings, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("interop-original-{}{name}", settings.prefix));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
 }
 
 /// An original Python worker (`python src/<worker>.py config/config.ini`), with a config.ini
 /// like the original's: `[default]` bootstrap.servers, `[consumer]` group.id and
 /// auto.offset.reset=earliest, plus the peer's `[topics] prefix`.
-struct PythonWorker(Peer);
+struct PythonWorker(PeerProcess);
 
 impl PythonWorker {
     fn start(kind: RequestKind, settings: &TopicSettings, group: &str) -> Self {
@@ -451,18 +388,18 @@ impl PythonWorker {
         };
         let python = installed(repo_root().join(".cache/peers/venv/bin/python"));
         let home = peers_dir().join("python").join(folder);
-        let dir = Peer::scratch_dir(settings, folder);
+        let dir = scratch_dir(settings, folder);
         let config = dir.join("config.ini");
         let ini = format!(
             "[default]\nbootstrap.servers={}\n\n\
              [consumer]\ngroup.id={group}\nauto.offset.reset=earliest\n\n\
              [topics]\nprefix={}\n",
-            testkit::kafka().bootstrap_servers(),
+            test_support::kafka().bootstrap_servers(),
             settings.prefix,
         );
         std::fs::write(&config, ini).expect("write config.ini");
         let name = format!("Python {folder}");
-        let peer = Peer::start(
+        let peer = PeerProcess::start_in(
             &name,
             dir,
             Command::new(python)
@@ -491,15 +428,15 @@ impl PythonWorker {
 
 /// The original Node.js dashboard (`node dashboard.js`): sends the plain-text requests, then
 /// prints every reply value it consumes, one per line, and exits once it has one per request.
-struct NodeDashboard(Peer);
+struct NodeDashboard(PeerProcess);
 
 impl NodeDashboard {
     fn run(settings: &TopicSettings, invoices: usize, scores: usize) -> Self {
         let home = peers_dir().join("node");
         installed(home.join("node_modules/kafkajs"));
-        let dir = Peer::scratch_dir(settings, "node-dashboard");
+        let dir = scratch_dir(settings, "node-dashboard");
         let timeout = TIMEOUT.as_millis().to_string();
-        let peer = Peer::start(
+        let peer = PeerProcess::start_in(
             "Node dashboard",
             dir,
             Command::new("node")
@@ -510,7 +447,7 @@ impl NodeDashboard {
                 .current_dir(&home)
                 .env(
                     "KAFKA_BOOTSTRAP_SERVERS",
-                    testkit::kafka().bootstrap_servers(),
+                    test_support::kafka().bootstrap_servers(),
                 )
                 .env("TOPIC_PREFIX", &settings.prefix),
         );
@@ -614,132 +551,4 @@ async fn read_exactly(topic: &str, settings: &TopicSettings, count: usize) -> Ve
         .to_vec();
     assert_eq!(message_count(topic, settings.partitions), count, "{topic}");
     read
-}
-
-/// A client for reading group state and offsets; it joins no group.
-fn observer(group: &str) -> BaseConsumer {
-    let mut config = testkit::kafka().consumer_config();
-    config
-        .set("group.id", group)
-        .set("enable.auto.commit", "false");
-    config.create().expect("create an observing consumer")
-}
-
-/// Who is in a consumer group and which partitions each member has.
-#[derive(Debug, PartialEq, Eq)]
-struct GroupMembers(BTreeMap<String, (String, Vec<(String, i32)>)>);
-
-impl GroupMembers {
-    fn of(info: &GroupInfo) -> Self {
-        GroupMembers(
-            info.members()
-                .iter()
-                .map(|member| {
-                    let assigned = member
-                        .assignment()
-                        .and_then(parse_assignment)
-                        .unwrap_or_default();
-                    (
-                        member.id().to_owned(),
-                        (member.client_id().to_owned(), assigned),
-                    )
-                })
-                .collect(),
-        )
-    }
-
-    /// The partition numbers of the members whose client id satisfies `which`.
-    fn partitions_of(&self, which: impl Fn(&str) -> bool) -> BTreeSet<i32> {
-        self.0
-            .values()
-            .filter(|(client_id, _)| which(client_id))
-            .flat_map(|(_, assigned)| assigned.iter().map(|(_, partition)| *partition))
-            .collect()
-    }
-}
-
-/// Reads a member assignment of the classic consumer protocol: version (i16), then topics
-/// (i32 count; each a string with an i16 length, and i32 partitions with an i32 count), then user
-/// data, which is ignored.
-fn parse_assignment(bytes: &[u8]) -> Option<Vec<(String, i32)>> {
-    fn take<'a>(bytes: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
-        let (head, rest) = bytes.split_at_checked(len)?;
-        *bytes = rest;
-        Some(head)
-    }
-    fn int(bytes: &mut &[u8], len: usize) -> Option<i64> {
-        let raw = take(bytes, len)?;
-        Some(match len {
-            2 => i16::from_be_bytes(raw.try_into().ok()?).into(),
-            _ => i32::from_be_bytes(raw.try_into().ok()?).into(),
-        })
-    }
-    let mut bytes = bytes;
-    int(&mut bytes, 2)?;
-    let mut assigned = Vec::new();
-    for _ in 0..int(&mut bytes, 4)? {
-        let len = usize::try_from(int(&mut bytes, 2)?).ok()?;
-        let topic = String::from_utf8(take(&mut bytes, len)?.to_vec()).ok()?;
-        for _ in 0..int(&mut bytes, 4)? {
-            assigned.push((topic.clone(), i32::try_from(int(&mut bytes, 4)?).ok()?));
-        }
-    }
-    Some(assigned)
-}
-
-/// Waits until consumer group `group` is stable with exactly `members` members, and returns them.
-async fn wait_for_stable_group(group: &str, members: usize) -> GroupMembers {
-    let observer = observer(group);
-    testkit::wait_for(
-        &format!("group {group} stable with {members} members"),
-        TIMEOUT,
-        || {
-            let list = tokio::task::block_in_place(|| {
-                observer.fetch_group_list(Some(group), Duration::from_secs(5))
-            });
-            let stable = list.ok().and_then(|list| {
-                list.groups()
-                    .iter()
-                    .find(|info| info.state() == "Stable" && info.members().len() == members)
-                    .map(GroupMembers::of)
-            });
-            std::future::ready(stable)
-        },
-    )
-    .await
-}
-
-/// The sum of the offsets `group` has committed on `topic` (no commit counts as 0): on a fresh
-/// topic, how many of its messages the group has finished with.
-fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
-    let mut wanted = TopicPartitionList::new();
-    for partition in 0..partitions {
-        wanted.add_partition(topic, partition);
-    }
-    let committed = tokio::task::block_in_place(|| {
-        observer(group).committed_offsets(wanted, Duration::from_secs(10))
-    })
-    .expect("read committed offsets");
-    committed
-        .elements()
-        .iter()
-        .map(|element| match element.offset() {
-            Offset::Offset(offset) => offset,
-            _ => 0,
-        })
-        .sum()
-}
-
-/// How many messages `topic` holds (no transactions here, so offsets are contiguous).
-fn message_count(topic: &str, partitions: i32) -> usize {
-    let observer = observer("interop-original-observer");
-    (0..partitions)
-        .map(|partition| {
-            let (low, high) = tokio::task::block_in_place(|| {
-                observer.fetch_watermarks(topic, partition, Duration::from_secs(10))
-            })
-            .expect("read watermarks");
-            usize::try_from(high - low).expect("watermarks are ordered")
-        })
-        .sum()
 }

@@ -11,16 +11,16 @@ mod common;
 
 use common::peers::{self, ForeignResponder, PeerProcess, Workers};
 use common::{Dashboard, http_client, post_api, wait_api};
+use contract::RequestKind;
 use request_reply::config::TopicSettings;
-use request_reply::contract::RequestKind;
 use request_reply::headers::{self, CorrelationId};
-use request_reply::testkit::{self, ReadMessage, TopicReader};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
+use test_support::{self, ReadMessage, TopicReader};
 
 /// Valid calls per client (the issue asks for at least 50 per pairing).
 const CALLS: usize = 60;
@@ -47,7 +47,7 @@ fn spring_peer(args: &[&str]) -> Command {
 }
 
 fn servers() -> String {
-    testkit::kafka().bootstrap_servers().to_owned()
+    test_support::kafka().bootstrap_servers().to_owned()
 }
 
 /// The Spring reply topic of `kind`: not one of ours, so the workers must be told to allow it.
@@ -61,7 +61,7 @@ async fn run_client(
     kind: RequestKind,
     partition: Option<i32>,
 ) -> PeerProcess {
-    let request_topic = testkit::request_topic(settings, kind);
+    let request_topic = test_support::request_topic(settings, kind);
     let reply_topic = spring_reply_topic(settings, kind);
     let (calls, invalid) = (CALLS.to_string(), INVALID.to_string());
     let partition = partition.map(|partition| partition.to_string());
@@ -140,7 +140,7 @@ fn results(client: &PeerProcess) -> (Vec<Value>, Vec<Value>) {
 async fn check_the_wire(settings: &TopicSettings, kind: RequestKind, partition: Option<i32>) {
     let total = CALLS + INVALID;
     let enough = |seen: &[ReadMessage]| seen.len() >= total;
-    let request_topic = testkit::request_topic(settings, kind);
+    let request_topic = test_support::request_topic(settings, kind);
     let mut requests = TopicReader::new(&request_topic, settings.partitions);
     let requests = requests
         .read_until("the Spring requests", Duration::from_secs(30), enough)
@@ -190,7 +190,7 @@ async fn check_the_wire(settings: &TopicSettings, kind: RequestKind, partition: 
             assert_eq!(reply.partition, partition);
         }
         let payload = reply.payload.as_deref().expect("a reply payload");
-        testkit::assert_valid_payload(&format!("{kind}-reply"), payload);
+        test_support::assert_valid_payload(&format!("{kind}-reply"), payload);
         if reply.headers.last(headers::NEST_ERR).is_some() {
             refused.insert(id.to_vec());
         }
@@ -201,21 +201,21 @@ async fn check_the_wire(settings: &TopicSettings, kind: RequestKind, partition: 
         let id = request.headers.last(headers::CORRELATION_ID).unwrap();
         if !refused.contains(id) {
             let payload = request.payload.as_deref().expect("a request payload");
-            testkit::assert_valid_payload(&format!("{kind}-request"), payload);
+            test_support::assert_valid_payload(&format!("{kind}-request"), payload);
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replying_kafka_template_gets_correlated_replies_from_our_workers() {
-    let settings = testkit::unique_topics();
+    let settings = test_support::unique_topics();
     let invoice_replies = spring_reply_topic(&settings, RequestKind::Invoice);
     let score_replies = spring_reply_topic(&settings, RequestKind::Score);
-    peers::create_topics(&settings, &[invoice_replies.clone(), score_replies.clone()]).await;
-    let mut invoices = testkit::worker_config(&settings, "invoices");
-    invoices.extra_reply_topics = vec![invoice_replies];
-    let mut scores = testkit::worker_config(&settings, "scores");
-    scores.extra_reply_topics = vec![score_replies];
+    test_support::create_topics(&settings, &[invoice_replies.clone(), score_replies.clone()]).await;
+    let mut invoices = test_support::worker_config(&settings, "invoices");
+    invoices.responder.extra_reply_topics = vec![invoice_replies];
+    let mut scores = test_support::worker_config(&settings, "scores");
+    scores.responder.extra_reply_topics = vec![score_replies];
     let workers = Workers::start(invoices, scores);
 
     // Invoices: the reply container is assigned one partition, so the template also sends
@@ -277,8 +277,8 @@ fn spring_score(customer: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn our_dashboard_gets_replies_and_errors_from_a_spring_sendto_responder() {
-    let settings = testkit::unique_topics();
-    peers::create_topics(&settings, &[]).await;
+    let settings = test_support::unique_topics();
+    test_support::create_topics(&settings, &[]).await;
     let mut responder = PeerProcess::start(
         "Spring responder",
         &mut spring_peer(&[
@@ -295,7 +295,8 @@ async fn our_dashboard_gets_replies_and_errors_from_a_spring_sendto_responder() 
         })
         .await;
     let http = http_client();
-    let dashboard = Dashboard::start(testkit::kafka(), &settings, Duration::from_secs(60)).await;
+    let dashboard =
+        Dashboard::start(test_support::kafka(), &settings, Duration::from_secs(60)).await;
     dashboard.wait_ready(&http).await;
 
     let spring = ForeignResponder {
@@ -325,7 +326,7 @@ async fn our_dashboard_gets_replies_and_errors_from_a_spring_sendto_responder() 
     // The replies as Spring sent them: our request's text correlation ID, byte for byte, the
     // content type the responder set, and payloads (the error reply's too) that match the
     // checked-in reply schema.
-    let topics = testkit::topics(&settings);
+    let topics = test_support::topics(&settings);
     for (kind, ids) in [
         (
             RequestKind::Invoice,
@@ -350,7 +351,7 @@ async fn our_dashboard_gets_replies_and_errors_from_a_spring_sendto_responder() 
                 Some(headers::JSON_CONTENT_TYPE.as_bytes())
             );
             let payload = reply.payload.as_deref().expect("a reply payload");
-            testkit::assert_valid_payload(&format!("{kind}-reply"), payload);
+            test_support::assert_valid_payload(&format!("{kind}-reply"), payload);
         }
     }
     dashboard.stop().await;

@@ -1,21 +1,19 @@
 //! The dashboard against a broker listener that requires SASL/SCRAM (see
-//! `request-reply/tests/support/secure_broker.rs`): the real `dashboard` binary, configured by a
+//! `test_support::secure_broker`): the real `dashboard` binary, configured by a
 //! config.ini like any deployment, its output captured. With the right credentials a request
 //! goes round the system; with a wrong password `/readyz` is false and the banner and the API
 //! say authentication failed. Neither password ever shows in a page, an API answer, a metric or
 //! a log line.
 
-#[path = "../../request-reply/tests/support/secure_broker.rs"]
-mod secure_broker;
-
 use request_reply::config::{KafkaSettings, TopicSettings};
 use request_reply::headers::CorrelationId;
 use request_reply::responder::WorkerConfig;
-use secure_broker::{SecureBroker, secure_broker};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use test_support::ChildGuard;
+use test_support::secure_broker::{SecureBroker, secure_broker};
 
 /// Longest wait for the dashboard to become ready, or to report the refusal.
 const WAIT: Duration = Duration::from_secs(90);
@@ -31,9 +29,9 @@ enum PasswordIn {
 
 /// The dashboard binary, running until dropped; its stdout and stderr go to `log`.
 struct DashboardProcess {
-    child: Child,
+    // Killed, and its directory removed, when dropped.
+    _child: ChildGuard,
     base: String,
-    dir: PathBuf,
     log: PathBuf,
 }
 
@@ -78,9 +76,8 @@ impl DashboardProcess {
         }
         let child = command.spawn().expect("start the dashboard binary");
         DashboardProcess {
-            child,
+            _child: ChildGuard::new("dashboard", child).remove_on_drop(&dir),
             base: format!("http://127.0.0.1:{port}"),
-            dir,
             log,
         }
     }
@@ -118,14 +115,6 @@ impl DashboardProcess {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-}
-
-impl Drop for DashboardProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -194,10 +183,9 @@ async fn over_scram_a_request_goes_round_and_the_password_shows_nowhere() {
         },
         reset: false,
         extra_reply_topics: Vec::new(),
-        metrics_listen: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(score_calculator::run(config, async {
+    let worker = tokio::spawn(score_calculator::run(config.into(), async {
         let _ = stopped.await;
     }));
 

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use common::{closed_port, cookie_of, csrf_tokens};
 use dashboard::{AppState, DashboardConfig, ExposeSecret, SecretString, build_app};
-use request_reply::config::ConfigFile;
+use service::config::ConfigFile;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -647,11 +647,10 @@ async fn the_binary_refuses_to_start_exposed_without_authentication() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status =
-        request_reply::testkit::wait_for("the dashboard to exit", Duration::from_secs(30), || {
-            std::future::ready(child.try_wait().unwrap())
-        })
-        .await;
+    let status = test_support::wait_for("the dashboard to exit", Duration::from_secs(30), || {
+        std::future::ready(child.try_wait().unwrap())
+    })
+    .await;
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!status.success());

@@ -1,8 +1,10 @@
 //! The invoice generator: prices each line of an invoice request, adds tax, and numbers the
-//! invoice by the request's place in the log. Kafka wiring is `request_reply::responder`.
+//! invoice by the request's place in the log. Kafka wiring is
+//! `request_reply::responder`, start-up is `service::worker`.
 
-use request_reply::contract::{Invoice, InvoiceLine, InvoiceRequest, RequestKind, legacy};
-use request_reply::responder::{self, Origin, Service, WorkerConfig, WorkerError};
+use contract::{Invoice, InvoiceLine, InvoiceRequest, RequestKind, legacy};
+use request_reply::responder::{Origin, Service};
+use service::worker::{self, WorkerConfig, WorkerError};
 use std::future::Future;
 
 /// Tax added to every invoice, in basis points of the subtotal (10 %), rounded half up to the cent.
@@ -69,15 +71,13 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    responder::run(InvoiceGenerator, config, shutdown).await
+    worker::run(InvoiceGenerator, config, shutdown).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use request_reply::contract::{
-        LineItem, MAX_LINES, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS, SCHEMA_VERSION,
-    };
+    use contract::{LineItem, MAX_LINES, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS, SCHEMA_VERSION};
 
     fn line(description: &str, quantity: u32, unit_price_cents: u64) -> LineItem {
         LineItem {

@@ -1,12 +1,12 @@
 //! `invoice-generator config/config.ini [--reset]`
 
 use anyhow::Context;
-use request_reply::worker_cli::WorkerArgs;
+use service::worker::WorkerArgs;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = WorkerArgs::parse_and_load().context("cannot read the configuration")?;
-    invoice_generator::run(config, request_reply::shutdown::signal())
+    invoice_generator::run(config, service::shutdown::signal())
         .await
         .context("invoice-generator stopped with an error")
 }

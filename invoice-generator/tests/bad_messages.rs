@@ -2,14 +2,13 @@
 
 mod common;
 
-use common::{InProcessWorker, REPLY_TIMEOUT};
+use contract::{ErrorCode, MAX_REQUEST_BYTES, Outcome, RequestKind, legacy};
 use request_reply::config::TopicSettings;
-use request_reply::contract::{ErrorCode, MAX_REQUEST_BYTES, Outcome, RequestKind, legacy};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, IncomingReply, ReplyContent, Requester, SentRequest};
-use request_reply::testkit;
 use std::collections::{HashMap, HashSet};
+use test_support::{InProcessWorker, REPLY_TIMEOUT};
 use tokio::sync::oneshot;
 
 /// One kind of bad message: what is sent, and what the worker must do about it.
@@ -142,7 +141,7 @@ impl BadKind {
         let mut message = match id {
             Some(id) => common::correlated(topics, RequestKind::Invoice, id, payload),
             None => Outgoing::new(
-                testkit::request_topic(topics, RequestKind::Invoice),
+                test_support::request_topic(topics, RequestKind::Invoice),
                 payload,
             ),
         };
@@ -197,12 +196,14 @@ struct DeadLetter {
 /// crash and no partition stalled).
 #[tokio::test(flavor = "multi_thread")]
 async fn each_kind_of_bad_message_is_dead_lettered_and_the_worker_keeps_going() {
-    let topics = testkit::unique_topics();
-    common::ensure_topics(&topics).await;
+    let topics = test_support::unique_topics();
+    test_support::create_topics(&topics, &[]).await;
     let worker = InProcessWorker::spawn(|shutdown| {
-        invoice_generator::run(testkit::worker_config(&topics, "invoices"), shutdown)
+        invoice_generator::run(test_support::worker_config(&topics, "invoices"), shutdown)
     });
-    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+    let client = Client::connect(&test_support::kafka(), &topics, "requester")
+        .await
+        .unwrap();
     let requester = client.requester();
 
     let mut good = Vec::new();
@@ -259,8 +260,8 @@ async fn each_kind_of_bad_message_is_dead_lettered_and_the_worker_keeps_going() 
         assert_eq!(body.code, code, "{name}: {}", body.message);
     }
 
-    let dead_letter_topic = testkit::topics(&topics).dead_letter(RequestKind::Invoice);
-    let mut dlq = testkit::TopicReader::new(&dead_letter_topic, topics.partitions);
+    let dead_letter_topic = test_support::topics(&topics).dead_letter(RequestKind::Invoice);
+    let mut dlq = test_support::TopicReader::new(&dead_letter_topic, topics.partitions);
     let read = dlq
         .read_until("every bad message on the DLQ", REPLY_TIMEOUT, |seen| {
             seen.len() >= dead_letters.len()

@@ -4,17 +4,17 @@
 //! client built without a codec cannot read such a
 //! batch at all, and stalls the partition it is in.
 
-use request_reply::contract::{InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
+use contract::{InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
 use request_reply::history::{LogMessage, read_recent};
 use request_reply::requester::{Client, ReplyContent};
-use request_reply::testkit;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
 async fn round_trip_compressed_with(codec: &str) {
-    let topics = testkit::unique_topics();
-    let mut worker_config = testkit::worker_config(&topics, "invoices");
+    let topics = test_support::unique_topics();
+    let mut worker_config = test_support::worker_config(&topics, "invoices");
     worker_config
+        .responder
         .kafka
         .producer
         .insert("compression.type".into(), codec.into());
@@ -22,11 +22,13 @@ async fn round_trip_compressed_with(codec: &str) {
     let worker = tokio::spawn(invoice_generator::run(worker_config, async {
         stopped.await.ok();
     }));
-    let mut client_kafka = testkit::kafka();
+    let mut client_kafka = test_support::kafka();
     client_kafka
         .producer
         .insert("compression.type".into(), codec.into());
-    let client = Client::connect(&client_kafka, &topics).await.unwrap();
+    let client = Client::connect(&client_kafka, &topics, "requester")
+        .await
+        .unwrap();
 
     let request = InvoiceRequest {
         schema_version: SCHEMA_VERSION,
@@ -54,10 +56,16 @@ async fn round_trip_compressed_with(codec: &str) {
     // A dashboard that restarts reads both compressed messages back from the log.
     let id = reply.correlation_id.clone().unwrap();
     let (mut request_read, mut reply_read) = (false, false);
-    read_recent(&testkit::kafka(), &topics, 100, |message| match message {
-        LogMessage::Request(request) => request_read |= request.correlation_id == id,
-        LogMessage::Reply(reply, _) => reply_read |= reply.correlation_id.as_ref() == Some(&id),
-    })
+    read_recent(
+        &test_support::kafka(),
+        &topics,
+        "requester",
+        100,
+        |message| match message {
+            LogMessage::Request(request) => request_read |= request.correlation_id == id,
+            LogMessage::Reply(reply, _) => reply_read |= reply.correlation_id.as_ref() == Some(&id),
+        },
+    )
     .await
     .unwrap();
     assert!(request_read && reply_read, "{codec}: history rebuild");

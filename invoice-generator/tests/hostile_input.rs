@@ -17,19 +17,19 @@
 
 mod common;
 
+use contract::{ErrorCode, Invoice, Outcome, Reply, RequestKind, legacy};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use request_reply::config::TopicSettings;
-use request_reply::contract::{ErrorCode, Invoice, Outcome, Reply, RequestKind, legacy};
 use request_reply::headers;
 use request_reply::kafka::HeaderList;
 use request_reply::responder::Origin;
-use request_reply::testkit::{self, ReadMessage};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
+use test_support::{self, ReadMessage};
 use tokio::task::JoinHandle;
 
 /// Bad messages in the corpus (at least 1000), and good ones mixed in with them.
@@ -527,7 +527,7 @@ fn garbage_headers(rng: &mut Rng, count: usize) -> RawHeaders {
 }
 
 struct Corpus {
-    topics: request_reply::contract::Topics,
+    topics: contract::Topics,
     rng: Rng,
     cases: Vec<Case>,
 }
@@ -993,7 +993,7 @@ impl Corpus {
 
 fn generate(seed: u64, topics: &TopicSettings) -> Vec<Case> {
     let mut corpus = Corpus {
-        topics: testkit::topics(topics),
+        topics: test_support::topics(topics),
         rng: Rng(seed),
         cases: Vec::new(),
     };
@@ -1015,7 +1015,7 @@ fn generate(seed: u64, topics: &TopicSettings) -> Vec<Case> {
 
 /// Produces the cases an ordinary client can send, in order, and returns where each landed.
 async fn send_cases(cases: &[&Case], topic: &str) -> Vec<(i32, i64)> {
-    let producer: FutureProducer = testkit::kafka()
+    let producer: FutureProducer = test_support::kafka()
         .producer_config()
         .set("message.max.bytes", "1048000")
         .set("batch.size", "1048000")
@@ -1057,7 +1057,6 @@ async fn send_cases(cases: &[&Case], topic: &str) -> Vec<(i32, i64)> {
 mod raw {
     use super::RawHeaders;
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use request_reply::testkit;
     use std::io::{Read, Write};
     use std::net::TcpStream;
     use std::time::Duration;
@@ -1143,7 +1142,7 @@ mod raw {
 
     /// The leader of `topic`/`partition`, as `host:port`.
     fn leader(topic: &str, partition: i32) -> String {
-        let consumer: BaseConsumer = testkit::kafka()
+        let consumer: BaseConsumer = test_support::kafka()
             .common_config()
             .create()
             .expect("create a metadata client");
@@ -1223,9 +1222,9 @@ async fn read_topic(
     topic: &str,
     settings: &TopicSettings,
     count: usize,
-    worker: &JoinHandle<Result<(), request_reply::responder::WorkerError>>,
+    worker: &JoinHandle<Result<(), service::worker::WorkerError>>,
 ) -> Vec<ReadMessage> {
-    let mut config = testkit::kafka().consumer_config();
+    let mut config = test_support::kafka().consumer_config();
     config
         .set("group.id", "hostile-input-reader")
         .set("enable.auto.commit", "false");
@@ -1284,9 +1283,9 @@ async fn a_thousand_hostile_messages_are_dead_lettered_and_every_good_one_is_ans
         .unwrap_or(DEFAULT_SEED);
     println!("hostile input corpus: HOSTILE_SEED={seed}");
     let started = Instant::now();
-    let settings = testkit::unique_topics();
-    common::ensure_topics(&settings).await;
-    let topics = testkit::topics(&settings);
+    let settings = test_support::unique_topics();
+    test_support::create_topics(&settings, &[]).await;
+    let topics = test_support::topics(&settings);
     let request_topic = topics.request(RequestKind::Invoice);
     let cases = generate(seed, &settings);
     let bad = cases
@@ -1297,7 +1296,7 @@ async fn a_thousand_hostile_messages_are_dead_lettered_and_every_good_one_is_ans
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(invoice_generator::run(
-        testkit::worker_config(&settings, "invoices"),
+        test_support::worker_config(&settings, "invoices"),
         async {
             stopped.await.ok();
         },
@@ -1574,12 +1573,12 @@ async fn a_thousand_hostile_messages_are_dead_lettered_and_every_good_one_is_ans
     // Still running and caught up: the group has committed every request.
     let group = common::group_id(&settings, "invoices");
     let total = i64::try_from(cases.len()).unwrap();
-    testkit::wait_for(
+    test_support::wait_for(
         "the worker to commit every request",
         Duration::from_secs(20),
         || {
             let committed = tokio::task::block_in_place(|| {
-                common::committed_total(&group, &request_topic, settings.partitions)
+                test_support::groups::committed_total(&group, &request_topic, settings.partitions)
             });
             std::future::ready((committed == total).then_some(()))
         },
@@ -1597,8 +1596,9 @@ async fn a_thousand_hostile_messages_are_dead_lettered_and_every_good_one_is_ans
         (&default_reply, expected_on(&default_reply)),
         (&nest_reply, expected_on(&nest_reply)),
     ] {
-        let held =
-            tokio::task::block_in_place(|| common::message_count(topic, settings.partitions));
+        let held = tokio::task::block_in_place(|| {
+            test_support::groups::message_count(topic, settings.partitions)
+        });
         assert_eq!(held, count, "messages on {topic}");
     }
     let mut kinds: Vec<_> = kinds.into_iter().collect();

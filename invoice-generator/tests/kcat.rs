@@ -1,10 +1,9 @@
 //! A worker driven by hand with kcat, as the README shows: correlated JSON with headers, and the
 //! original system's plain text without any.
 
-use request_reply::contract::{RequestKind, legacy};
+use contract::{RequestKind, legacy};
 use request_reply::headers::CorrelationId;
 use request_reply::requester::Client;
-use request_reply::testkit;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -35,18 +34,22 @@ fn kcat(args: &[&str], input: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kcat_by_hand_gets_correlated_and_plain_text_replies() {
-    let settings = testkit::unique_topics();
-    let topics = testkit::topics(&settings);
-    let servers = testkit::kafka().bootstrap_servers().to_owned();
+    let settings = test_support::unique_topics();
+    let topics = test_support::topics(&settings);
+    let servers = test_support::kafka().bootstrap_servers().to_owned();
     let (stop, stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(invoice_generator::run(
-        testkit::worker_config(&settings, "invoices"),
+        test_support::worker_config(&settings, "invoices"),
         async {
             stopped.await.ok();
         },
     ));
     // Creates the topics, as any of our services does at start-up.
-    drop(Client::connect(&testkit::kafka(), &settings).await.unwrap());
+    drop(
+        Client::connect(&test_support::kafka(), &settings, "requester")
+            .await
+            .unwrap(),
+    );
 
     let request_topic = topics.request(RequestKind::Invoice);
     let reply_topic = topics.reply(RequestKind::Invoice);
@@ -74,7 +77,7 @@ async fn kcat_by_hand_gets_correlated_and_plain_text_replies() {
         legacy::INVOICE_REQUEST_TEXT,
     );
 
-    let lines = testkit::wait_for(
+    let lines = test_support::wait_for(
         "both replies, read back with kcat",
         Duration::from_secs(30),
         || {

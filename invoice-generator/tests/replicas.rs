@@ -2,11 +2,10 @@
 
 mod common;
 
-use common::{InProcessWorker, REPLY_TIMEOUT};
-use request_reply::contract::RequestKind;
+use contract::RequestKind;
 use request_reply::requester::Client;
-use request_reply::testkit;
 use std::collections::HashSet;
+use test_support::{InProcessWorker, REPLY_TIMEOUT};
 
 const REQUESTS: usize = 100;
 
@@ -17,17 +16,24 @@ const REQUESTS: usize = 100;
 /// replica has finished everything queued ahead of it.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_answer_each_request_exactly_once() {
-    let topics = testkit::unique_topics();
-    common::ensure_topics(&topics).await;
+    let topics = test_support::unique_topics();
+    test_support::create_topics(&topics, &[]).await;
     let spawn_replica = || {
-        let config = testkit::worker_config(&topics, "same-group");
+        let config = test_support::worker_config(&topics, "same-group");
         InProcessWorker::spawn(|shutdown| invoice_generator::run(config, shutdown))
     };
     let replicas = [spawn_replica(), spawn_replica()];
     // Requests sent while the second replica joins could be answered twice by design
     // (at-least-once); wait for the group to settle so any duplicate is a real bug.
-    common::wait_for_stable_group(&common::group_id(&topics, "same-group"), 2).await;
-    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+    test_support::groups::wait_for_stable_group(
+        &common::group_id(&topics, "same-group"),
+        2,
+        test_support::GROUP_TIMEOUT,
+    )
+    .await;
+    let client = Client::connect(&test_support::kafka(), &topics, "requester")
+        .await
+        .unwrap();
 
     let customers: Vec<String> = (0..REQUESTS).map(|i| format!("customer {i}")).collect();
     let replies = futures::future::join_all(customers.iter().map(|customer| async {
@@ -61,9 +67,9 @@ async fn two_replicas_answer_each_request_exactly_once() {
         ids.insert(id.key());
     }
 
-    let reply_topic = testkit::topics(&topics).reply(RequestKind::Invoice);
-    let in_topic = common::message_count(&reply_topic, topics.partitions);
-    let mut reader = testkit::TopicReader::new(&reply_topic, topics.partitions);
+    let reply_topic = test_support::topics(&topics).reply(RequestKind::Invoice);
+    let in_topic = test_support::groups::message_count(&reply_topic, topics.partitions);
+    let mut reader = test_support::TopicReader::new(&reply_topic, topics.partitions);
     let read = reader
         .read_until("every message in the reply topic", REPLY_TIMEOUT, |seen| {
             seen.len() >= in_topic

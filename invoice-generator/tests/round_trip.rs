@@ -1,40 +1,30 @@
 //! The invoice generator against a real broker: JSON and plain-text round trips.
 
+mod common;
+
+use common::invoice_request;
+use contract::{Outcome, RequestKind, legacy};
 use invoice_generator::invoice_number;
-use request_reply::contract::{
-    InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION, legacy,
-};
 use request_reply::headers;
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, ReplyContent};
 use request_reply::responder::Origin;
-use request_reply::testkit;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-fn invoice_request(customer: &str) -> InvoiceRequest {
-    InvoiceRequest {
-        schema_version: SCHEMA_VERSION,
-        customer: customer.into(),
-        lines: vec![LineItem {
-            description: "Widget".into(),
-            quantity: 2,
-            unit_price_cents: 999,
-        }],
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn json_request_gets_a_correlated_invoice() {
-    let topics = testkit::unique_topics();
+    let topics = test_support::unique_topics();
     let (stop, stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(invoice_generator::run(
-        testkit::worker_config(&topics, "invoices"),
+        test_support::worker_config(&topics, "invoices"),
         async {
             stopped.await.ok();
         },
     ));
-    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+    let client = Client::connect(&test_support::kafka(), &topics, "requester")
+        .await
+        .unwrap();
 
     let reply = client
         .call(
@@ -60,24 +50,26 @@ async fn json_request_gets_a_correlated_invoice() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_text_request_gets_a_plain_text_reply_without_headers() {
-    let topics = testkit::unique_topics();
+    let topics = test_support::unique_topics();
     let (stop, stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(invoice_generator::run(
-        testkit::worker_config(&topics, "invoices"),
+        test_support::worker_config(&topics, "invoices"),
         async {
             stopped.await.ok();
         },
     ));
-    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
-    let request_topic = testkit::request_topic(&topics, RequestKind::Invoice);
+    let client = Client::connect(&test_support::kafka(), &topics, "requester")
+        .await
+        .unwrap();
+    let request_topic = test_support::request_topic(&topics, RequestKind::Invoice);
     let sent = client
         .requester()
         .send_outgoing(&Outgoing::new(&request_topic, legacy::INVOICE_REQUEST_TEXT))
         .await
         .unwrap();
 
-    let reply_topic = testkit::topics(&topics).reply(RequestKind::Invoice);
-    let mut replies = testkit::TopicReader::new(&reply_topic, topics.partitions);
+    let reply_topic = test_support::topics(&topics).reply(RequestKind::Invoice);
+    let mut replies = test_support::TopicReader::new(&reply_topic, topics.partitions);
     let read = replies
         .read_until("the plain-text reply", Duration::from_secs(30), |seen| {
             !seen.is_empty()
@@ -97,19 +89,21 @@ async fn plain_text_request_gets_a_plain_text_reply_without_headers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_endpoint_counts_handled_requests_and_reports_lag() {
-    let topics = testkit::unique_topics();
+    let topics = test_support::unique_topics();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut config = testkit::worker_config(&topics, "invoices");
+    let mut config = test_support::worker_config(&topics, "invoices");
     config.metrics_listen = Some(([127, 0, 0, 1], port).into());
     let (stop, stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(invoice_generator::run(config, async {
         stopped.await.ok();
     }));
-    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+    let client = Client::connect(&test_support::kafka(), &topics, "requester")
+        .await
+        .unwrap();
     client
         .call(
             RequestKind::Invoice,
@@ -121,7 +115,7 @@ async fn metrics_endpoint_counts_handled_requests_and_reports_lag() {
 
     let url = format!("http://127.0.0.1:{port}/metrics");
     // Lag comes from librdkafka statistics, emitted every 5 s.
-    let text = testkit::wait_for(
+    let text = test_support::wait_for(
         "lag in the worker metrics",
         Duration::from_secs(30),
         || async {
@@ -146,15 +140,17 @@ async fn metrics_endpoint_counts_handled_requests_and_reports_lag() {
 /// taken and works on without an endpoint of its own.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_taken_metrics_port_does_not_stop_the_worker() {
-    let topics = testkit::unique_topics();
+    let topics = test_support::unique_topics();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut config = testkit::worker_config(&topics, "invoices");
+    let mut config = test_support::worker_config(&topics, "invoices");
     config.metrics_listen = Some(taken.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(invoice_generator::run(config, async {
         stopped.await.ok();
     }));
-    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+    let client = Client::connect(&test_support::kafka(), &topics, "requester")
+        .await
+        .unwrap();
     let reply = client
         .call(
             RequestKind::Invoice,

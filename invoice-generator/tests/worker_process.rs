@@ -3,20 +3,20 @@
 
 mod common;
 
-use common::{GROUP_TIMEOUT, InProcessWorker, REPLY_TIMEOUT, WorkerProcess};
+use common::WorkerProcess;
+use contract::{RequestKind, legacy};
 use invoice_generator::invoice_number;
 use request_reply::config::TopicSettings;
-use request_reply::contract::{RequestKind, legacy};
 use request_reply::headers::CorrelationId;
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, IncomingReply, RequestError, Requester};
 use request_reply::responder::Origin;
-use request_reply::testkit;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use test_support::{GROUP_TIMEOUT, InProcessWorker, REPLY_TIMEOUT};
 use tokio::task::JoinHandle;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_invoice-generator");
@@ -36,7 +36,9 @@ struct RequestStream {
 
 impl RequestStream {
     async fn connect(topics: &TopicSettings) -> Self {
-        let client = Client::connect(&testkit::kafka(), topics).await.unwrap();
+        let client = Client::connect(&test_support::kafka(), topics, "requester")
+            .await
+            .unwrap();
         RequestStream {
             client: Arc::new(client),
             answered: Arc::default(),
@@ -78,7 +80,7 @@ impl RequestStream {
     }
 
     async fn wait_answered(&self, at_least: usize) {
-        testkit::wait_for(&format!("{at_least} replies"), REPLY_TIMEOUT, || {
+        test_support::wait_for(&format!("{at_least} replies"), REPLY_TIMEOUT, || {
             std::future::ready((self.answered() >= at_least).then_some(()))
         })
         .await;
@@ -100,9 +102,9 @@ impl RequestStream {
 
 /// How many replies the invoice reply topic holds for each correlation key.
 async fn read_all_replies(topics: &TopicSettings) -> HashMap<String, usize> {
-    let reply_topic = testkit::topics(topics).reply(RequestKind::Invoice);
-    let in_topic = common::message_count(&reply_topic, topics.partitions);
-    let mut reader = testkit::TopicReader::new(&reply_topic, topics.partitions);
+    let reply_topic = test_support::topics(topics).reply(RequestKind::Invoice);
+    let in_topic = test_support::groups::message_count(&reply_topic, topics.partitions);
+    let mut reader = test_support::TopicReader::new(&reply_topic, topics.partitions);
     let read = reader
         .read_until("the whole reply topic", REPLY_TIMEOUT, |seen| {
             seen.len() >= in_topic
@@ -117,8 +119,8 @@ async fn read_all_replies(topics: &TopicSettings) -> HashMap<String, usize> {
 /// thus be answered twice: delivery is at-least-once).
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_is_answered_after_a_sigkill() {
-    let topics = testkit::unique_topics();
-    common::ensure_topics(&topics).await;
+    let topics = test_support::unique_topics();
+    test_support::create_topics(&topics, &[]).await;
     let mut first = WorkerProcess::start(BINARY, &topics, "invoices", &[]);
     let mut stream = RequestStream::connect(&topics).await;
 
@@ -153,8 +155,8 @@ async fn every_request_is_answered_after_a_sigkill() {
 /// committed, no request is answered twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_exits_cleanly_and_loses_nothing() {
-    let topics = testkit::unique_topics();
-    common::ensure_topics(&topics).await;
+    let topics = test_support::unique_topics();
+    test_support::create_topics(&topics, &[]).await;
     let mut first = WorkerProcess::start(BINARY, &topics, "invoices", &[]);
     let mut stream = RequestStream::connect(&topics).await;
 
@@ -187,11 +189,11 @@ async fn sigterm_exits_cleanly_and_loses_nothing() {
 /// answered again, with the same invoice numbers, by the binary started with `--reset`.
 #[tokio::test(flavor = "multi_thread")]
 async fn reset_answers_committed_requests_again() {
-    let topics = testkit::unique_topics();
-    common::ensure_topics(&topics).await;
-    let names = testkit::topics(&topics);
+    let topics = test_support::unique_topics();
+    test_support::create_topics(&topics, &[]).await;
+    let names = test_support::topics(&topics);
     let request_topic = names.request(RequestKind::Invoice);
-    let requester = Requester::new(&testkit::kafka(), names.clone(), REPLY_TIMEOUT).unwrap();
+    let requester = Requester::new(&test_support::kafka(), names.clone(), REPLY_TIMEOUT).unwrap();
     let mut expected = Vec::new();
     for _ in 0..3 {
         let sent = requester
@@ -206,17 +208,17 @@ async fn reset_answers_committed_requests_again() {
     expected.sort();
 
     let worker = InProcessWorker::spawn(|shutdown| {
-        invoice_generator::run(testkit::worker_config(&topics, "invoices"), shutdown)
+        invoice_generator::run(test_support::worker_config(&topics, "invoices"), shutdown)
     });
     let reply_topic = names.reply(RequestKind::Invoice);
-    let mut replies = testkit::TopicReader::new(&reply_topic, topics.partitions);
+    let mut replies = test_support::TopicReader::new(&reply_topic, topics.partitions);
     replies
         .read_until("three replies", REPLY_TIMEOUT, |seen| seen.len() >= 3)
         .await;
     worker.stop().await;
     let group = common::group_id(&topics, "invoices");
     assert_eq!(
-        common::committed_total(&group, &request_topic, topics.partitions),
+        test_support::groups::committed_total(&group, &request_topic, topics.partitions),
         3,
         "the first worker committed all three requests"
     );
@@ -236,7 +238,7 @@ async fn reset_answers_committed_requests_again() {
     reset.terminate();
     assert!(reset.wait_exit(EXIT_TIMEOUT).await.success());
     assert_eq!(
-        common::message_count(&reply_topic, topics.partitions),
+        test_support::groups::message_count(&reply_topic, topics.partitions),
         6,
         "each request answered once per worker"
     );

@@ -1,7 +1,7 @@
 //! Creating the topics a service needs at start-up, instead of relying on broker auto-creation.
 
 use crate::config::{KafkaSettings, TopicSettings};
-use crate::contract::{RequestKind, Topics};
+use contract::{RequestKind, Topics};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::RDKafkaLogLevel;
@@ -16,29 +16,41 @@ use std::time::{Duration, Instant};
 /// How long one admin request may take before start-up fails with a clear error.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Why topics could not be created or the cluster could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
+    /// No admin client could be created (bad settings).
     #[error("cannot create a Kafka admin client for {servers}: {source}")]
     Client {
+        /// The cluster's bootstrap servers.
         servers: String,
+        /// librdkafka's error.
         #[source]
         source: KafkaError,
     },
+    /// The topic creation request failed as a whole.
     #[error("cannot create topics on Kafka at {servers}: {source}")]
     Request {
+        /// The cluster's bootstrap servers.
         servers: String,
+        /// librdkafka's error.
         #[source]
         source: KafkaError,
     },
+    /// The broker refused to create one topic.
     #[error("cannot create topic {topic}: {code}")]
     Topic {
+        /// The topic.
         topic: String,
+        /// The broker's error code.
         code: RDKafkaErrorCode,
     },
     /// The broker refused our credentials or our TLS handshake: retrying cannot help.
     #[error("Kafka at {servers} refused us: {failure}")]
     Security {
+        /// The cluster's bootstrap servers.
         servers: String,
+        /// What was refused.
         failure: SecurityFailure,
     },
 }
@@ -47,7 +59,9 @@ pub enum AdminError {
 /// librdkafka's reason, which names the mechanism but never the password.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecurityFailure {
+    /// What was refused (authentication, TLS, authorization).
     pub what: &'static str,
+    /// The broker's or librdkafka's explanation.
     pub reason: String,
 }
 

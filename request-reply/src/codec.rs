@@ -3,8 +3,8 @@
 //! Pure functions over the payload and the `content-type` header, so every rule about what is
 //! accepted is unit-tested without a broker.
 
-use crate::contract::{ErrorCode, MAX_REQUEST_BYTES, Reply, Validate, ValidationError};
 use crate::headers::{is_json_content_type, is_text_content_type};
+use contract::{ErrorCode, MAX_REQUEST_BYTES, Reply, Validate, ValidationError};
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 
@@ -44,6 +44,7 @@ pub enum RequestBody<T> {
 /// A reply as the dashboard sees it after decoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplyBody<T> {
+    /// A JSON reply envelope.
     Json(Reply<T>),
     /// Plain text, as the original Python workers answer.
     Text(String),
@@ -52,16 +53,22 @@ pub enum ReplyBody<T> {
 /// Why a message could not be decoded; the text goes into error replies and dead-letter headers.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The message has no payload at all.
     #[error("message has no payload")]
     Empty,
+    /// The payload is larger than the contract allows (its size).
     #[error("payload is {0} bytes, more than the {MAX_REQUEST_BYTES} allowed")]
     TooLarge(usize),
+    /// The payload is not UTF-8 (offset of the first bad byte).
     #[error("payload is not valid UTF-8 (first bad byte at offset {0})")]
     NotUtf8(usize),
+    /// The `content-type` header names an encoding we do not read.
     #[error("unsupported content-type {0:?}")]
     UnsupportedContentType(String),
+    /// The payload is not JSON (the parser's message).
     #[error("payload is not valid JSON: {0}")]
     MalformedJson(String),
+    /// The JSON does not satisfy the contract's limits.
     #[error("invalid request: {0}")]
     Invalid(ValidationError),
 }
@@ -168,8 +175,8 @@ pub fn decode_reply<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::{InvoiceRequest, Outcome, Score, ScoreRequest};
     use crate::headers::JSON_CONTENT_TYPE;
+    use contract::{InvoiceRequest, Outcome, Score, ScoreRequest};
 
     const JSON: Option<&[u8]> = Some(JSON_CONTENT_TYPE.as_bytes());
 

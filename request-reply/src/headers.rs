@@ -3,7 +3,7 @@
 //! The names are those of Spring Kafka's `ReplyingKafkaTemplate` and NestJS, so either kind of
 //! client can talk to our workers. Values are read in every encoding those libraries write.
 
-use crate::contract::ErrorBody;
+use contract::ErrorBody;
 use std::fmt;
 use uuid::Uuid;
 
@@ -25,7 +25,9 @@ pub const DEAD_LETTER_TRUNCATED: &str = "dlq-truncated";
 /// W3C trace context, so one trace spans dashboard → worker → dashboard.
 pub const TRACEPARENT: &str = "traceparent";
 
+/// `content-type` of JSON payloads.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
+/// `content-type` of plain-text payloads.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 /// NestJS: marks the last reply to a request. A NestJS `ClientKafka.send()` completes only on a
@@ -51,10 +53,12 @@ impl CorrelationId {
         CorrelationId(Uuid::new_v4().hyphenated().to_string().into_bytes())
     }
 
+    /// Takes the header's bytes as they are.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         CorrelationId(bytes.to_vec())
     }
 
+    /// The header's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -128,8 +132,11 @@ fn media_type(value: &[u8]) -> Option<&str> {
 /// A W3C `traceparent` (version 00): which trace a message belongs to and which span caused it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceContext {
+    /// The trace's 16-byte ID.
     pub trace_id: [u8; 16],
+    /// This span's 8-byte ID.
     pub span_id: [u8; 8],
+    /// Whether the trace is sampled (flag `01`).
     pub sampled: bool,
 }
 
@@ -173,6 +180,7 @@ impl TraceContext {
         })
     }
 
+    /// The `traceparent` header value (`00-<trace>-<span>-<flags>`).
     pub fn header_value(&self) -> String {
         format!(
             "00-{}-{}-{:02x}",
@@ -182,6 +190,7 @@ impl TraceContext {
         )
     }
 
+    /// The trace ID in lowercase hex, for logs.
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
     }
@@ -280,7 +289,7 @@ mod tests {
 
     #[test]
     fn nest_errors_read_our_error_body_or_the_nest_message() {
-        use crate::contract::ErrorCode;
+        use contract::ErrorCode;
         let ours = br#"{"code":"invalid_request","message":"lines: must not be empty"}"#;
         assert_eq!(
             decode_nest_error(ours),

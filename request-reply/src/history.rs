@@ -3,11 +3,12 @@
 //! already holds: the log is the source of truth, there is no database.
 
 use crate::config::{KafkaSettings, TopicSettings};
-use crate::contract::{RequestKind, Topics};
 use crate::headers::{self, CorrelationId};
 use crate::kafka::{HeaderList, set_default};
-use crate::requester::{IncomingReply, Positions, RequestError};
+use crate::offsets::{Positions, partition_watermarks};
+use crate::requester::{IncomingReply, RequestError};
 use crate::watchdog::{CHECK_INTERVAL, DEFAULT_STALL_AFTER, Stalls};
+use contract::{RequestKind, Topics};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -16,22 +17,27 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Bound on each metadata and watermark look-up; new topics may need a moment for leaders.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on each pass over the window (requests, then replies).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A correlated request as read back from a request topic.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
+    /// Which kind of request it is (from its topic).
     pub kind: RequestKind,
+    /// The request topic.
     pub topic: String,
+    /// Its partition.
     pub partition: i32,
+    /// Its offset.
     pub offset: i64,
     /// The message's Kafka timestamp, in milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
+    /// The request's correlation ID.
     pub correlation_id: CorrelationId,
+    /// Its headers, as read.
     pub headers: HeaderList,
+    /// Its payload, as read.
     pub payload: Option<Vec<u8>>,
 }
 
@@ -54,44 +60,6 @@ const HISTORY_PARTITION_FETCH_BYTES: &str = "262144";
 /// With a small queue, librdkafka's default 1 s pause after the queue fills would dominate.
 const HISTORY_QUEUE_BACKOFF_MS: &str = "10";
 
-/// Each partition of `topic` with its low and high watermarks, retried while the topic is new.
-pub(crate) fn partition_watermarks(
-    consumer: &StreamConsumer,
-    topic: &str,
-) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
-    let deadline = Instant::now() + LOOKUP_TIMEOUT;
-    loop {
-        match try_partition_watermarks(consumer, topic) {
-            Err(error) if Instant::now() < deadline => {
-                tracing::debug!(%error, topic, "topic not ready yet; retrying");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            result => return result,
-        }
-    }
-}
-
-fn try_partition_watermarks(
-    consumer: &StreamConsumer,
-    topic: &str,
-) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
-    let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
-    let mut partitions = Vec::new();
-    for topic_metadata in metadata.topics() {
-        if let Some(error) = topic_metadata.error() {
-            return Err(KafkaError::MetadataFetch(error.into()));
-        }
-        for partition in topic_metadata.partitions() {
-            if let Some(error) = partition.error() {
-                return Err(KafkaError::MetadataFetch(error.into()));
-            }
-            let (low, high) = consumer.fetch_watermarks(topic, partition.id(), LOOKUP_TIMEOUT)?;
-            partitions.push((partition.id(), low, high));
-        }
-    }
-    Ok(partitions)
-}
-
 /// Reads the last `per_partition` messages of every partition of the request and reply topics,
 /// up to where they ended when this was called, and hands each one to `on_message` as it is
 /// read: the window is never held in memory at once, so a large history costs the caller only
@@ -101,12 +69,13 @@ fn try_partition_watermarks(
 pub async fn read_recent(
     kafka: &KafkaSettings,
     settings: &TopicSettings,
+    group_id: &str,
     per_partition: usize,
     mut on_message: impl FnMut(LogMessage),
 ) -> Result<Positions, RequestError> {
     let topics = Topics::with_prefix(&settings.prefix);
     let mut config = kafka.consumer_config();
-    set_default(&mut config, "group.id", "dashboard");
+    set_default(&mut config, "group.id", group_id);
     set_default(
         &mut config,
         "queued.max.messages.kbytes",
@@ -298,18 +267,26 @@ pub enum ReadError {
     /// Retention or compaction removed it: asking again will not help.
     #[error("{topic}/{partition}/{offset} is no longer in the log")]
     Gone {
+        /// The topic.
         topic: String,
+        /// The partition.
         partition: i32,
+        /// The offset asked for.
         offset: i64,
     },
     /// No answer in time: the broker is unreachable or slow; asking again may help.
     #[error("{topic}/{partition}/{offset} could not be read within {timeout:?}")]
     Timeout {
+        /// The topic.
         topic: String,
+        /// The partition.
         partition: i32,
+        /// The offset asked for.
         offset: i64,
+        /// How long the read waited.
         timeout: Duration,
     },
+    /// Any other Kafka error.
     #[error("cannot read from Kafka: {0}")]
     Kafka(#[source] KafkaError),
 }
@@ -342,9 +319,10 @@ const READER_QUEUE_MESSAGES: &str = "1";
 const READER_FETCH_WAIT_MS: &str = "10";
 
 impl RecordReader {
-    pub fn new(kafka: &KafkaSettings) -> Result<Self, RequestError> {
+    /// A reader whose consumer uses `group_id` (it is assigned partitions, never subscribed).
+    pub fn new(kafka: &KafkaSettings, group_id: &str) -> Result<Self, RequestError> {
         let mut config = kafka.consumer_config();
-        set_default(&mut config, "group.id", "dashboard");
+        set_default(&mut config, "group.id", group_id);
         set_default(
             &mut config,
             "queued.max.messages.kbytes",

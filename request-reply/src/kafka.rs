@@ -18,6 +18,7 @@ pub fn set_default(config: &mut ClientConfig, key: &str, value: &str) {
 pub struct HeaderList(Vec<(String, Option<Vec<u8>>)>, Vec<usize>);
 
 impl HeaderList {
+    /// The headers of a consumed message, in order.
     pub fn from_message(message: &impl Message) -> Self {
         let mut list = HeaderList::default();
         let Some(headers) = message.headers() else {
@@ -59,10 +60,12 @@ impl HeaderList {
             .and_then(|(_, value)| value.as_deref())
     }
 
+    /// No headers at all.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// Every header in order, with its value (`None` for a null value).
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
         self.0
             .iter()
@@ -73,14 +76,20 @@ impl HeaderList {
 /// A message to produce, owned so it can be re-sent if delivery fails.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
+    /// Where it goes.
     pub topic: String,
+    /// A fixed partition, or none to let the key decide.
     pub partition: Option<i32>,
+    /// The message key.
     pub key: Option<Vec<u8>>,
+    /// The message payload.
     pub payload: Vec<u8>,
+    /// Headers, in order.
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Outgoing {
+    /// A message to `topic` without key, partition or headers.
     pub fn new(topic: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
         Outgoing {
             topic: topic.into(),
@@ -91,11 +100,13 @@ impl Outgoing {
         }
     }
 
+    /// Adds a header after the ones already set.
     pub fn header(mut self, key: &str, value: impl Into<Vec<u8>>) -> Self {
         self.headers.push((key.to_owned(), value.into()));
         self
     }
 
+    /// The record to hand to a librdkafka producer.
     pub fn record(&self) -> FutureRecord<'_, [u8], [u8]> {
         let headers = self
             .headers

@@ -1,22 +1,24 @@
-//! What the dashboard and the workers share: the message contract (topics, payloads, headers,
-//! codecs) and the request/reply machinery (a requester that sends and receives replies, a
-//! responder loop that consumes, handles, replies and commits), plus config loading and shutdown.
+//! Request/reply over Kafka: a requester that sends correlated requests and receives their
+//! replies, a responder loop that consumes, handles, replies and commits (at-least-once), the
+//! header codecs both sides agree on, log replay and read-back, and topic administration.
+//!
+//! It reads no config file, parses no command line and serves no HTTP: callers pass client
+//! settings, topic names and consumer group ids in (this project's services do that in the
+//! `service` crate).
+
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod codec;
 pub mod config;
-pub mod contract;
 pub mod headers;
 pub mod history;
 pub mod kafka;
 pub mod metrics;
+mod offsets;
 pub mod producer;
 pub mod requester;
 pub mod responder;
-pub mod schema;
-pub mod shutdown;
-pub mod telemetry;
-#[cfg(feature = "testkit")]
-pub mod testkit;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod testing;
 pub mod watchdog;
-pub mod worker_cli;

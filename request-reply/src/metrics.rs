@@ -1,20 +1,12 @@
-//! Prometheus metrics: the workers' own, and the small HTTP endpoint every service uses to
-//! expose a registry (`GET /metrics` in the Prometheus text format, `GET /healthz`).
+//! Prometheus metrics of the responder loop, for a registry the caller exposes however it likes
+//! (this project's services serve it over HTTP, see the `service` crate).
 
-use axum::Router;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
-
-/// The content type Prometheus expects for the text format.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Buckets from 0.5 ms to about 4 s: request/reply on one machine lives at the low end, an
 /// outage at the high end.
@@ -30,26 +22,10 @@ pub fn render(registry: &Registry) -> String {
     text
 }
 
-/// A response carrying the rendered registry.
-pub fn response(registry: &Registry) -> impl IntoResponse + use<> {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(registry))
-}
-
-/// `GET /metrics` and `GET /healthz` for services that have no HTTP server of their own.
-pub fn router(registry: Arc<Registry>) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let registry = Arc::clone(&registry);
-                async move { response(&registry) }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-}
-
+/// Labels of the per-partition gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
+    /// The partition number.
     pub partition: i64,
 }
 

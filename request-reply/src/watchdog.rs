@@ -51,6 +51,7 @@ struct Progress {
 /// A partition found stalled.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Stall {
+    /// The partition.
     pub key: PartitionKey,
     /// The offset the reader expects next: where it resumes, or the message it skips.
     pub next: i64,
@@ -113,6 +114,7 @@ pub enum Seen {
 }
 
 impl Stalls {
+    /// Watches nothing yet; a partition behind and unmoved for `stall_after` is stalled.
     pub fn new(stall_after: Duration) -> Self {
         Stalls {
             partitions: HashMap::new(),

@@ -6,17 +6,16 @@
 //! Case counts are bounded so the whole file runs in a few seconds; `PROPTEST_CASES` raises them
 //! for a longer fuzzing session.
 
-use proptest::prelude::*;
-use rdkafka::Timestamp;
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use request_reply::codec::{DecodeError, RequestBody, decode_reply, decode_request};
-use request_reply::contract::{
+use contract::{
     Invoice, InvoiceRequest, MAX_REQUEST_BYTES, Outcome, Reply, RequestKind, Score, ScoreRequest,
     Topics, Validate,
 };
+use proptest::prelude::*;
+use request_reply::codec::{DecodeError, RequestBody, decode_reply, decode_request};
 use request_reply::headers::{self, CorrelationId, TraceContext, decode_reply_partition};
 use request_reply::kafka::Outgoing;
-use request_reply::responder::{Inbound, Origin, Routing, Service, plan};
+use request_reply::responder::{Inbound, Routing, plan};
+use request_reply::testing::{Echo, EchoService, consumed, last_header};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
@@ -243,51 +242,13 @@ fn inbound() -> impl Strategy<Value = Inbound> {
         prop::option::of(prop::collection::vec(any::<u8>(), 0..16)),
     )
         .prop_map(|(payload, headers, key)| {
-            let owned = headers
+            let headers: Vec<(&str, Option<&[u8]>)> = headers
                 .iter()
-                .fold(OwnedHeaders::new(), |all, (key, value)| {
-                    all.insert(Header {
-                        key: key.as_str(),
-                        value: value.as_deref(),
-                    })
-                });
-            let message = OwnedMessage::new(
-                payload,
-                key,
-                Topics::with_prefix(PREFIX).request(RequestKind::Invoice),
-                Timestamp::NotAvailable,
-                1,
-                42,
-                Some(owned),
-            );
-            Inbound::from_message(&message)
+                .map(|(key, value)| (key.as_str(), value.as_deref()))
+                .collect();
+            let topic = Topics::with_prefix(PREFIX).request(RequestKind::Invoice);
+            consumed(&topic, key, payload, &headers)
         })
-}
-
-/// Reads invoice requests (so the contract's validation applies) and answers with who asked.
-struct EchoService;
-
-impl Service for EchoService {
-    const KIND: RequestKind = RequestKind::Invoice;
-    type Request = InvoiceRequest;
-    type Response = String;
-
-    fn handle(&self, request: InvoiceRequest, _origin: Origin) -> String {
-        request.customer
-    }
-
-    fn handle_text(&self, text: &str, origin: Origin) -> String {
-        format!("{} at {}", text.len(), origin.offset)
-    }
-}
-
-fn last_header<'a>(outgoing: &'a Outgoing, name: &str) -> Option<&'a [u8]> {
-    outgoing
-        .headers
-        .iter()
-        .rev()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_slice())
 }
 
 proptest! {
@@ -436,7 +397,7 @@ proptest! {
                 let reply = &caused[0];
                 prop_assert_eq!(last_header(reply, headers::CORRELATION_ID), correlation);
                 if last_header(reply, headers::CONTENT_TYPE) == Some(headers::JSON_CONTENT_TYPE.as_bytes()) {
-                    let body: Reply<String> = serde_json::from_slice(&reply.payload).unwrap();
+                    let body: Reply<Echo> = serde_json::from_slice(&reply.payload).unwrap();
                     prop_assert!(matches!(body.outcome, Outcome::Ok(_)));
                 }
             }
@@ -459,7 +420,7 @@ proptest! {
                         prop_assert_eq!(caused.len(), 2);
                         let reply = &caused[1];
                         prop_assert_eq!(last_header(reply, headers::CORRELATION_ID), Some(id));
-                        let body: Reply<String> = serde_json::from_slice(&reply.payload).unwrap();
+                        let body: Reply<Echo> = serde_json::from_slice(&reply.payload).unwrap();
                         let Outcome::Error(error) = body.outcome else {
                             return Err(TestCaseError::fail("a bad request answered as ok"));
                         };

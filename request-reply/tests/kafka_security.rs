@@ -4,25 +4,22 @@
 //! start-up, promptly, with an error that says authentication failed; a client that does not
 //! trust the broker's certificate is refused; and no password shows up in an error or a log line.
 
-#[path = "support/secure_broker.rs"]
-mod secure_broker;
-
+use contract::Topics;
+use contract::{Outcome, RequestKind, SCHEMA_VERSION, Score, ScoreRequest};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use request_reply::admin::ensure_request_and_reply_topics;
 use request_reply::config::{KafkaSettings, TopicSettings};
-use request_reply::contract::Topics;
-use request_reply::contract::{Outcome, RequestKind, SCHEMA_VERSION, Score, ScoreRequest};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{
     Client, ReplyContent, ReplyListener, RequestError, Requester, StartAt,
 };
 use request_reply::responder::{Origin, Service, WorkerConfig, WorkerError, run};
-use secure_broker::secure_broker;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use test_support::secure_broker::secure_broker;
 
 /// Longest a worker with bad credentials may take to give up.
 const FAIL_FAST: Duration = Duration::from_secs(30);
@@ -125,7 +122,6 @@ fn worker_config(kafka: KafkaSettings, topics: &TopicSettings) -> WorkerConfig {
         topics: topics.clone(),
         reset: false,
         extra_reply_topics: Vec::new(),
-        metrics_listen: None,
     }
 }
 
@@ -155,7 +151,7 @@ async fn round_trip(kafka: KafkaSettings, customer: &str) {
     let worker = tokio::spawn(run(Echo, worker_config(kafka.clone(), &topics), async {
         let _ = stopped.await;
     }));
-    let client = Client::connect(&kafka, &topics)
+    let client = Client::connect(&kafka, &topics, "requester")
         .await
         .unwrap_or_else(|error| panic!("requester over {kafka:?}: {}", chain(&error)));
     let reply = client
@@ -233,7 +229,7 @@ async fn a_requester_without_write_access_to_a_reply_topic_cannot_forge_a_reply(
             &reply_topic,
         ]);
     }
-    let mut listener = ReplyListener::start(&requester_kafka, &topics, StartAt::End)
+    let mut listener = ReplyListener::start(&requester_kafka, &topics, "requester", StartAt::End)
         .await
         .unwrap_or_else(|error| panic!("listener: {}", chain(&error)));
 

@@ -3,12 +3,11 @@
 //! here directly) is noticed and replaced, and the replies that arrived meanwhile are all read,
 //! once each, in order.
 
+use contract::{RequestKind, Topics};
 use request_reply::admin::ensure_request_and_reply_topics;
-use request_reply::contract::{RequestKind, Topics};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{ReplyListener, Requester, StartAt};
-use request_reply::testkit;
 use std::time::Duration;
 
 /// The stall time, a look-up interval and the time a replacement needs, with room to spare.
@@ -23,14 +22,14 @@ fn reply(topics: &Topics, partition: i32, id: &CorrelationId) -> Outgoing {
 
 #[tokio::test]
 async fn a_stalled_reply_listener_is_replaced_and_misses_nothing() {
-    let kafka = testkit::kafka();
-    let settings = testkit::unique_topics();
+    let kafka = test_support::kafka();
+    let settings = test_support::unique_topics();
     ensure_request_and_reply_topics(&kafka, &settings)
         .await
         .unwrap();
-    let topics = testkit::topics(&settings);
+    let topics = test_support::topics(&settings);
     let producer = Requester::new(&kafka, topics.clone(), Duration::from_secs(10)).unwrap();
-    let mut listener = ReplyListener::start(&kafka, &settings, StartAt::End)
+    let mut listener = ReplyListener::start(&kafka, &settings, "requester", StartAt::End)
         .await
         .unwrap();
 

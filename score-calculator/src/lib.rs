@@ -1,9 +1,10 @@
 //! The score calculator: a customer's score is a documented, deterministic function of its
 //! name, so the same request always gets the same answer. Kafka wiring is
-//! `request_reply::responder`.
+//! `request_reply::responder`, start-up is `service::worker`.
 
-use request_reply::contract::{RequestKind, Score, ScoreRequest, legacy};
-use request_reply::responder::{self, Origin, Service, WorkerConfig, WorkerError};
+use contract::{RequestKind, Score, ScoreRequest, legacy};
+use request_reply::responder::{Origin, Service};
+use service::worker::{self, WorkerConfig, WorkerError};
 use std::future::Future;
 
 /// Lowest score; the range 100..=9999 is the original workers'.
@@ -73,13 +74,13 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    responder::run(ScoreCalculator, config, shutdown).await
+    worker::run(ScoreCalculator, config, shutdown).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use request_reply::contract::SCHEMA_VERSION;
+    use contract::SCHEMA_VERSION;
 
     #[test]
     fn fnv1a_matches_its_published_test_vectors() {

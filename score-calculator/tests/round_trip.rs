@@ -1,22 +1,17 @@
 //! The score calculator against a real broker: JSON and plain-text round trips. The Kafka
-//! machinery is shared with the invoice generator and tested at length there; these tests only
-//! prove this worker is wired to it correctly.
+//! machinery is the library's, tested at length there and with the invoice generator; these tests
+//! only prove this worker is wired to it correctly.
 
-// The worker tests' shared helpers live with the invoice generator's tests.
-#[path = "../../invoice-generator/tests/common/mod.rs"]
-mod common;
-
-use common::{InProcessWorker, REPLY_TIMEOUT};
-use request_reply::contract::legacy::{self, LegacyReply};
-use request_reply::contract::{Outcome, RequestKind, SCHEMA_VERSION, ScoreRequest};
+use contract::legacy::{self, LegacyReply};
+use contract::{Outcome, RequestKind, SCHEMA_VERSION, ScoreRequest};
 use request_reply::headers;
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, ReplyContent};
-use request_reply::testkit;
 use score_calculator::score_of;
+use test_support::{InProcessWorker, REPLY_TIMEOUT};
 
 fn start_worker(topics: &request_reply::config::TopicSettings) -> InProcessWorker {
-    let config = testkit::worker_config(topics, "scores");
+    let config = test_support::worker_config(topics, "scores");
     InProcessWorker::spawn(|shutdown| score_calculator::run(config, shutdown))
 }
 
@@ -24,10 +19,12 @@ fn start_worker(topics: &request_reply::config::TopicSettings) -> InProcessWorke
 /// correlated and marked as JSON.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_request_gets_the_customers_score() {
-    let topics = testkit::unique_topics();
-    common::ensure_topics(&topics).await;
+    let topics = test_support::unique_topics();
+    test_support::create_topics(&topics, &[]).await;
     let worker = start_worker(&topics);
-    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
+    let client = Client::connect(&test_support::kafka(), &topics, "requester")
+        .await
+        .unwrap();
 
     let request = ScoreRequest {
         schema_version: SCHEMA_VERSION,
@@ -44,7 +41,7 @@ async fn json_request_gets_the_customers_score() {
     assert_eq!(score.score, score_of("ACME Ltd"));
     assert_eq!(
         reply.topic,
-        testkit::topics(&topics).reply(RequestKind::Score)
+        test_support::topics(&topics).reply(RequestKind::Score)
     );
     assert_eq!(
         reply.headers.last(headers::CONTENT_TYPE),
@@ -58,19 +55,21 @@ async fn json_request_gets_the_customers_score() {
 /// `Calculated score: N.`, with no headers and no key.
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_text_request_gets_a_plain_text_score() {
-    let topics = testkit::unique_topics();
-    common::ensure_topics(&topics).await;
+    let topics = test_support::unique_topics();
+    test_support::create_topics(&topics, &[]).await;
     let worker = start_worker(&topics);
-    let client = Client::connect(&testkit::kafka(), &topics).await.unwrap();
-    let request_topic = testkit::request_topic(&topics, RequestKind::Score);
+    let client = Client::connect(&test_support::kafka(), &topics, "requester")
+        .await
+        .unwrap();
+    let request_topic = test_support::request_topic(&topics, RequestKind::Score);
     client
         .requester()
         .send_outgoing(&Outgoing::new(&request_topic, legacy::SCORE_REQUEST_TEXT))
         .await
         .unwrap();
 
-    let reply_topic = testkit::topics(&topics).reply(RequestKind::Score);
-    let mut replies = testkit::TopicReader::new(&reply_topic, topics.partitions);
+    let reply_topic = test_support::topics(&topics).reply(RequestKind::Score);
+    let mut replies = test_support::TopicReader::new(&reply_topic, topics.partitions);
     let read = replies
         .read_until("the plain-text reply", REPLY_TIMEOUT, |seen| {
             !seen.is_empty()

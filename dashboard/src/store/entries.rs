@@ -1,6 +1,6 @@
 //! The remembered requests: one compact entry each, in reused slots found by correlation ID.
 
-use request_reply::contract::RequestKind;
+use contract::RequestKind;
 use slab::Slab;
 use std::collections::HashMap;
 

@@ -18,8 +18,8 @@ mod entries;
 mod key;
 mod status;
 
-use request_reply::contract::legacy::LegacyReply;
-use request_reply::contract::{RequestKind, Topics};
+use contract::legacy::LegacyReply;
+use contract::{RequestKind, Topics};
 use request_reply::headers::CorrelationId;
 use request_reply::requester::{IncomingReply, ReplyContent, SentRequest};
 use std::collections::BTreeSet;

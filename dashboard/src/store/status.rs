@@ -1,12 +1,12 @@
 //! What became of a request: its status, and what came back, kept as little as the table needs.
 
-use request_reply::contract::Outcome;
+use contract::Outcome;
 use request_reply::requester::ReplyContent;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::display::{ERROR_CHARS, SUMMARY_CHARS, bounded, money};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,

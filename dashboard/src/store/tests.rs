@@ -1,7 +1,7 @@
 use super::cache::PAYLOAD_CACHE_BYTES;
 use super::display::{ERROR_CHARS, SUMMARY_CHARS};
 use super::*;
-use request_reply::contract::{ErrorBody, ErrorCode, Outcome, Score};
+use contract::{ErrorBody, ErrorCode, Outcome, Score};
 use request_reply::kafka::HeaderList;
 
 fn reply(id: Option<&str>, content: ReplyContent) -> IncomingReply {

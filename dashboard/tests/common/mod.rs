@@ -4,7 +4,6 @@
 
 use dashboard::DashboardConfig;
 use request_reply::config::{KafkaSettings, TopicSettings};
-use request_reply::testkit;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,14 +42,7 @@ async fn until(stopped: oneshot::Receiver<()>) {
     let _ = stopped.await;
 }
 
-/// A port nothing listens on: bound, then let go.
-pub fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use test_support::closed_port;
 
 /// A dashboard's settings for tests without a broker: Kafka is a closed port, so a request that
 /// passes every HTTP check ends in 503 (Kafka unreachable), which tells it apart from the
@@ -159,7 +151,7 @@ impl Dashboard {
     /// Waits for `/readyz` to say the reply listener is assigned and the broker reachable.
     pub async fn wait_ready(&self, http: &reqwest::Client) {
         let url = self.url("/readyz");
-        testkit::wait_for(
+        test_support::wait_for(
             "the dashboard to be ready",
             Duration::from_secs(60),
             || async {
@@ -189,22 +181,22 @@ impl System {
     }
 
     pub async fn start_with(workers: bool, request_timeout: Duration) -> Self {
-        Self::start_on(testkit::unique_topics(), workers, request_timeout).await
+        Self::start_on(test_support::unique_topics(), workers, request_timeout).await
     }
 
     /// Like [`System::start_with`], on topics an earlier system may have used.
     pub async fn start_on(topics: TopicSettings, workers: bool, request_timeout: Duration) -> Self {
         let http = http_client();
-        let dashboard = Dashboard::start(testkit::kafka(), &topics, request_timeout).await;
+        let dashboard = Dashboard::start(test_support::kafka(), &topics, request_timeout).await;
         dashboard.wait_ready(&http).await;
         let workers = if workers {
             vec![
                 Running::spawn(|stopped| {
-                    let config = testkit::worker_config(&topics, "invoices");
+                    let config = test_support::worker_config(&topics, "invoices");
                     async move { Ok(invoice_generator::run(config, until(stopped)).await?) }
                 }),
                 Running::spawn(|stopped| {
-                    let config = testkit::worker_config(&topics, "scores");
+                    let config = test_support::worker_config(&topics, "scores");
                     async move { Ok(score_calculator::run(config, until(stopped)).await?) }
                 }),
             ]
@@ -292,18 +284,15 @@ pub async fn wait_api(http: &reqwest::Client, dashboard: &Dashboard, id: &str) -
 pub mod peers {
     use super::{Dashboard, Running, post_api, until, wait_api};
     use futures::future::join_all;
-    use request_reply::config::TopicSettings;
-    use request_reply::contract::RequestKind;
-    use request_reply::responder::WorkerConfig;
-    use request_reply::testkit;
     use serde_json::Value;
     use serde_json::json;
+    use service::worker::WorkerConfig;
     use std::collections::HashSet;
     use std::fs::File;
-    use std::io::Write;
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, ExitStatus, Stdio};
+    use std::process::{Command, ExitStatus, Stdio};
     use std::time::Duration;
+    use test_support::ChildGuard;
 
     /// `dashboard/tests/peers/<name>`.
     pub fn dir(name: &str) -> PathBuf {
@@ -327,27 +316,6 @@ pub mod peers {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-    }
-
-    /// Creates every topic of both kinds under `settings` (request, reply, NestJS reply, dead
-    /// letter) plus `extra`, before any peer subscribes to or is assigned one of them.
-    pub async fn create_topics(settings: &TopicSettings, extra: &[String]) {
-        let topics = testkit::topics(settings);
-        let mut names: Vec<String> = RequestKind::ALL
-            .into_iter()
-            .flat_map(|kind| {
-                [
-                    topics.request(kind),
-                    topics.reply(kind),
-                    topics.nest_reply(kind),
-                    topics.dead_letter(kind),
-                ]
-            })
-            .collect();
-        names.extend_from_slice(extra);
-        request_reply::admin::ensure_topics(&testkit::kafka(), settings, &names)
-            .await
-            .expect("create the test topics");
     }
 
     /// Both workers running in-process, each with its own config.
@@ -376,16 +344,22 @@ pub mod peers {
     /// A peer running as a child process, its stdout and stderr in files of a scratch directory.
     /// Killed when dropped; its output is printed if the test failed.
     pub struct PeerProcess {
-        name: String,
-        child: Child,
+        child: ChildGuard,
         dir: PathBuf,
     }
 
     impl PeerProcess {
+        /// Starts `command` with stdout and stderr going to files in a fresh scratch directory.
         pub fn start(name: &str, command: &mut Command) -> Self {
             let unique = request_reply::headers::CorrelationId::generate().key();
             let dir = std::env::temp_dir().join(format!("interop-peer-{unique}"));
             std::fs::create_dir_all(&dir).expect("create a scratch directory");
+            Self::start_in(name, dir, command)
+        }
+
+        /// Starts `command` with stdout and stderr going to files in `dir` (which may hold its
+        /// config already); `dir` is removed when the process is dropped.
+        pub fn start_in(name: &str, dir: PathBuf, command: &mut Command) -> Self {
             let stdout = File::create(dir.join("stdout")).expect("create the stdout file");
             let stderr = File::create(dir.join("stderr")).expect("create the stderr file");
             let child = command
@@ -394,29 +368,20 @@ pub mod peers {
                 .stderr(stderr)
                 .spawn()
                 .unwrap_or_else(|error| panic!("cannot start the {name}: {error}"));
-            PeerProcess {
-                name: name.to_owned(),
-                child,
-                dir,
-            }
+            let child = ChildGuard::new(name, child)
+                .show_on_panic(dir.join("stdout"))
+                .show_on_panic(dir.join("stderr"))
+                .remove_on_drop(&dir);
+            PeerProcess { child, dir }
         }
 
         pub fn stdout(&self) -> String {
             std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default()
         }
 
-        pub fn stderr(&self) -> String {
-            std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
-        }
-
+        /// Its stdout and stderr, for assertion messages.
         pub fn output(&self) -> String {
-            format!(
-                "--- {} stdout ---\n{}--- {} stderr ---\n{}",
-                self.name,
-                self.stdout(),
-                self.name,
-                self.stderr()
-            )
+            self.child.output()
         }
 
         /// The lines of stdout that are JSON objects: the peers print their results that way.
@@ -435,11 +400,12 @@ pub mod peers {
             timeout: Duration,
             matches: impl Fn(&Value) -> bool,
         ) -> Value {
-            testkit::wait_for(what, timeout, || {
+            test_support::wait_for(what, timeout, || {
                 let found = self.json_lines().into_iter().find(|line| matches(line));
                 if found.is_none() {
-                    if let Some(status) = self.child.try_wait().expect("poll the child process") {
-                        panic!("the {} exited ({status}) before {what}", self.name);
+                    let exited = self.child.child().try_wait();
+                    if let Some(status) = exited.expect("poll the child process") {
+                        panic!("the {} exited ({status}) before {what}", self.child.name());
                     }
                 }
                 std::future::ready(found)
@@ -449,25 +415,7 @@ pub mod peers {
 
         /// Waits up to `timeout` for the process to exit by itself.
         pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-            let child = &mut self.child;
-            let what = format!("the {} to exit", self.name);
-            testkit::wait_for(&what, timeout, || {
-                std::future::ready(child.try_wait().expect("poll the child process"))
-            })
-            .await
-        }
-    }
-
-    impl Drop for PeerProcess {
-        fn drop(&mut self) {
-            if let Ok(None) = self.child.try_wait() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-            if std::thread::panicking() {
-                let _ = std::io::stderr().lock().write_all(self.output().as_bytes());
-            }
-            let _ = std::fs::remove_dir_all(&self.dir);
+            self.child.wait_exit(timeout).await
         }
     }
 

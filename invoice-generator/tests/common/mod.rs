@@ -1,55 +1,21 @@
-//! Helpers shared by the worker integration tests (invoice-generator's, and score-calculator's,
-//! which include this file by path): topic set-up, a worker run in-process or as a child process,
-//! and reading consumer-group state. Each test binary uses only some of them.
+//! Helpers of the invoice generator's integration tests: invoice requests and replies, raw
+//! messages, and the worker binary run as a child process. Each test binary uses only some of
+//! them.
 #![allow(dead_code)]
 
-use futures::future::BoxFuture;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use contract::{Invoice, InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use request_reply::config::TopicSettings;
-use request_reply::contract::{
-    Invoice, InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION,
-};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{Client, IncomingReply, ReplyContent, SentRequest};
-use request_reply::responder::WorkerError;
-use request_reply::testkit::{self, ReadMessage};
 use std::collections::HashMap;
-use std::future::Future;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
+use test_support::{ChildGuard, REPLY_TIMEOUT, ReadMessage};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-/// Generous bound for anything that needs a consumer group to form or recover.
-pub const GROUP_TIMEOUT: Duration = Duration::from_secs(60);
-/// Bound for one request/reply round trip on a running worker.
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Creates every topic of both kinds under `settings` (request, reply, NestJS reply, dead
-/// letter), so readers can be assigned and requests produced before any worker has started.
-pub async fn ensure_topics(settings: &TopicSettings) {
-    let topics = testkit::topics(settings);
-    let names: Vec<String> = RequestKind::ALL
-        .into_iter()
-        .flat_map(|kind| {
-            [
-                topics.request(kind),
-                topics.reply(kind),
-                topics.nest_reply(kind),
-                topics.dead_letter(kind),
-            ]
-        })
-        .collect();
-    request_reply::admin::ensure_topics(&testkit::kafka(), settings, &names)
-        .await
-        .expect("create test topics");
-}
 
 /// A valid invoice request for `customer`: two widgets at 9.99.
 pub fn invoice_request(customer: &str) -> InvoiceRequest {
@@ -84,7 +50,7 @@ pub fn correlated(
     id: &CorrelationId,
     payload: impl Into<Vec<u8>>,
 ) -> Outgoing {
-    let topics = testkit::topics(settings);
+    let topics = test_support::topics(settings);
     Outgoing::new(topics.request(kind), payload)
         .header(headers::CORRELATION_ID, id.as_bytes())
         .header(headers::REPLY_TOPIC, topics.reply(kind))
@@ -93,7 +59,7 @@ pub fn correlated(
 /// Produces `message` as a tombstone: its topic, partition, key and headers, but no payload at
 /// all (which `Outgoing` cannot express: its payload is always present, if empty).
 pub async fn send_tombstone(message: &Outgoing) -> SentRequest {
-    let producer: FutureProducer = testkit::kafka()
+    let producer: FutureProducer = test_support::kafka()
         .producer_config()
         .create()
         .expect("create test producer");
@@ -166,9 +132,10 @@ pub fn count_by_correlation(messages: &[ReadMessage]) -> HashMap<String, usize> 
     counts
 }
 
-/// The consumer group id `testkit::worker_config(settings, group)` gives a worker.
+/// The consumer group id `test_support::worker_config(settings, group)` gives a worker.
 pub fn group_id(settings: &TopicSettings, group: &str) -> String {
-    testkit::worker_config(settings, group)
+    test_support::worker_config(settings, group)
+        .responder
         .kafka
         .consumer
         .get("group.id")
@@ -176,115 +143,20 @@ pub fn group_id(settings: &TopicSettings, group: &str) -> String {
         .expect("worker_config sets group.id")
 }
 
-fn admin_consumer(group: &str) -> BaseConsumer {
-    let mut config = testkit::kafka().consumer_config();
-    config
-        .set("group.id", group)
-        .set("enable.auto.commit", "false");
-    config.create().expect("create test consumer")
-}
-
-/// Waits until consumer group `group` is stable with exactly `members` members, so that no
-/// rebalance (and no redelivery) happens while the test runs.
-pub async fn wait_for_stable_group(group: &str, members: usize) {
-    let consumer = admin_consumer(group);
-    testkit::wait_for(
-        &format!("group {group} stable with {members} members"),
-        GROUP_TIMEOUT,
-        || {
-            let list = tokio::task::block_in_place(|| {
-                consumer.fetch_group_list(Some(group), Duration::from_secs(5))
-            });
-            let stable = list.ok().is_some_and(|list| {
-                list.groups()
-                    .iter()
-                    .any(|info| info.state() == "Stable" && info.members().len() == members)
-            });
-            std::future::ready(stable.then_some(()))
-        },
-    )
-    .await;
-}
-
-/// The sum of the offsets group `group` has committed on `topic` (partitions without a commit
-/// count as 0). On a fresh topic this is the number of requests the group has finished.
-pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
-    let consumer = admin_consumer(group);
-    let mut wanted = TopicPartitionList::new();
-    for partition in 0..partitions {
-        wanted.add_partition(topic, partition);
-    }
-    let committed = consumer
-        .committed_offsets(wanted, Duration::from_secs(10))
-        .expect("read committed offsets");
-    committed
-        .elements()
-        .iter()
-        .map(|element| match element.offset() {
-            Offset::Offset(offset) => offset,
-            _ => 0,
-        })
-        .sum()
-}
-
-/// How many messages `topic` holds now (no transactions here, so offsets are contiguous).
-pub fn message_count(topic: &str, partitions: i32) -> usize {
-    let consumer = admin_consumer("testkit-reader");
-    (0..partitions)
-        .map(|partition| {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .expect("read watermarks");
-            usize::try_from(high - low).expect("watermarks are ordered")
-        })
-        .sum()
-}
-
-/// A worker running as a task of the test, stopped through its shutdown future.
-pub struct InProcessWorker {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), WorkerError>>,
-}
-
-impl InProcessWorker {
-    /// Spawns `run` (for example `|shutdown| invoice_generator::run(config, shutdown)`).
-    pub fn spawn<F, Fut>(run: F) -> Self
-    where
-        F: FnOnce(BoxFuture<'static, ()>) -> Fut,
-        Fut: Future<Output = Result<(), WorkerError>> + Send + 'static,
-    {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(Box::pin(async {
-            stopped.await.ok();
-        })));
-        InProcessWorker { stop, task }
-    }
-
-    /// Triggers shutdown and checks that the worker finished cleanly.
-    pub async fn stop(self) {
-        self.stop.send(()).expect("worker still running");
-        tokio::time::timeout(GROUP_TIMEOUT, self.task)
-            .await
-            .expect("worker stops in time")
-            .expect("worker task did not panic")
-            .expect("worker stopped without error");
-    }
-}
-
 /// A worker binary running as a child process, with its own config.ini in a temporary
 /// directory and its log next to it. Killed when dropped; its log is printed if the test failed.
 pub struct WorkerProcess {
-    child: Child,
+    child: ChildGuard,
     dir: tempfile::TempDir,
 }
 
 impl WorkerProcess {
     /// Starts `binary config.ini [args]` with topics under `settings` in group `group` (the same
-    /// group id `testkit::worker_config(settings, group)` gives an in-process worker).
+    /// group id `test_support::worker_config(settings, group)` gives an in-process worker).
     pub fn start(binary: &str, settings: &TopicSettings, group: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let config = dir.path().join("config.ini");
-        let servers = testkit::kafka().bootstrap_servers().to_owned();
+        let servers = test_support::kafka().bootstrap_servers().to_owned();
         let ini = format!(
             "[default]\nbootstrap.servers={servers}\n\n\
              [consumer]\ngroup.id={}\nauto.offset.reset=earliest\n\n\
@@ -310,13 +182,14 @@ impl WorkerProcess {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {binary}: {error}"));
+        let child = ChildGuard::new("worker", child).show_on_panic(dir.path().join("worker.log"));
         WorkerProcess { child, dir }
     }
 
     /// SIGKILL: the process gets no chance to finish, commit or leave its group.
     pub fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the worker");
-        self.child.wait().expect("reap the worker");
+        self.child.child().kill().expect("SIGKILL the worker");
+        self.child.child().wait().expect("reap the worker");
     }
 
     /// SIGTERM: asks for a graceful shutdown.
@@ -330,11 +203,7 @@ impl WorkerProcess {
 
     /// Waits up to `timeout` for the process to exit.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let child = &mut self.child;
-        testkit::wait_for("the worker process to exit", timeout, || {
-            std::future::ready(child.try_wait().expect("poll the worker process"))
-        })
-        .await
+        self.child.wait_exit(timeout).await
     }
 
     pub fn log(&self) -> String {
@@ -343,19 +212,5 @@ impl WorkerProcess {
 
     fn log_path(&self) -> std::path::PathBuf {
         Path::new(self.dir.path()).join("worker.log")
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "--- worker log ({}) ---", self.log_path().display());
-            let _ = stderr.write_all(self.log().as_bytes());
-        }
     }
 }

@@ -1,0 +1,49 @@
+//! Where partitions begin and end, looked up once: the history reader reads up to these ends and
+//! the reply listener starts from them, so between the two nothing is missed or read twice.
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use std::time::{Duration, Instant};
+
+/// The next offset to read, per topic and partition.
+pub type Positions = std::collections::HashMap<(String, i32), i64>;
+
+/// Bound on each metadata and watermark look-up; new topics may need a moment for leaders.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Each partition of `topic` with its low and high watermarks, retried while the topic is new.
+pub(crate) fn partition_watermarks(
+    consumer: &StreamConsumer,
+    topic: &str,
+) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+    let deadline = Instant::now() + LOOKUP_TIMEOUT;
+    loop {
+        match try_partition_watermarks(consumer, topic) {
+            Err(error) if Instant::now() < deadline => {
+                tracing::debug!(%error, topic, "topic not ready yet; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn try_partition_watermarks(
+    consumer: &StreamConsumer,
+    topic: &str,
+) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;
+    let mut partitions = Vec::new();
+    for topic_metadata in metadata.topics() {
+        if let Some(error) = topic_metadata.error() {
+            return Err(KafkaError::MetadataFetch(error.into()));
+        }
+        for partition in topic_metadata.partitions() {
+            if let Some(error) = partition.error() {
+                return Err(KafkaError::MetadataFetch(error.into()));
+            }
+            let (low, high) = consumer.fetch_watermarks(topic, partition.id(), LOOKUP_TIMEOUT)?;
+            partitions.push((partition.id(), low, high));
+        }
+    }
+    Ok(partitions)
+}

@@ -1,0 +1,238 @@
+//! The requesting side: send correlated requests and receive every reply.
+//!
+//! [`Requester`] produces requests; [`ReplyListener`] reads the reply topics. The listener does not
+//! join a consumer group: it is assigned every partition of the reply topics directly, starting at
+//! the offsets it looked up before returning, so several dashboard instances each see every reply
+//! (and keep the ones for their own requests), and no reply that arrives after start-up is missed.
+//! [`Client`] combines the two into a `call` that awaits the matching reply, for programs that
+//! want a plain function call (the benchmarks, the tests).
+
+mod error;
+mod listener;
+mod reply;
+
+pub use crate::offsets::Positions;
+pub use error::RequestError;
+pub use listener::{ListenerCounters, ReplyListener, StartAt};
+pub use reply::{IncomingReply, ReplyContent};
+
+use crate::admin::ensure_request_and_reply_topics;
+use crate::config::{KafkaSettings, TopicSettings};
+use crate::headers::{self, CorrelationId, TraceContext};
+use crate::kafka::{Outgoing, set_default};
+use contract::{RequestKind, Topics};
+use rdkafka::producer::FutureProducer;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Where a produced request landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentRequest {
+    /// The request topic.
+    pub topic: String,
+    /// The partition it landed in.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+}
+
+/// Produces correlated requests to the request topics.
+#[derive(Clone)]
+pub struct Requester {
+    producer: FutureProducer,
+    topics: Topics,
+}
+
+impl std::fmt::Debug for Requester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requester")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Requester {
+    /// `send_timeout` bounds how long a request may wait for the broker's acknowledgement, so an
+    /// outage shows up as an error instead of a hang.
+    pub fn new(
+        kafka: &KafkaSettings,
+        topics: Topics,
+        send_timeout: Duration,
+    ) -> Result<Self, RequestError> {
+        let mut config = kafka.producer_config();
+        set_default(&mut config, "enable.idempotence", "true");
+        // As for the worker's replies: a request leaves at once (see responder.rs).
+        set_default(&mut config, "linger.ms", "0");
+        set_default(
+            &mut config,
+            "message.timeout.ms",
+            &send_timeout.as_millis().to_string(),
+        );
+        let producer = config.create().map_err(RequestError::Client)?;
+        Ok(Requester { producer, topics })
+    }
+
+    /// The topic names requests are sent to.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Produces a JSON request with its correlation ID and reply topic, and waits for the broker
+    /// to acknowledge it.
+    pub async fn send<T: Serialize>(
+        &self,
+        kind: RequestKind,
+        correlation_id: &CorrelationId,
+        request: &T,
+    ) -> Result<SentRequest, RequestError> {
+        let message =
+            self.request_message(kind, correlation_id, request, &TraceContext::new_root());
+        self.send_outgoing(&message).await
+    }
+
+    /// The message [`Requester::send`] produces: JSON payload, correlation ID, reply topic,
+    /// content type and the W3C trace context, for callers that record what they sent.
+    pub fn request_message<T: Serialize>(
+        &self,
+        kind: RequestKind,
+        correlation_id: &CorrelationId,
+        request: &T,
+        trace: &TraceContext,
+    ) -> Outgoing {
+        // Serializing our own contract types cannot fail: they are plain structs with string keys.
+        let payload = serde_json::to_vec(request).unwrap_or_default();
+        Outgoing::new(self.topics.request(kind), payload)
+            .header(headers::CORRELATION_ID, correlation_id.as_bytes())
+            .header(headers::REPLY_TOPIC, self.topics.reply(kind))
+            .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE)
+            .header(headers::TRACEPARENT, trace.header_value())
+    }
+
+    /// Produces an arbitrary message (plain-text requests, tests) and waits for its acknowledgement.
+    pub async fn send_outgoing(&self, outgoing: &Outgoing) -> Result<SentRequest, RequestError> {
+        let delivery = self
+            .producer
+            .send(outgoing.record(), Duration::ZERO)
+            .await
+            .map_err(|(error, _)| RequestError::Send(error))?;
+        Ok(SentRequest {
+            topic: outgoing.topic.clone(),
+            partition: delivery.partition,
+            offset: delivery.offset,
+        })
+    }
+}
+
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<IncomingReply>>>>;
+
+/// Request/reply as a function call: send, then await the reply with the same correlation ID.
+#[derive(Debug)]
+pub struct Client {
+    requester: Requester,
+    waiters: Waiters,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    /// Creates the request and reply topics if needed, starts a reply listener at the current end
+    /// of the reply topics (its consumer in group `group_id`), and a producer.
+    pub async fn connect(
+        kafka: &KafkaSettings,
+        topic_settings: &TopicSettings,
+        group_id: &str,
+    ) -> Result<Self, RequestError> {
+        ensure_request_and_reply_topics(kafka, topic_settings).await?;
+        let mut listener =
+            ReplyListener::start(kafka, topic_settings, group_id, StartAt::End).await?;
+        let requester = Requester::new(
+            kafka,
+            Topics::with_prefix(&topic_settings.prefix),
+            Duration::from_secs(30),
+        )?;
+        let waiters = Waiters::default();
+        let dispatch_to = Arc::clone(&waiters);
+        let listener = tokio::spawn(async move {
+            loop {
+                let reply = listener.next().await;
+                let Some(key) = reply.correlation_id.as_ref().map(CorrelationId::key) else {
+                    continue;
+                };
+                let waiter = dispatch_to
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .remove(&key);
+                if let Some(waiter) = waiter {
+                    // The caller may have given up (timeout); nothing else to do then.
+                    let _ = waiter.send(reply);
+                }
+            }
+        });
+        Ok(Client {
+            requester,
+            waiters,
+            listener,
+        })
+    }
+
+    /// The requester underneath, for sending requests built by hand.
+    pub fn requester(&self) -> &Requester {
+        &self.requester
+    }
+
+    /// Sends `request` and waits up to `timeout` for its reply.
+    pub async fn call<T: Serialize>(
+        &self,
+        kind: RequestKind,
+        request: &T,
+        timeout: Duration,
+    ) -> Result<IncomingReply, RequestError> {
+        let correlation_id = CorrelationId::generate();
+        let reply = self.expect_reply(&correlation_id);
+        if let Err(error) = self.requester.send(kind, &correlation_id, request).await {
+            self.lock_waiters().remove(&correlation_id.key());
+            return Err(error);
+        }
+        self.await_reply(&correlation_id, reply, timeout).await
+    }
+
+    /// Registers interest in the reply to `correlation_id` before its request is sent, for callers
+    /// that produce the request themselves (other encodings, other headers).
+    pub fn expect_reply(&self, correlation_id: &CorrelationId) -> oneshot::Receiver<IncomingReply> {
+        let (sender, receiver) = oneshot::channel();
+        self.lock_waiters().insert(correlation_id.key(), sender);
+        receiver
+    }
+
+    /// Waits up to the client's timeout for the reply registered with [`Client::expect_reply`].
+    pub async fn await_reply(
+        &self,
+        correlation_id: &CorrelationId,
+        reply: oneshot::Receiver<IncomingReply>,
+        timeout: Duration,
+    ) -> Result<IncomingReply, RequestError> {
+        let outcome = tokio::time::timeout(timeout, reply).await;
+        self.lock_waiters().remove(&correlation_id.key());
+        match outcome {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(RequestError::ListenerStopped),
+            Err(_) => Err(RequestError::Timeout(timeout)),
+        }
+    }
+
+    fn lock_waiters(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<IncomingReply>>> {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}

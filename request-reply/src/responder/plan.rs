@@ -1,0 +1,146 @@
+//! What one consumed request causes (its reply, or a dead-letter copy and an error reply),
+//! decided by a pure function so every rule is unit-tested without a broker.
+
+use super::inbound::Inbound;
+use super::routing::{ReplyTarget, Routing, reply_target};
+use super::{Origin, Service};
+use crate::codec::{MAX_QUOTED_CHARS, RequestBody, decode_request, excerpt, loggable};
+use crate::headers::{self, CorrelationId, TraceContext};
+use crate::kafka::Outgoing;
+use contract::{ErrorCode, Reply};
+use serde::Serialize;
+
+/// Longest reason, in characters, put in `dlq-reason` and error replies: reasons quote header
+/// values and parser messages, which a hostile request can make as large as itself.
+const MAX_REASON_CHARS: usize = 1000;
+/// Decides what one consumed request causes: its reply, or for a bad request a dead-letter copy
+/// and (when the requester can be told) an error reply. Pure, so every case is unit-tested.
+pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Vec<Outgoing> {
+    let correlation_id = inbound.correlation_id();
+    let origin = Origin {
+        partition: inbound.partition,
+        offset: inbound.offset,
+    };
+    let target = match reply_target(routing, inbound) {
+        Ok(target) => target,
+        Err(reason) => {
+            let fallback = ReplyTarget {
+                topic: routing.default_reply_topic.clone(),
+                partition: None,
+            };
+            return reject::<S>(
+                routing,
+                inbound,
+                &fallback,
+                correlation_id,
+                ErrorCode::InvalidHeaders,
+                &reason,
+            );
+        }
+    };
+    if let [first, ..] = inbound.headers.unreadable() {
+        let reason = format!(
+            "{} header name(s) are not UTF-8 (the first is header {first}); they are left out of \
+             the dead-letter copy",
+            inbound.headers.unreadable().len()
+        );
+        return reject::<S>(
+            routing,
+            inbound,
+            &target,
+            correlation_id,
+            ErrorCode::InvalidHeaders,
+            &reason,
+        );
+    }
+    let content_type = inbound.headers.last(headers::CONTENT_TYPE);
+    match decode_request::<S::Request>(inbound.payload.as_deref(), content_type) {
+        Ok(RequestBody::Json(request)) => {
+            let reply = Reply::ok(service.handle(request, origin));
+            tracing::info!("answered request");
+            vec![json_reply(
+                &target,
+                inbound,
+                correlation_id.as_ref(),
+                &reply,
+            )]
+        }
+        Ok(RequestBody::Text(text)) => {
+            let answer = service.handle_text(&text, origin);
+            tracing::info!(
+                request = %loggable(&text, MAX_QUOTED_CHARS),
+                reply = %loggable(&answer, MAX_QUOTED_CHARS),
+                "answered plain-text request"
+            );
+            let mut reply = Outgoing::new(&target.topic, answer);
+            reply.partition = target.partition;
+            // The original system's messages carry no headers; answer them the same way.
+            if !inbound.headers.is_empty() {
+                if let Some(id) = &correlation_id {
+                    reply = reply.header(headers::CORRELATION_ID, id.as_bytes());
+                }
+                reply = reply
+                    .header(headers::CONTENT_TYPE, headers::TEXT_CONTENT_TYPE)
+                    .header(headers::NEST_IS_DISPOSED, headers::NEST_IS_DISPOSED_VALUE);
+            }
+            vec![reply]
+        }
+        Err(error) => reject::<S>(
+            routing,
+            inbound,
+            &target,
+            correlation_id,
+            error.code(),
+            &error.to_string(),
+        ),
+    }
+}
+
+pub(super) fn json_reply<T: Serialize>(
+    target: &ReplyTarget,
+    inbound: &Inbound,
+    correlation_id: Option<&CorrelationId>,
+    reply: &Reply<T>,
+) -> Outgoing {
+    // Serializing our own contract types cannot fail: they are plain structs with string keys.
+    let payload = serde_json::to_vec(reply).unwrap_or_default();
+    let mut outgoing = Outgoing::new(&target.topic, payload);
+    outgoing.partition = target.partition;
+    outgoing.key.clone_from(&inbound.key);
+    if let Some(id) = correlation_id {
+        outgoing = outgoing.header(headers::CORRELATION_ID, id.as_bytes());
+    }
+    // What a NestJS client needs: `kafka_nest-err` fails its call with our error body, and
+    // `kafka_nest-is-disposed` (on every reply: there is only one) completes it.
+    if let contract::Outcome::Error(body) = &reply.outcome {
+        let error = serde_json::to_vec(body).unwrap_or_default();
+        outgoing = outgoing.header(headers::NEST_ERR, error);
+    }
+    outgoing = outgoing.header(headers::NEST_IS_DISPOSED, headers::NEST_IS_DISPOSED_VALUE);
+    // The reply is a new span in the requester's trace (or the start of one).
+    let trace = inbound
+        .trace_context()
+        .map_or_else(TraceContext::new_root, |parent| parent.child());
+    outgoing
+        .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE)
+        .header(headers::TRACEPARENT, trace.header_value())
+}
+
+fn reject<S: Service>(
+    routing: &Routing,
+    inbound: &Inbound,
+    target: &ReplyTarget,
+    correlation_id: Option<CorrelationId>,
+    code: ErrorCode,
+    reason: &str,
+) -> Vec<Outgoing> {
+    let bounded = excerpt(reason, MAX_REASON_CHARS);
+    let reason: &str = &bounded;
+    tracing::warn!(reason, "rejected request; copied to the dead-letter topic");
+    let mut caused = vec![inbound.dead_letter(&routing.dead_letter_topic, reason)];
+    if let Some(id) = correlation_id {
+        let reply: Reply<S::Response> = Reply::error(code, reason);
+        caused.push(json_reply(target, inbound, Some(&id), &reply));
+    }
+    caused
+}

@@ -1,0 +1,265 @@
+//! The responder loop: consume in order, plan, queue, await deliveries in consumption order,
+//! and store each request's offset only once everything it caused is acknowledged.
+
+use super::delivery::{deliver, enqueue};
+use super::inbound::Inbound;
+use super::plan::plan;
+use super::rebalance::WorkerContext;
+use super::recovery::{ConsumerWatch, Tick, undecodable_dead_letter};
+use super::routing::Routing;
+use super::{Service, WorkerConfig, WorkerError};
+use crate::admin::ensure_topics;
+use crate::codec::{MAX_QUOTED_CHARS, loggable};
+use crate::kafka::{HeaderList, Outgoing, set_default};
+use crate::metrics::WorkerMetrics;
+use crate::producer::RenewingProducer as ReplyProducer;
+use contract::Topics;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use prometheus_client::registry::Registry;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::{Instrument, info_span};
+
+/// Most requests whose replies may be awaiting acknowledgement at once (backpressure).
+const MAX_IN_FLIGHT: usize = 4096;
+/// How long shutdown waits for in-flight replies before leaving them to redelivery.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// The worker's default `message.timeout.ms`: a reply not acknowledged within this long means
+/// the producer is stuck (or the cluster down) and it is replaced. Ten seconds is far beyond an
+/// acknowledgement's usual milliseconds, and short enough for a stuck reply to go out again
+/// well within a requester's 30 s timeout.
+const REPLY_TIMEOUT_MS: &str = "10000";
+/// Runs a worker until `shutdown` resolves, then finishes what is in flight, commits, leaves the
+/// consumer group and flushes the producer. Its counts go nowhere; see [`run_with_metrics`].
+pub async fn run<S: Service>(
+    service: S,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let metrics = WorkerMetrics::register(&mut Registry::default());
+    run_with_metrics(service, config, metrics, shutdown).await
+}
+
+/// [`run`], counting into `metrics` (registered by the caller in the registry it exposes).
+pub async fn run_with_metrics<S: Service>(
+    service: S,
+    config: WorkerConfig,
+    metrics: WorkerMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let topics = Topics::with_prefix(&config.topics.prefix);
+    let routing = Arc::new(Routing::new(S::KIND, &topics, &config.extra_reply_topics));
+    ensure_topics(&config.kafka, &config.topics, &routing.all_topics()).await?;
+
+    let servers = config.kafka.bootstrap_servers().to_owned();
+    let client_error = |role| {
+        let servers = servers.clone();
+        move |source| WorkerError::Client {
+            role,
+            servers,
+            source,
+        }
+    };
+    let mut consumer_config = config.kafka.consumer_config();
+    set_default(
+        &mut consumer_config,
+        "group.id",
+        S::KIND.base_request_topic(),
+    );
+    set_default(&mut consumer_config, "auto.offset.reset", "earliest");
+    set_default(&mut consumer_config, "enable.auto.commit", "true");
+    set_default(&mut consumer_config, "auto.commit.interval.ms", "1000");
+    // A killed replica's partitions move on after this, not after librdkafka's 45 s default:
+    // the brokers' smallest allowed session (group.min.session.timeout.ms), with heartbeats a
+    // third of it as Kafka advises.
+    set_default(&mut consumer_config, "session.timeout.ms", "6000");
+    set_default(&mut consumer_config, "heartbeat.interval.ms", "2000");
+    // Not overridable: offsets are stored by hand once the reply is acknowledged.
+    consumer_config.set("enable.auto.offset.store", "false");
+    let context = WorkerContext {
+        reset: config.reset,
+        already_reset: Mutex::default(),
+        metrics: metrics.clone(),
+    };
+    // The watchdog's probe reads the group's committed offsets but never joins it.
+    let mut probe_config = consumer_config.clone();
+    probe_config.set("enable.auto.commit", "false");
+    let probe = probe_config.create().map_err(client_error("consumer"))?;
+    let mut watch = ConsumerWatch::new(probe, metrics.consumer_recoveries.clone());
+    let consumer: StreamConsumer<WorkerContext> = consumer_config
+        .create_with_context(context)
+        .map_err(client_error("consumer"))?;
+    consumer
+        .subscribe(&[&routing.request_topic])
+        .map_err(|source| WorkerError::Subscribe {
+            topic: routing.request_topic.clone(),
+            source,
+        })?;
+
+    let mut producer_config = config.kafka.producer_config();
+    set_default(&mut producer_config, "enable.idempotence", "true");
+    // A reply leaves at once: with any linger librdkafka waits for its next wake-up (about
+    // 1.2 ms per hop, measured), which quadruples a low-load round trip; batching still happens
+    // under load while earlier produce requests are in flight (scripts/bench, tuning profiles).
+    set_default(&mut producer_config, "linger.ms", "0");
+    // How long a reply may wait for its acknowledgement before the producer counts as stuck
+    // and is replaced (see `recovery`); librdkafka's default is five minutes.
+    set_default(&mut producer_config, "message.timeout.ms", REPLY_TIMEOUT_MS);
+    let producer = ReplyProducer::new(producer_config, metrics.producer_replacements.clone())
+        .map(Arc::new)
+        .map_err(client_error("producer"))?;
+    tracing::info!(
+        request_topic = %routing.request_topic,
+        reply_topic = %routing.default_reply_topic,
+        servers = %servers,
+        "worker started"
+    );
+
+    let mut in_flight = FuturesOrdered::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let has_room = in_flight.len() < MAX_IN_FLIGHT;
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => store_offset(&consumer, &done),
+            // A worker held back by its own in-flight bound is not stalled: not judged then.
+            tick = watch.tick(has_room) => match tick {
+                Tick::Due => watch.start_lookup(&consumer),
+                Tick::LookedUp(Some(lookup)) => {
+                    // A skipped request goes through the pipeline like any other: its offset
+                    // is stored once its dead letter is acknowledged.
+                    for skipped in watch.judge(lookup, &consumer) {
+                        let copy = undecodable_dead_letter(&routing.dead_letter_topic, &skipped);
+                        metrics.errors.inc();
+                        metrics.dead_lettered.inc();
+                        let span = info_span!("skipped", partition = skipped.key.1, offset = skipped.next);
+                        let inbound = Inbound {
+                            topic: skipped.key.0,
+                            partition: skipped.key.1,
+                            offset: skipped.next,
+                            key: None,
+                            payload: None,
+                            headers: HeaderList::default(),
+                        };
+                        in_flight.push_back(dispatch(&producer, &routing, &metrics, inbound, (vec![copy], span)).await);
+                    }
+                }
+                Tick::LookedUp(None) => {}
+            },
+            received = consumer.recv(), if has_room => match received {
+                Err(error) => {
+                    watch.error(&error);
+                    tracing::warn!(%error, "consumer error");
+                }
+                Ok(message) => {
+                    watch.read(&(message.topic().to_owned(), message.partition()), message.offset());
+                    let inbound = Inbound::from_message(&message);
+                    drop(message);
+                    let caused = planned(&service, &routing, &metrics, &inbound);
+                    in_flight.push_back(dispatch(&producer, &routing, &metrics, inbound, caused).await);
+                }
+            },
+        }
+    }
+
+    tracing::info!(
+        in_flight = in_flight.len(),
+        "shutting down: finishing in-flight requests"
+    );
+    let drain = async {
+        while let Some(done) = in_flight.next().await {
+            store_offset(&consumer, &done);
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        tracing::warn!("gave up waiting for in-flight replies; those requests will be redelivered");
+    }
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(%error, "final commit had nothing to do");
+    }
+    consumer.unsubscribe();
+    if let Err(error) = producer.flush(Duration::from_secs(10)) {
+        tracing::warn!(%error, "producer flush incomplete");
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Plans everything one request causes, in the request's span (which carries its correlation
+/// ID), and counts it.
+fn planned<S: Service>(
+    service: &S,
+    routing: &Routing,
+    metrics: &WorkerMetrics,
+    inbound: &Inbound,
+) -> (Vec<Outgoing>, tracing::Span) {
+    // Bounded: every log line of the request carries it, and a hostile one can be huge.
+    let correlation_id = inbound.correlation_id().map_or_else(
+        || "-".to_owned(),
+        |id| loggable(&id.key(), MAX_QUOTED_CHARS),
+    );
+    let trace_id = inbound
+        .trace_context()
+        .map_or_else(|| "-".to_owned(), |trace| trace.trace_id_hex());
+    let span = info_span!(
+        "request",
+        correlation_id = %correlation_id,
+        trace_id = %trace_id,
+        partition = inbound.partition,
+        offset = inbound.offset
+    );
+    let caused = span.in_scope(|| plan(service, routing, inbound));
+    let dead_letters = caused
+        .iter()
+        .filter(|outgoing| outgoing.topic == routing.dead_letter_topic)
+        .count();
+    if dead_letters == 0 {
+        metrics.handled.inc();
+    } else {
+        metrics.errors.inc();
+        metrics.dead_lettered.inc_by(dead_letters as u64);
+    }
+    (caused, span)
+}
+
+/// Queues everything a request caused; the returned future resolves with the request once all
+/// of it is acknowledged, when its offset may be stored.
+async fn dispatch(
+    producer: &Arc<ReplyProducer>,
+    routing: &Arc<Routing>,
+    metrics: &WorkerMetrics,
+    inbound: Inbound,
+    (caused, span): (Vec<Outgoing>, tracing::Span),
+) -> impl Future<Output = Inbound> + use<> {
+    let received = std::time::Instant::now();
+    let mut queued = Vec::with_capacity(caused.len());
+    for outgoing in caused {
+        let delivery = enqueue(producer, &outgoing).await;
+        queued.push((outgoing, delivery));
+    }
+    let producer = Arc::clone(producer);
+    let routing = Arc::clone(routing);
+    let metrics = metrics.clone();
+    async move {
+        for (outgoing, delivery) in queued {
+            deliver(&producer, outgoing, delivery, &inbound, &routing, &metrics).await;
+        }
+        metrics
+            .handling_seconds
+            .observe(received.elapsed().as_secs_f64());
+        inbound
+    }
+    .instrument(span)
+}
+
+fn store_offset(consumer: &StreamConsumer<WorkerContext>, done: &Inbound) {
+    if let Err(error) = consumer.store_offset(&done.topic, done.partition, done.offset) {
+        // The partition was revoked meanwhile; its new owner will redo this request.
+        tracing::debug!(%error, partition = done.partition, offset = done.offset, "offset not stored");
+    }
+}

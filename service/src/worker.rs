@@ -1,0 +1,156 @@
+//! What both workers share around the library's responder loop: the command line
+//! (`<worker> config/config.ini [--reset]`, as the originals), reading the worker's settings from
+//! config.ini, and serving `GET /metrics` next to the loop.
+
+use crate::config::{ConfigError, ConfigFile, EnvOverride};
+use clap::Parser;
+use prometheus_client::registry::Registry;
+use request_reply::metrics::WorkerMetrics;
+use request_reply::responder::{self, Service};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Environment variables a worker reads besides the common ones.
+pub const WORKER_ENV_OVERRIDES: &[EnvOverride] = &[EnvOverride {
+    var: "WORKER_METRICS_LISTEN",
+    section: "worker",
+    key: "metrics_listen",
+}];
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "A request/reply worker: consumes its request topic, replies on its reply topic"
+)]
+pub struct WorkerArgs {
+    /// config.ini: librdkafka properties in `[default]` and `[consumer]`, topics in `[topics]`
+    pub config: PathBuf,
+    /// Read the request topic from the beginning instead of the committed offsets
+    #[arg(long)]
+    pub reset: bool,
+}
+
+impl WorkerArgs {
+    /// Parses the command line, starts logging and reads the config file with its environment
+    /// overrides.
+    pub fn parse_and_load() -> Result<WorkerConfig, ConfigError> {
+        let args = WorkerArgs::parse();
+        crate::telemetry::init_logging();
+        let file = ConfigFile::load(&args.config, WORKER_ENV_OVERRIDES)?;
+        WorkerConfig::from_file(&file, args.reset)
+    }
+}
+
+/// Everything a worker needs to run, usually read from its config.ini.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// What the responder loop needs.
+    pub responder: responder::WorkerConfig,
+    /// Where to serve `GET /metrics` and `GET /healthz`; none when unset.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// A worker without a metrics endpoint.
+impl From<responder::WorkerConfig> for WorkerConfig {
+    fn from(responder: responder::WorkerConfig) -> Self {
+        WorkerConfig {
+            responder,
+            metrics_listen: None,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Reads `[default]`, `[consumer]`, `[producer]`, `[topics]`, `[worker] reply_topics`
+    /// (comma-separated) and `[worker] metrics_listen`.
+    pub fn from_file(file: &ConfigFile, reset: bool) -> Result<Self, ConfigError> {
+        let extra_reply_topics = file
+            .section("worker")
+            .get("reply_topics")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let metrics_listen = match file.section("worker").get("metrics_listen") {
+            None => None,
+            Some(_) => Some(file.get(
+                "worker",
+                "metrics_listen",
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+            )?),
+        };
+        Ok(WorkerConfig {
+            responder: responder::WorkerConfig {
+                kafka: file.kafka(),
+                topics: file.topics()?,
+                reset,
+                extra_reply_topics,
+            },
+            metrics_listen,
+        })
+    }
+}
+
+/// Why a worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Responder(#[from] responder::WorkerError),
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs `service` in the library's responder loop until `shutdown` resolves, serving its
+/// metrics on `metrics_listen` when set.
+pub async fn run<S: Service>(
+    service: S,
+    mut config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let mut registry = Registry::default();
+    let metrics = WorkerMetrics::register(&mut registry);
+    let metrics_listener = match config.metrics_listen {
+        None => None,
+        Some(address) => match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => Some(listener),
+            // A second replica started by hand next to a running one (`docker exec ... --reset`)
+            // finds the port taken: it works on, without an endpoint of its own.
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::warn!(%address, "metrics port in use; running without /metrics");
+                None
+            }
+            Err(source) => return Err(WorkerError::Metrics { address, source }),
+        },
+    };
+    let metrics_server = match metrics_listener {
+        None => None,
+        Some(listener) => {
+            tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics");
+            // Lag statistics are only worth computing when someone can read them.
+            let kafka = &mut config.responder.kafka;
+            let key = "statistics.interval.ms";
+            if !kafka.common.contains_key(key) && !kafka.consumer.contains_key(key) {
+                kafka.consumer.insert(key.into(), "5000".into());
+            }
+            let app = crate::metrics::router(Arc::new(registry));
+            Some(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ))
+        }
+    };
+    let result = responder::run_with_metrics(service, config.responder, metrics, shutdown).await;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
+    Ok(result?)
+}

@@ -1,0 +1,134 @@
+//! Consumer-group state and offsets as the broker sees them, read without joining the group.
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::groups::GroupInfo;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// A client for reading the state and offsets of `group`; it joins no group.
+pub fn observer(group: &str) -> BaseConsumer {
+    let mut config = crate::kafka().consumer_config();
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    config.create().expect("create an observing consumer")
+}
+
+/// Who is in a consumer group: member id to client id and assigned (topic, partition)s.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GroupMembers(pub BTreeMap<String, (String, Vec<(String, i32)>)>);
+
+impl GroupMembers {
+    fn of(info: &GroupInfo) -> Self {
+        GroupMembers(
+            info.members()
+                .iter()
+                .map(|member| {
+                    let assigned = member
+                        .assignment()
+                        .and_then(parse_assignment)
+                        .unwrap_or_default();
+                    (
+                        member.id().to_owned(),
+                        (member.client_id().to_owned(), assigned),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The partition numbers of the members whose client id satisfies `which`.
+    pub fn partitions_of(&self, which: impl Fn(&str) -> bool) -> BTreeSet<i32> {
+        self.0
+            .values()
+            .filter(|(client_id, _)| which(client_id))
+            .flat_map(|(_, assigned)| assigned.iter().map(|(_, partition)| *partition))
+            .collect()
+    }
+}
+
+/// Reads a member assignment of the classic consumer protocol: version (i16), then topics
+/// (i32 count; each a string with an i16 length, and i32 partitions with an i32 count), then user
+/// data, which is ignored.
+fn parse_assignment(bytes: &[u8]) -> Option<Vec<(String, i32)>> {
+    fn take<'a>(bytes: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
+        let (head, rest) = bytes.split_at_checked(len)?;
+        *bytes = rest;
+        Some(head)
+    }
+    fn int(bytes: &mut &[u8], len: usize) -> Option<i64> {
+        let raw = take(bytes, len)?;
+        Some(match len {
+            2 => i16::from_be_bytes(raw.try_into().ok()?).into(),
+            _ => i32::from_be_bytes(raw.try_into().ok()?).into(),
+        })
+    }
+    let mut bytes = bytes;
+    int(&mut bytes, 2)?;
+    let mut assigned = Vec::new();
+    for _ in 0..int(&mut bytes, 4)? {
+        let len = usize::try_from(int(&mut bytes, 2)?).ok()?;
+        let topic = String::from_utf8(take(&mut bytes, len)?.to_vec()).ok()?;
+        for _ in 0..int(&mut bytes, 4)? {
+            assigned.push((topic.clone(), i32::try_from(int(&mut bytes, 4)?).ok()?));
+        }
+    }
+    Some(assigned)
+}
+
+/// Waits up to `timeout` until consumer group `group` is stable with exactly `members` members
+/// (so no rebalance, and no redelivery, happens while the test runs), and returns them.
+pub async fn wait_for_stable_group(group: &str, members: usize, timeout: Duration) -> GroupMembers {
+    let observer = observer(group);
+    crate::wait_for(
+        &format!("group {group} stable with {members} members"),
+        timeout,
+        || {
+            let list = tokio::task::block_in_place(|| {
+                observer.fetch_group_list(Some(group), Duration::from_secs(5))
+            });
+            let stable = list.ok().and_then(|list| {
+                list.groups()
+                    .iter()
+                    .find(|info| info.state() == "Stable" && info.members().len() == members)
+                    .map(GroupMembers::of)
+            });
+            std::future::ready(stable)
+        },
+    )
+    .await
+}
+
+/// The sum of the offsets `group` has committed on `topic` (no commit counts as 0): on a fresh
+/// topic, how many of its messages the group has finished with.
+pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..partitions {
+        wanted.add_partition(topic, partition);
+    }
+    let committed = observer(group)
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .expect("read committed offsets");
+    committed
+        .elements()
+        .iter()
+        .map(|element| match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// How many messages `topic` holds now (no transactions here, so offsets are contiguous).
+pub fn message_count(topic: &str, partitions: i32) -> usize {
+    let observer = observer("test-support-observer");
+    (0..partitions)
+        .map(|partition| {
+            let (low, high) = observer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .expect("read watermarks");
+            usize::try_from(high - low).expect("watermarks are ordered")
+        })
+        .sum()
+}

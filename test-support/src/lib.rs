@@ -1,0 +1,203 @@
+//! What the integration tests of every crate share (a dev-dependency only): the broker they run
+//! against, unique topic namespaces, worker configs, reading topics back, schema checks.
+//!
+//! Tests get the broker from `KAFKA_BOOTSTRAP_SERVERS` (set by `scripts/test`, which starts one on
+//! a free port) and isolate themselves with a unique topic prefix, so they can run in parallel
+//! against one broker.
+
+pub mod groups;
+mod process;
+pub mod secure_broker;
+mod worker;
+
+pub use process::ChildGuard;
+pub use worker::{GROUP_TIMEOUT, InProcessWorker, REPLY_TIMEOUT};
+
+use contract::{RequestKind, Topics};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use request_reply::config::{KafkaSettings, TopicSettings};
+use request_reply::kafka::HeaderList;
+use request_reply::responder;
+use service::worker::WorkerConfig;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// The broker the tests run against.
+pub fn kafka() -> KafkaSettings {
+    let servers = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| {
+        panic!("KAFKA_BOOTSTRAP_SERVERS is not set: run the tests with scripts/test, which starts a broker")
+    });
+    KafkaSettings::for_bootstrap(&servers)
+}
+
+/// Topic settings with a prefix no other test uses.
+pub fn unique_topics() -> TopicSettings {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    TopicSettings::with_prefix(format!("test-{}.", &id[..12]))
+}
+
+/// A worker config for `topics`, in consumer group `group`.
+pub fn worker_config(topics: &TopicSettings, group: &str) -> WorkerConfig {
+    let mut kafka = kafka();
+    kafka
+        .consumer
+        .insert("group.id".into(), format!("{}{group}", topics.prefix));
+    WorkerConfig::from(responder::WorkerConfig::new(kafka, topics.clone()))
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A message read back from a topic.
+#[derive(Clone, Debug)]
+pub struct ReadMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: HeaderList,
+}
+
+impl ReadMessage {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(self.payload.as_deref().unwrap_or_default()).into_owned()
+    }
+}
+
+/// Reads every partition of one topic from the beginning, outside any consumer group.
+pub struct TopicReader {
+    consumer: StreamConsumer,
+    seen: Vec<ReadMessage>,
+}
+
+impl std::fmt::Debug for TopicReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicReader")
+            .field("seen", &self.seen.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TopicReader {
+    pub fn new(topic: &str, partitions: i32) -> Self {
+        let mut config = kafka().consumer_config();
+        config
+            .set("group.id", "testkit-reader")
+            .set("enable.auto.commit", "false");
+        let consumer: StreamConsumer = config.create().expect("create test consumer");
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("add partition");
+        }
+        consumer.assign(&assignment).expect("assign test consumer");
+        TopicReader {
+            consumer,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads until `enough` holds for everything read so far, or panics after `timeout`.
+    pub async fn read_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        enough: impl Fn(&[ReadMessage]) -> bool,
+    ) -> &[ReadMessage] {
+        let deadline = Instant::now() + timeout;
+        while !enough(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out after {timeout:?} waiting for {what}; read {:?}",
+                self.seen
+            );
+            if let Ok(Ok(message)) = tokio::time::timeout(left, self.consumer.recv()).await {
+                self.seen.push(ReadMessage {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec),
+                    headers: HeaderList::from_message(&message),
+                });
+            }
+        }
+        &self.seen
+    }
+}
+
+/// The topic names behind `settings`.
+pub fn topics(settings: &TopicSettings) -> Topics {
+    Topics::with_prefix(&settings.prefix)
+}
+
+/// Request topic of `kind` under `settings`, for tests that produce raw messages.
+pub fn request_topic(settings: &TopicSettings, kind: RequestKind) -> String {
+    topics(settings).request(kind)
+}
+
+/// Panics unless `payload` is JSON valid against the checked-in schema `schema`
+/// (`invoice-request`, `invoice-reply`, ...; see [`contract::schema`]).
+pub fn assert_valid_payload(schema: &str, payload: &[u8]) {
+    let instance: serde_json::Value = serde_json::from_slice(payload).unwrap_or_else(|error| {
+        panic!(
+            "payload is not JSON ({error}): {}",
+            String::from_utf8_lossy(payload)
+        )
+    });
+    let problems = contract::schema::problems(schema, &instance);
+    assert!(
+        problems.is_empty(),
+        "{instance} does not match {schema}: {problems:?}"
+    );
+}
+
+/// Creates every topic of both kinds under `settings` (request, reply, NestJS reply, dead
+/// letter) plus `extra`, so readers can be assigned and requests produced before any worker or
+/// peer has started.
+pub async fn create_topics(settings: &TopicSettings, extra: &[String]) {
+    let topics = topics(settings);
+    let mut names: Vec<String> = RequestKind::ALL
+        .into_iter()
+        .flat_map(|kind| {
+            [
+                topics.request(kind),
+                topics.reply(kind),
+                topics.nest_reply(kind),
+                topics.dead_letter(kind),
+            ]
+        })
+        .collect();
+    names.extend_from_slice(extra);
+    request_reply::admin::ensure_topics(&kafka(), settings, &names)
+        .await
+        .expect("create the test topics");
+}
+
+/// A port nothing listens on: bound, then let go.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
