@@ -46,6 +46,8 @@ pub struct WorkerMetrics {
     pub consumer_recoveries: Counter,
     /// A reply was not acknowledged in time and the reply producer was replaced.
     pub producer_replacements: Counter,
+    /// The consumer lost its group for good (see the responder's `group_watch`) and was replaced.
+    pub consumer_replacements: Counter,
 }
 
 impl WorkerMetrics {
@@ -59,6 +61,7 @@ impl WorkerMetrics {
             consumer_lag: Family::default(),
             consumer_recoveries: Counter::default(),
             producer_replacements: Counter::default(),
+            consumer_replacements: Counter::default(),
         };
         let worker = registry.sub_registry_with_prefix("worker");
         worker.register(
@@ -95,6 +98,11 @@ impl WorkerMetrics {
             "producer_replacements",
             "Times a reply went unacknowledged for message.timeout.ms and the reply producer was replaced",
             metrics.producer_replacements.clone(),
+        );
+        worker.register(
+            "consumer_replacements",
+            "Times the consumer had no group for 5 s while the brokers answered and was replaced",
+            metrics.consumer_replacements.clone(),
         );
         metrics
     }

@@ -114,7 +114,7 @@ pub enum WorkerError {
 /// metrics on `metrics_listen` when set.
 pub async fn run<S: Service>(
     service: S,
-    mut config: WorkerConfig,
+    config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let mut registry = Registry::default();
@@ -136,12 +136,6 @@ pub async fn run<S: Service>(
         None => None,
         Some(listener) => {
             tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics");
-            // Lag statistics are only worth computing when someone can read them.
-            let kafka = &mut config.responder.kafka;
-            let key = "statistics.interval.ms";
-            if !kafka.common.contains_key(key) && !kafka.consumer.contains_key(key) {
-                kafka.consumer.insert(key.into(), "5000".into());
-            }
             let app = crate::metrics::router(Arc::new(registry));
             Some(tokio::spawn(
                 async move { axum::serve(listener, app).await },

@@ -10,6 +10,7 @@
 //! crash at any point leads to redelivery, never to a lost reply.
 
 mod delivery;
+mod group_watch;
 mod inbound;
 mod plan;
 mod rebalance;

@@ -9,6 +9,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// The consumer's context: logs rebalances and implements `--reset`.
 pub(super) struct WorkerContext {
@@ -17,11 +18,19 @@ pub(super) struct WorkerContext {
     pub(super) already_reset: Mutex<HashSet<(String, i32)>>,
     /// Consumer lag comes from librdkafka's periodic statistics.
     pub(super) metrics: WorkerMetrics,
+    /// Whether the statistics last said the consumer's group handler is up, and when: the
+    /// worker tells a consumer that lost its group for good by it (see `group_watch`).
+    pub(super) group_up: Mutex<Option<(bool, Instant)>>,
 }
 
 impl ClientContext for WorkerContext {
     fn stats(&self, statistics: rdkafka::statistics::Statistics) {
         self.metrics.record_lag(&statistics);
+        let up = statistics.cgrp.is_some_and(|group| group.state == "up");
+        *self
+            .group_up
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some((up, Instant::now()));
     }
 }
 
@@ -84,6 +93,30 @@ impl ConsumerContext for WorkerContext {
 }
 
 impl WorkerContext {
+    /// A context for a consumer made in place of `previous`: partitions `--reset` rewound
+    /// already stay as they are.
+    pub(super) fn successor(previous: &WorkerContext) -> WorkerContext {
+        let already_reset = previous
+            .already_reset
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone();
+        WorkerContext {
+            reset: previous.reset,
+            already_reset: Mutex::new(already_reset),
+            metrics: previous.metrics.clone(),
+            group_up: Mutex::default(),
+        }
+    }
+
+    /// What the statistics last said of the group, taken so each report is seen once.
+    pub(super) fn take_group_state(&self) -> Option<(bool, Instant)> {
+        self.group_up
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
+    }
+
     fn rewind_new_partitions(&self, partitions: &mut TopicPartitionList) {
         let mut already_reset = self
             .already_reset

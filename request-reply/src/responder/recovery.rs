@@ -10,8 +10,9 @@ use crate::headers;
 use crate::kafka::Outgoing;
 use crate::watchdog::{PartitionKey, Remedy, Stall, Stalls, is_undecodable, remedy};
 use prometheus_client::metrics::counter::Counter;
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::topic_partition_list::Offset;
 use rdkafka::types::RDKafkaErrorCode;
@@ -58,6 +59,12 @@ pub(crate) struct ConsumerWatch {
     stalls: Stalls,
     /// Looks up high watermarks and committed offsets; a client of its own.
     probe: Arc<BaseConsumer>,
+    /// What the probe is made from, to make a new one when it reaches no broker.
+    probe_config: ClientConfig,
+    /// The topic whose metadata tells whether brokers answer at all.
+    request_topic: String,
+    /// Look-ups in a row that reached no broker.
+    unanswered: u32,
     lookup: Option<tokio::task::JoinHandle<Option<Lookup>>>,
     next_lookup: tokio::time::Instant,
     /// The consumer reported a message it could not decode since the last look-up.
@@ -94,16 +101,27 @@ pub(crate) struct Lookup {
 /// is judged.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Look-ups in a row that reach no broker after which the probe gets a new client: a client
+/// can stay blind after a whole-cluster outage (see `group_watch`), and the probe is a client too.
+const PROBE_RENEW_AFTER: u32 = 5;
+
 impl ConsumerWatch {
-    pub(crate) fn new(probe: BaseConsumer, recoveries: Counter) -> Self {
-        ConsumerWatch {
+    pub(crate) fn new(
+        probe_config: ClientConfig,
+        request_topic: String,
+        recoveries: Counter,
+    ) -> KafkaResult<Self> {
+        Ok(ConsumerWatch {
             stalls: Stalls::new(crate::watchdog::DEFAULT_STALL_AFTER),
-            probe: Arc::new(probe),
+            probe: Arc::new(probe_config.create()?),
+            probe_config,
+            request_topic,
+            unanswered: 0,
             lookup: None,
             next_lookup: tokio::time::Instant::now() + crate::watchdog::CHECK_INTERVAL,
             undecodable: false,
             recoveries,
-        }
+        })
     }
 
     /// Records a consumer error.
@@ -123,6 +141,14 @@ impl ConsumerWatch {
             Some(lookup) => {
                 let found = lookup.await.ok().flatten();
                 self.lookup = None;
+                self.unanswered = if found.is_some() {
+                    0
+                } else {
+                    self.unanswered + 1
+                };
+                if self.unanswered % PROBE_RENEW_AFTER == 0 && self.unanswered > 0 {
+                    self.renew_probe();
+                }
                 self.next_lookup = tokio::time::Instant::now() + crate::watchdog::CHECK_INTERVAL;
                 Tick::LookedUp(found)
             }
@@ -131,6 +157,22 @@ impl ConsumerWatch {
                 Tick::Due
             }
             None => std::future::pending().await,
+        }
+    }
+
+    fn renew_probe(&mut self) {
+        match self.probe_config.create::<BaseConsumer>() {
+            Ok(fresh) => {
+                tracing::info!(
+                    unanswered = self.unanswered,
+                    "no broker answered the watchdog's probe; replacing its client"
+                );
+                let blind = std::mem::replace(&mut self.probe, Arc::new(fresh));
+                // Closing a blind client can take long: never on the worker's own threads,
+                // and never holding up the process's exit.
+                std::thread::spawn(move || drop(blind));
+            }
+            Err(error) => tracing::warn!(%error, "cannot create a new probe"),
         }
     }
 
@@ -154,8 +196,9 @@ impl ConsumerWatch {
             .cloned()
             .collect();
         let probe = Arc::clone(&self.probe);
+        let request_topic = self.request_topic.clone();
         self.lookup = Some(tokio::task::spawn_blocking(move || {
-            look_up(&probe, &assigned, &unknown)
+            look_up(&probe, &request_topic, &assigned, &unknown)
         }));
     }
 
@@ -232,12 +275,19 @@ pub(crate) fn undecodable_dead_letter(dead_letter_topic: &str, skipped: &Stall) 
 }
 
 /// High watermarks of `assigned`, and the committed offsets (or the low watermark, where the
-/// group has none) of `unknown`; nothing when a look-up fails.
+/// group has none) of `unknown`; nothing when a look-up fails or no broker answers for
+/// `request_topic` (asked even when nothing is assigned: a consumer without partitions may be
+/// one that lost its group, and the worker must know whether the brokers answer).
 fn look_up(
     probe: &BaseConsumer,
+    request_topic: &str,
     assigned: &[PartitionKey],
     unknown: &[PartitionKey],
 ) -> Option<Lookup> {
+    probe
+        .fetch_metadata(Some(request_topic), LOOKUP_TIMEOUT)
+        .map_err(|error| tracing::debug!(%error, "metadata look-up failed"))
+        .ok()?;
     let mut ends = HashMap::new();
     let mut lows = HashMap::new();
     for (topic, partition) in assigned {

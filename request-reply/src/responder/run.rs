@@ -2,6 +2,7 @@
 //! and store each request's offset only once everything it caused is acknowledged.
 
 use super::delivery::{deliver, enqueue};
+use super::group_watch::{BLIND_AFTER, GroupWatch};
 use super::inbound::Inbound;
 use super::plan::plan;
 use super::rebalance::WorkerContext;
@@ -21,7 +22,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{Instrument, info_span};
 
 /// Most requests whose replies may be awaiting acknowledgement at once (backpressure).
@@ -80,25 +81,38 @@ pub async fn run_with_metrics<S: Service>(
     set_default(&mut consumer_config, "heartbeat.interval.ms", "2000");
     // Not overridable: offsets are stored by hand once the reply is acknowledged.
     consumer_config.set("enable.auto.offset.store", "false");
-    let context = WorkerContext {
-        reset: config.reset,
-        already_reset: Mutex::default(),
-        metrics: metrics.clone(),
-    };
+    // The statistics feed the lag gauges and tell whether the consumer's group is up.
+    set_default(&mut consumer_config, "statistics.interval.ms", "1000");
     // The watchdog's probe reads the group's committed offsets but never joins it.
     let mut probe_config = consumer_config.clone();
     probe_config.set("enable.auto.commit", "false");
-    let probe = probe_config.create().map_err(client_error("consumer"))?;
-    let mut watch = ConsumerWatch::new(probe, metrics.consumer_recoveries.clone());
-    let consumer: StreamConsumer<WorkerContext> = consumer_config
-        .create_with_context(context)
-        .map_err(client_error("consumer"))?;
-    consumer
-        .subscribe(&[&routing.request_topic])
-        .map_err(|source| WorkerError::Subscribe {
-            topic: routing.request_topic.clone(),
-            source,
-        })?;
+    probe_config.remove("statistics.interval.ms");
+    let mut watch = ConsumerWatch::new(
+        probe_config,
+        routing.request_topic.clone(),
+        metrics.consumer_recoveries.clone(),
+    )
+    .map_err(client_error("consumer"))?;
+    let subscribed =
+        |context: WorkerContext| -> Result<StreamConsumer<WorkerContext>, WorkerError> {
+            let consumer: StreamConsumer<WorkerContext> = consumer_config
+                .create_with_context(context)
+                .map_err(client_error("consumer"))?;
+            consumer
+                .subscribe(&[&routing.request_topic])
+                .map_err(|source| WorkerError::Subscribe {
+                    topic: routing.request_topic.clone(),
+                    source,
+                })?;
+            Ok(consumer)
+        };
+    let mut consumer = subscribed(WorkerContext {
+        reset: config.reset,
+        already_reset: Mutex::default(),
+        metrics: metrics.clone(),
+        group_up: Mutex::default(),
+    })?;
+    let mut group_watch = GroupWatch::new(BLIND_AFTER, Instant::now());
 
     let mut producer_config = config.kafka.producer_config();
     set_default(&mut producer_config, "enable.idempotence", "true");
@@ -130,7 +144,19 @@ pub async fn run_with_metrics<S: Service>(
             // A worker held back by its own in-flight bound is not stalled: not judged then.
             tick = watch.tick(has_room) => match tick {
                 Tick::Due => watch.start_lookup(&consumer),
-                Tick::LookedUp(Some(lookup)) => {
+                Tick::LookedUp(found) => {
+                    let now = Instant::now();
+                    group_watch.brokers(found.is_some(), now);
+                    if let Some((up, at)) = consumer.context().take_group_state() {
+                        group_watch.group(up, at);
+                    }
+                    if group_watch.is_blind(now) {
+                        consumer = replace_consumer(consumer, subscribed)?;
+                        group_watch.replaced(now);
+                        metrics.consumer_replacements.inc();
+                        continue;
+                    }
+                    let Some(lookup) = found else { continue };
                     // A skipped request goes through the pipeline like any other: its offset
                     // is stored once its dead letter is acknowledged.
                     for skipped in watch.judge(lookup, &consumer) {
@@ -149,7 +175,6 @@ pub async fn run_with_metrics<S: Service>(
                         in_flight.push_back(dispatch(&producer, &routing, &metrics, inbound, (vec![copy], span)).await);
                     }
                 }
-                Tick::LookedUp(None) => {}
             },
             received = consumer.recv(), if has_room => match received {
                 Err(error) => {
@@ -188,6 +213,22 @@ pub async fn run_with_metrics<S: Service>(
     }
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Makes a new consumer (with `subscribed`) in place of one that lost its group for good. The
+/// old one is closed on a thread of its own: a client that knows no reachable broker can take
+/// long to close, and must not hold up the worker or its exit.
+fn replace_consumer(
+    blind: StreamConsumer<WorkerContext>,
+    subscribed: impl Fn(WorkerContext) -> Result<StreamConsumer<WorkerContext>, WorkerError>,
+) -> Result<StreamConsumer<WorkerContext>, WorkerError> {
+    tracing::warn!(
+        "the consumer has had no group for {} s while the brokers answer; replacing it",
+        BLIND_AFTER.as_secs()
+    );
+    let fresh = subscribed(WorkerContext::successor(blind.context()))?;
+    std::thread::spawn(move || drop(blind));
+    Ok(fresh)
 }
 
 /// Plans everything one request causes, in the request's span (which carries its correlation
