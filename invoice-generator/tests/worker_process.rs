@@ -243,3 +243,19 @@ async fn reset_answers_committed_requests_again() {
         "each request answered once per worker"
     );
 }
+
+#[test]
+fn version_and_help_name_the_worker() {
+    for flag in ["--version", "--help"] {
+        let output = std::process::Command::new(BINARY)
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{flag} failed");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.contains("invoice-generator"),
+            "{flag} does not name the worker: {text}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! config.ini, and serving `GET /metrics` next to the loop.
 
 use crate::config::{ConfigError, ConfigFile, EnvOverride};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use prometheus_client::registry::Registry;
 use request_reply::metrics::WorkerMetrics;
 use request_reply::responder::{self, Service};
@@ -33,10 +33,19 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    /// Parses the command line, starts logging and reads the config file with its environment
+    /// Parses the command line of the worker binary `name` (its `--help` and `--version` name
+    /// it, not this crate), starts logging and reads the config file with its environment
     /// overrides.
-    pub fn parse_and_load() -> Result<WorkerConfig, ConfigError> {
-        let args = WorkerArgs::parse();
+    pub fn parse_and_load(
+        name: &'static str,
+        version: &'static str,
+    ) -> Result<WorkerConfig, ConfigError> {
+        let matches = WorkerArgs::command()
+            .name(name)
+            .bin_name(name)
+            .version(version)
+            .get_matches();
+        let args = WorkerArgs::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
         crate::telemetry::init_logging();
         let file = ConfigFile::load(&args.config, WORKER_ENV_OVERRIDES)?;
         WorkerConfig::from_file(&file, args.reset)
