@@ -10,7 +10,7 @@ use crate::headers;
 use crate::kafka::Outgoing;
 use crate::metrics::WorkerMetrics;
 use crate::producer::RenewingProducer as ReplyProducer;
-use contract::{ErrorCode, Reply};
+use crate::envelope::{ErrorCode, Reply};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::types::RDKafkaErrorCode;
