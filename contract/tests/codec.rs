@@ -1,10 +1,7 @@
 //! The library's payload decoders on this contract's types: JSON with or without a header,
 //! legacy text, every kind of bad payload, field paths in errors, lenient replies.
 
-
-use contract::{
-    ErrorCode, InvoiceRequest, MAX_REQUEST_BYTES, Outcome, Reply, Score, ScoreRequest,
-};
+use contract::{ErrorCode, InvoiceRequest, MAX_REQUEST_BYTES, Outcome, Reply, Score, ScoreRequest};
 use request_reply::codec::{
     DecodeError, ReplyBody, RequestBody, decode_reply, decode_request, excerpt,
 };

@@ -7,11 +7,11 @@
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use request_reply::admin::ensure_request_and_reply_topics;
+use request_reply::codec::{ReplyBody, Validate, ValidationError};
 use request_reply::config::{KafkaSettings, TopicSettings};
+use request_reply::envelope::{Outcome, Reply};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
-use request_reply::codec::{ReplyBody, Validate, ValidationError};
-use request_reply::envelope::{Outcome, Reply};
 use request_reply::requester::{
     Client, ReplyListener, RequestError, Requester, SingleRoute, StartAt,
 };
@@ -192,11 +192,7 @@ async fn round_trip(kafka: KafkaSettings, customer: &str) {
         .await
         .unwrap_or_else(|error| panic!("requester over {kafka:?}: {}", chain(&error)));
     let reply = client
-        .call(
-            (),
-            &score_request(customer),
-            Duration::from_secs(60),
-        )
+        .call((), &score_request(customer), Duration::from_secs(60))
         .await
         .unwrap_or_else(|error| panic!("no reply over {kafka:?}: {}", chain(&error)));
     match &reply.content {
@@ -269,9 +265,10 @@ async fn a_requester_without_write_access_to_a_reply_topic_cannot_forge_a_reply(
             &reply_topic,
         ]);
     }
-    let mut listener = ReplyListener::start(&requester_kafka, routes(&topics), "requester", StartAt::End)
-        .await
-        .unwrap_or_else(|error| panic!("listener: {}", chain(&error)));
+    let mut listener =
+        ReplyListener::start(&requester_kafka, routes(&topics), "requester", StartAt::End)
+            .await
+            .unwrap_or_else(|error| panic!("listener: {}", chain(&error)));
 
     let pending = CorrelationId::generate();
     // Both to partition 0, so the genuine reply's offset says whether anything came before it.
@@ -281,12 +278,8 @@ async fn a_requester_without_write_access_to_a_reply_topic_cannot_forge_a_reply(
         reply.partition = Some(0);
         reply
     };
-    let requester = Requester::new(
-        &requester_kafka,
-        routes(&topics),
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let requester =
+        Requester::new(&requester_kafka, routes(&topics), Duration::from_secs(20)).unwrap();
     let forged = requester.send_outgoing(&reply_to("forged")).await;
     match forged {
         Err(RequestError::Send(KafkaError::MessageProduction(
@@ -294,12 +287,7 @@ async fn a_requester_without_write_access_to_a_reply_topic_cannot_forge_a_reply(
         ))) => {}
         other => panic!("the forged reply was not refused for authorization: {other:?}"),
     }
-    let worker = Requester::new(
-        &worker_kafka,
-        routes(&topics),
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let worker = Requester::new(&worker_kafka, routes(&topics), Duration::from_secs(20)).unwrap();
     worker
         .send_outgoing(&reply_to("genuine"))
         .await

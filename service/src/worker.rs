@@ -164,7 +164,8 @@ pub async fn run<S: Service>(
             ))
         }
     };
-    let result = responder::run_with_metrics(service, &route, config.responder, metrics, shutdown).await;
+    let result =
+        responder::run_with_metrics(service, &route, config.responder, metrics, shutdown).await;
     if let Some(server) = metrics_server {
         server.abort();
     }

@@ -334,7 +334,11 @@ impl Store {
         self.apply_reply(reply, sent_at)
     }
 
-    fn apply_reply(&self, reply: IncomingReply<Topics>, sent_at: Option<SystemTime>) -> ReplyOutcome {
+    fn apply_reply(
+        &self,
+        reply: IncomingReply<Topics>,
+        sent_at: Option<SystemTime>,
+    ) -> ReplyOutcome {
         let Some(correlation_id) = reply.correlation_id.as_ref() else {
             self.record_uncorrelated(reply);
             return ReplyOutcome::Uncorrelated;

@@ -6,10 +6,10 @@ use super::reply::IncomingReply;
 use crate::config::KafkaSettings;
 use crate::kafka::set_default;
 use crate::offsets::{Positions, partition_watermarks};
+use crate::route::Routes;
 use crate::watchdog::{
     CHECK_INTERVAL, DEFAULT_STALL_AFTER, PartitionKey, Remedy, Seen, Stalls, is_undecodable, remedy,
 };
-use crate::route::Routes;
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};

@@ -26,8 +26,8 @@ pub use routing::Routing;
 pub use run::{run, run_with_metrics};
 
 use crate::admin::AdminError;
-use crate::config::{KafkaSettings, TopicSettings};
 use crate::codec::Validate;
+use crate::config::{KafkaSettings, TopicSettings};
 use rdkafka::error::KafkaError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -5,9 +5,9 @@ use super::inbound::Inbound;
 use super::routing::{ReplyTarget, Routing, reply_target};
 use super::{Origin, Service};
 use crate::codec::{MAX_QUOTED_CHARS, RequestBody, decode_request, excerpt, loggable};
+use crate::envelope::{ErrorCode, Outcome, Reply};
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::Outgoing;
-use crate::envelope::{ErrorCode, Outcome, Reply};
 use serde::Serialize;
 
 /// Longest reason, in characters, put in `dlq-reason` and error replies: reasons quote header

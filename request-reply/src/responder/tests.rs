@@ -2,10 +2,10 @@
 
 use super::delivery::undeliverable;
 use super::*;
-use crate::headers;
-use crate::kafka::Outgoing;
 use crate::codec::MAX_REQUEST_BYTES;
 use crate::envelope::{ErrorCode, Outcome, Reply, SCHEMA_VERSION};
+use crate::headers;
+use crate::kafka::Outgoing;
 use crate::route::Route;
 use crate::testing::{Echo, EchoLine, EchoRequest, EchoService, consumed, last_header as header};
 use rdkafka::types::RDKafkaErrorCode;

@@ -183,9 +183,14 @@ pub(crate) async fn connect(args: &LoadArgs, payload: Payload) -> anyhow::Result
         Via::Library => {
             let kafka = args.kafka.settings()?;
             let topics = args.kafka.topics()?;
-            let client = Client::connect(&kafka, &topics, Topics::with_prefix(&topics.prefix), crate::GROUP_ID)
-                .await
-                .context("cannot connect the request/reply client")?;
+            let client = Client::connect(
+                &kafka,
+                &topics,
+                Topics::with_prefix(&topics.prefix),
+                crate::GROUP_ID,
+            )
+            .await
+            .context("cannot connect the request/reply client")?;
             Ok(Target::Library {
                 client,
                 kind: args.kind,
