@@ -68,7 +68,7 @@ pub async fn backlog(args: BacklogArgs) -> anyhow::Result<()> {
         .await
         .context("cannot create the topics")?;
     let kind = RequestKind::from(args.kind);
-    let topic = Topics::with_prefix(&topic_settings.prefix).request(kind);
+    let topic = topics.request(kind);
     let text = args.text.clone().unwrap_or_else(|| {
         match kind {
             RequestKind::Invoice => legacy::INVOICE_REQUEST_TEXT,
