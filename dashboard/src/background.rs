@@ -7,7 +7,8 @@ use crate::store::{from_unix_millis, loggable_id};
 use anyhow::Context;
 use contract::{RequestKind, Topics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use request_reply::admin::{SecurityWatch, ensure_request_and_reply_topics};
+use rdkafka::error::KafkaError;
+use request_reply::admin::{SecurityFailure, SecurityWatch, ensure_request_and_reply_topics};
 use request_reply::history::{LogMessage, read_recent};
 use request_reply::requester::{Positions, ReplyListener, RequestError, SentRequest, StartAt};
 use std::sync::Arc;
@@ -150,6 +151,61 @@ async fn expire_requests(state: AppState) {
     }
 }
 
+/// What one metadata request through `probe` says: answered, or the error and any refusal
+/// (login, TLS) librdkafka reported meanwhile.
+async fn ask(
+    probe: Arc<BaseConsumer<SecurityWatch>>,
+    topic: String,
+) -> anyhow::Result<Result<(), (KafkaError, Option<SecurityFailure>)>> {
+    tokio::task::spawn_blocking(move || {
+        let result = probe
+            .fetch_metadata(Some(&topic), BROKER_CHECK_TIMEOUT)
+            .map(|_| ());
+        while probe.poll(Duration::ZERO).is_some() {}
+        match result {
+            Ok(()) => {
+                // Let in: any earlier refusal is history.
+                probe.context().take_failure();
+                Ok(())
+            }
+            Err(error) => Err((error, probe.context().failure())),
+        }
+    })
+    .await
+    .context("broker probe panicked")
+}
+
+/// Whether any bootstrap server answers a client made for it alone (a new client's first
+/// request goes to its bootstrap server, so none of them can be passed over).
+async fn any_server_answers(state: &AppState, topic: &str) -> anyhow::Result<bool> {
+    let servers = state.config().kafka.bootstrap_servers().to_owned();
+    let asked = servers
+        .split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .map(|server| {
+            let mut config = state.config().kafka.common_config();
+            config.set("bootstrap.servers", server);
+            let topic = topic.to_owned();
+            async move {
+                let probe: BaseConsumer<SecurityWatch> = config
+                    .create_with_context(SecurityWatch::default())
+                    .context("cannot create a broker probe")?;
+                let probe = Arc::new(probe);
+                let answered = ask(Arc::clone(&probe), topic).await?.is_ok();
+                // Closing a client whose broker does not answer can take a while.
+                tokio::task::spawn_blocking(move || drop(probe));
+                anyhow::Ok(answered)
+            }
+        });
+    let answers = futures::future::join_all(asked).await;
+    let mut any = false;
+    for answered in answers {
+        any |= answered?;
+    }
+    Ok(any)
+}
+
 /// Checks every second that a broker answers, so an outage is shown at once. Runs until aborted.
 async fn watch_broker_reachability(state: AppState) -> anyhow::Result<()> {
     // The watch context hears librdkafka say a login or TLS handshake was refused, which a
@@ -164,38 +220,28 @@ async fn watch_broker_reachability(state: AppState) -> anyhow::Result<()> {
         Ok(Arc::new(probe))
     };
     let mut probe = new_probe()?;
-    let mut unreachable_checks = 0_u32;
+    let mut probe_failures = 0_u32;
     let topic = Topics::with_prefix(&state.config().topics.prefix).reply(RequestKind::Invoice);
     let servers = state.config().kafka.bootstrap_servers().to_owned();
     loop {
-        let check = {
-            let probe = Arc::clone(&probe);
-            let topic = topic.clone();
-            tokio::task::spawn_blocking(move || {
-                let result = probe
-                    .fetch_metadata(Some(&topic), BROKER_CHECK_TIMEOUT)
-                    .map(|_| ());
-                while probe.poll(Duration::ZERO).is_some() {}
-                match result {
-                    Ok(()) => {
-                        // Let in: any earlier refusal is history.
-                        probe.context().take_failure();
-                        Ok(())
-                    }
-                    Err(error) => Err((error, probe.context().failure())),
-                }
-            })
-        };
-        let result = check.await.context("broker probe panicked")?;
-        unreachable_checks = match &result {
-            Err((_, None)) => unreachable_checks + 1,
+        let mut result = ask(Arc::clone(&probe), topic.clone()).await?;
+        probe_failures = match &result {
+            Err((_, None)) => probe_failures + 1,
             _ => 0,
         };
-        // A client that lost every broker while a whole cluster shut down can stay blind
-        // after the cluster is back; a new one starts again from bootstrap.servers.
-        if unreachable_checks % PROBE_RENEW_AFTER_CHECKS == 0 && unreachable_checks > 0 {
+        // The probe asks one broker, and keeps asking the one it asked last: one broker frozen
+        // (SIGSTOPped, swapping, partitioned away) while the others serve would keep the
+        // dashboard refusing requests the cluster could take. So before it calls Kafka
+        // unreachable, each bootstrap server is asked by a client of its own.
+        if matches!(result, Err((_, None))) && any_server_answers(&state, &topic).await? {
+            result = Ok(());
+        }
+        // A probe that keeps failing is replaced: one that lost every broker while a whole
+        // cluster shut down can stay blind after the cluster is back, and one can keep asking a
+        // frozen broker; a new one starts again from bootstrap.servers.
+        if probe_failures % PROBE_RENEW_AFTER_CHECKS == 0 && probe_failures > 0 {
             tracing::info!(
-                unreachable_checks,
+                probe_failures,
                 "no broker answered the probe; replacing its client"
             );
             let blind = std::mem::replace(&mut probe, new_probe()?);

@@ -310,3 +310,85 @@ async fn each_kind_of_bad_message_is_dead_lettered_and_the_worker_keeps_going() 
 
     worker.stop().await;
 }
+
+/// A request no client can decode (a gzip batch damaged on its way from the broker, see
+/// `test_support::relay`; librdkafka then fetches it again for ever) on every partition: the
+/// worker skips each one with a dead letter that says where it sits, and answers the requests
+/// behind them.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecodable_request_is_dead_lettered_and_its_partition_moves_on() {
+    let relay = test_support::relay::corrupting_relay();
+    let topics = test_support::unique_topics();
+    test_support::create_topics(&topics, &[]).await;
+    let mut config = test_support::worker_config(&topics, "invoices");
+    config.responder.kafka.common.extend(relay.kafka().common);
+    let worker = InProcessWorker::spawn(|shutdown| invoice_generator::run(config, shutdown));
+    let client = Client::connect(
+        &test_support::kafka(),
+        &topics,
+        test_support::topics(&topics),
+        "requester",
+    )
+    .await
+    .unwrap();
+    let mut gzip = test_support::kafka();
+    gzip.producer
+        .insert("compression.type".into(), "gzip".into());
+    let compressing = Requester::new(&gzip, test_support::topics(&topics), REPLY_TIMEOUT).unwrap();
+
+    let mut undecodable = HashSet::new();
+    let mut behind = Vec::new();
+    for partition in 0..topics.partitions {
+        // Repetitive and long enough that librdkafka really compresses it.
+        let padding = format!("{{\"padding\":\"{}\"}}", "x".repeat(4096));
+        let mut message = common::correlated(
+            &topics,
+            RequestKind::Invoice,
+            &CorrelationId::generate(),
+            padding,
+        );
+        message.partition = Some(partition);
+        let sent = compressing.send_outgoing(&message).await.unwrap();
+        undecodable.insert(format!("{}/{}/{}", sent.topic, sent.partition, sent.offset));
+        let customer = format!("behind the undecodable one, partition {partition}");
+        let (id, reply) =
+            common::send_invoice_to_partition(&client, &topics, partition, &customer).await;
+        behind.push(Expected {
+            name: customer,
+            id,
+            reply,
+        });
+    }
+
+    for expected in behind {
+        let (customer, reply) = expected.reply(&client).await;
+        common::expect_invoice(&reply, &customer);
+    }
+    let dead_letter_topic = test_support::topics(&topics).dead_letter(RequestKind::Invoice);
+    let mut dlq = test_support::TopicReader::new(&dead_letter_topic, topics.partitions);
+    let read = dlq
+        .read_until("a dead letter per partition", REPLY_TIMEOUT, |seen| {
+            seen.len() >= undecodable.len()
+        })
+        .await;
+    let sources: HashSet<String> = read
+        .iter()
+        .map(|copy| {
+            let reason = copy.headers.last(headers::DEAD_LETTER_REASON).unwrap();
+            assert!(
+                String::from_utf8_lossy(reason).contains("could not be decoded"),
+                "reason: {}",
+                String::from_utf8_lossy(reason)
+            );
+            let source = copy.headers.last(headers::DEAD_LETTER_SOURCE).unwrap();
+            String::from_utf8_lossy(source).into_owned()
+        })
+        .collect();
+    assert_eq!(sources, undecodable, "each undecodable request, once");
+    assert!(
+        relay.damaged() >= undecodable.len() as u64,
+        "the relay damaged every gzip batch"
+    );
+
+    worker.stop().await;
+}

@@ -5,6 +5,7 @@ mod common;
 use contract::RequestKind;
 use request_reply::requester::Client;
 use std::collections::HashSet;
+use std::time::Duration;
 use test_support::{InProcessWorker, REPLY_TIMEOUT};
 
 const REQUESTS: usize = 100;
@@ -98,4 +99,34 @@ async fn two_replicas_answer_each_request_exactly_once() {
     for replica in replicas {
         replica.stop().await;
     }
+}
+
+/// Well within the workers' 6 s session, after which the group drops a member that did not leave.
+const LEFT_WITHIN: Duration = Duration::from_secs(3);
+
+/// Workers are static group members (so a consumer back from an outage takes its old place at
+/// once), and Kafka does not remove a static member that merely closes: a replica stopped
+/// gracefully must still leave the group itself, at once, not after its session runs out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_stopped_gracefully_leaves_the_group_at_once() {
+    let topics = test_support::unique_topics();
+    test_support::create_topics(&topics, &[]).await;
+    let spawn_replica = || {
+        let config = test_support::worker_config(&topics, "leaving");
+        InProcessWorker::spawn(|shutdown| invoice_generator::run(config, shutdown))
+    };
+    let (leaving, staying) = (spawn_replica(), spawn_replica());
+    let group = common::group_id(&topics, "leaving");
+    test_support::groups::wait_for_stable_group(&group, 2, test_support::GROUP_TIMEOUT).await;
+
+    leaving.stop().await;
+    test_support::groups::wait_for_members(&group, 1, LEFT_WITHIN).await;
+    let members =
+        test_support::groups::wait_for_stable_group(&group, 1, test_support::GROUP_TIMEOUT).await;
+    assert_eq!(
+        members.partitions_of(|_| true),
+        (0..topics.partitions).collect(),
+        "the staying replica holds every partition"
+    );
+    staying.stop().await;
 }

@@ -1,12 +1,13 @@
 //! The reply listener's watchdog against a real broker: a listener whose fetching has stopped
 //! (the state librdkafka can leave an assigned consumer in after a cluster outage, brought about
 //! here directly) is noticed and replaced, and the replies that arrived meanwhile are all read,
-//! once each, in order.
+//! once each, in order; and a reply no client can decode is skipped, so the partition moves on.
 
 use request_reply::admin::ensure_request_and_reply_topics;
+use request_reply::config::TopicSettings;
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
-use request_reply::requester::{ReplyListener, Requester, SingleRoute, StartAt};
+use request_reply::requester::{ListenerCounters, ReplyListener, Requester, SingleRoute, StartAt};
 use request_reply::route::{Route, Routes};
 use std::time::Duration;
 
@@ -15,6 +16,18 @@ type Topics = SingleRoute<serde_json::Value>;
 
 /// The stall time, a look-up interval and the time a replacement needs, with room to spare.
 const RECOVERY_BOUND: Duration = Duration::from_secs(20);
+
+/// Two recoveries at the undecodable message and the skip, each after a stall time and a
+/// look-up, with room to spare.
+const SKIP_BOUND: Duration = Duration::from_secs(45);
+
+/// The score topics under `settings`' prefix.
+fn routes(settings: &TopicSettings) -> Topics {
+    Topics::new(Route::new(
+        format!("{}calculate-score", settings.prefix),
+        format!("{}score-calculated", settings.prefix),
+    ))
+}
 
 fn reply(topics: &Topics, partition: i32, id: &CorrelationId) -> Outgoing {
     let mut outgoing = Outgoing::new(topics.route(()).reply_topic, b"{}".to_vec())
@@ -27,10 +40,7 @@ fn reply(topics: &Topics, partition: i32, id: &CorrelationId) -> Outgoing {
 async fn a_stalled_reply_listener_is_replaced_and_misses_nothing() {
     let kafka = test_support::kafka();
     let settings = test_support::unique_topics();
-    let topics = Topics::new(Route::new(
-        format!("{}calculate-score", settings.prefix),
-        format!("{}score-calculated", settings.prefix),
-    ));
+    let topics = routes(&settings);
     ensure_request_and_reply_topics(&kafka, &settings, &topics)
         .await
         .unwrap();
@@ -89,4 +99,54 @@ async fn a_stalled_reply_listener_is_replaced_and_misses_nothing() {
         .await
         .expect("the replacement reads new replies");
     assert_eq!(received.correlation_id, Some(after));
+}
+
+/// A reply batch no client can decode (here a gzip batch damaged on its way from the broker, see
+/// `test_support::relay`) makes librdkafka fetch it again for ever; the watchdog skips that one
+/// reply, counts it, and the replies behind it on the partition are read.
+#[tokio::test]
+async fn an_undecodable_reply_is_skipped_and_counted_and_the_partition_moves_on() {
+    let relay = test_support::relay::corrupting_relay();
+    let kafka = test_support::kafka();
+    let settings = test_support::unique_topics();
+    let topics = routes(&settings);
+    ensure_request_and_reply_topics(&kafka, &settings, &topics)
+        .await
+        .unwrap();
+    let mut gzip = kafka.clone();
+    gzip.producer
+        .insert("compression.type".into(), "gzip".into());
+    let compressing = Requester::new(&gzip, topics.clone(), Duration::from_secs(10)).unwrap();
+    let plain = Requester::new(&kafka, topics.clone(), Duration::from_secs(10)).unwrap();
+    let counters = ListenerCounters::default();
+    let mut listener =
+        ReplyListener::start(&relay.kafka(), topics.clone(), "requester", StartAt::End)
+            .await
+            .unwrap()
+            .count_in(counters.clone());
+
+    let lost = CorrelationId::generate();
+    let mut undecodable = reply(&topics, 0, &lost);
+    // Repetitive and long enough that librdkafka really compresses it.
+    undecodable.payload = format!("{{\"padding\":\"{}\"}}", "x".repeat(4096)).into_bytes();
+    compressing.send_outgoing(&undecodable).await.unwrap();
+    let behind = CorrelationId::generate();
+    plain
+        .send_outgoing(&reply(&topics, 0, &behind))
+        .await
+        .unwrap();
+
+    let received = tokio::time::timeout(SKIP_BOUND, listener.next())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the partition did not move on: {} recoveries, {} skipped, {} gzip streams damaged",
+                listener.recoveries(),
+                counters.skipped.get(),
+                relay.damaged()
+            )
+        });
+    assert_eq!(received.correlation_id, Some(behind), "the reply behind it");
+    assert!(relay.damaged() >= 1, "the relay damaged the gzip batch");
+    assert_eq!(counters.skipped.get(), 1, "one reply skipped, and counted");
 }

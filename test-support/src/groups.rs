@@ -80,21 +80,39 @@ fn parse_assignment(bytes: &[u8]) -> Option<Vec<(String, i32)>> {
 /// Waits up to `timeout` until consumer group `group` is stable with exactly `members` members
 /// (so no rebalance, and no redelivery, happens while the test runs), and returns them.
 pub async fn wait_for_stable_group(group: &str, members: usize, timeout: Duration) -> GroupMembers {
+    wait_for_group(group, members, timeout, true).await
+}
+
+/// Waits up to `timeout` until consumer group `group` has exactly `members` members, in any
+/// state (a member that left is gone at once, before the rebalance it starts has settled).
+pub async fn wait_for_members(group: &str, members: usize, timeout: Duration) -> GroupMembers {
+    wait_for_group(group, members, timeout, false).await
+}
+
+async fn wait_for_group(
+    group: &str,
+    members: usize,
+    timeout: Duration,
+    stable: bool,
+) -> GroupMembers {
     let observer = observer(group);
+    let what = if stable { "stable with" } else { "with" };
     crate::wait_for(
-        &format!("group {group} stable with {members} members"),
+        &format!("group {group} {what} {members} members"),
         timeout,
         || {
             let list = tokio::task::block_in_place(|| {
                 observer.fetch_group_list(Some(group), Duration::from_secs(5))
             });
-            let stable = list.ok().and_then(|list| {
+            let found = list.ok().and_then(|list| {
                 list.groups()
                     .iter()
-                    .find(|info| info.state() == "Stable" && info.members().len() == members)
+                    .find(|info| {
+                        (!stable || info.state() == "Stable") && info.members().len() == members
+                    })
                     .map(GroupMembers::of)
             });
-            std::future::ready(stable)
+            std::future::ready(found)
         },
     )
     .await

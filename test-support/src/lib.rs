@@ -7,6 +7,7 @@
 
 pub mod groups;
 mod process;
+pub mod relay;
 pub mod secure_broker;
 mod worker;
 

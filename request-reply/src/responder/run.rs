@@ -34,6 +34,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// acknowledgement's usual milliseconds, and short enough for a stuck reply to go out again
 /// well within a requester's 30 s timeout.
 const REPLY_TIMEOUT_MS: &str = "10000";
+/// How long a stopping worker serves its revocation before it gives up on leaving the group.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long each receive waits while the revocation is served.
+const LEAVE_POLL: Duration = Duration::from_millis(50);
 /// Runs a worker that answers the requests of `route` until `shutdown` resolves, then finishes
 /// what is in flight, commits, leaves the consumer group and flushes the producer. Its counts go
 /// nowhere; see [`run_with_metrics`].
@@ -94,7 +98,21 @@ pub async fn run_with_metrics<S: Service>(
     .map_err(client_error("consumer"))?;
     let subscribed =
         |context: WorkerContext| -> Result<StreamConsumer<WorkerContext>, WorkerError> {
-            let consumer: StreamConsumer<WorkerContext> = consumer_config
+            // A static member (KIP-345) with an identity of its own: after an outage longer
+            // than its session, librdkafka drops its member id and rejoins as a new member, and
+            // the coordinator would first wait out the session of the old member it still holds
+            // before handing out any partition. With an instance id the returning consumer takes
+            // its old place at once. Fresh for every consumer, so replicas never fence one
+            // another, nor does a replacement fence itself with the consumer it replaces; a
+            // graceful stop still leaves the group (see `leave_group`).
+            let mut config = consumer_config.clone();
+            let instance = format!(
+                "{}-{}",
+                config.get("group.id").unwrap_or_default(),
+                uuid::Uuid::new_v4().simple()
+            );
+            set_default(&mut config, "group.instance.id", &instance);
+            let consumer: StreamConsumer<WorkerContext> = config
                 .create_with_context(context)
                 .map_err(client_error("consumer"))?;
             consumer
@@ -207,11 +225,34 @@ pub async fn run_with_metrics<S: Service>(
         tracing::debug!(%error, "final commit had nothing to do");
     }
     consumer.unsubscribe();
+    leave_group(&consumer).await;
     if let Err(error) = producer.flush(Duration::from_secs(10)) {
         tracing::warn!(%error, "producer flush incomplete");
     }
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Serves the revocation that `unsubscribe` starts, so the consumer leaves its group now and its
+/// partitions move to the other replicas at once: a static member that is closed while it still
+/// holds partitions does not leave (KIP-345), and they would wait out its session.
+async fn leave_group(consumer: &StreamConsumer<WorkerContext>) {
+    let assigned = || {
+        consumer
+            .assignment()
+            .is_ok_and(|partitions| partitions.count() > 0)
+    };
+    let revoked = async {
+        while assigned() {
+            // Receiving serves the rebalance event; a message still queued is left to redelivery.
+            tokio::time::timeout(LEAVE_POLL, consumer.recv()).await.ok();
+        }
+    };
+    if tokio::time::timeout(LEAVE_TIMEOUT, revoked).await.is_err() {
+        tracing::warn!(
+            "the partitions were not revoked in time; the group will time this member out"
+        );
+    }
 }
 
 /// Makes a new consumer (with `subscribed`) in place of one that lost its group for good. The

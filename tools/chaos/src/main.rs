@@ -167,6 +167,12 @@ impl Scenario {
         self == Scenario::WorkerKill
     }
 
+    /// Whether the cluster keeps serving throughout (one broker of three is down or frozen), so
+    /// the dashboard must never find Kafka unreachable.
+    fn keeps_a_quorum(self) -> bool {
+        matches!(self, Scenario::LeaderKill | Scenario::BrokerFreeze)
+    }
+
     /// Worker replicas per service at the start.
     fn replicas(self) -> usize {
         match self {

@@ -12,6 +12,9 @@ use std::time::{Duration, SystemTime};
 /// before; and the margin below the request timeout within which no request may be late.
 pub(crate) const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
 
+/// The failure reason of a request the dashboard refused because it found no broker answering.
+const UNREACHABLE: &str = "503 Kafka unreachable";
+
 /// One row of the figure table.
 #[derive(Debug, Default)]
 pub(crate) struct Row {
@@ -59,7 +62,7 @@ pub(crate) fn reason(outcome: &Outcome) -> Option<String> {
             status: 503,
             message,
         } => Some(if message.contains("unreachable") {
-            "503 Kafka unreachable".into()
+            UNREACHABLE.into()
         } else if message.contains("could not be sent") {
             "503 not acknowledged by Kafka in time".into()
         } else {
@@ -209,6 +212,15 @@ pub(crate) fn judge_recovery(
             "UNAVAILABLE: {refused_after} requests refused more than {} s after the last fault was healed",
             RECOVERY_LIMIT.as_secs()
         ));
+    }
+    // With one broker of three frozen the cluster still serves: refusing requests as if it were
+    // gone is the dashboard mistaking one silent broker for all of them.
+    if scenario.keeps_a_quorum() {
+        if let Some(refused) = row.failed.get(UNREACHABLE).filter(|count| **count > 0) {
+            row.violations.push(format!(
+                "{refused} requests refused as \"Kafka unreachable\" although the other brokers served"
+            ));
+        }
     }
     if scenario.faults_all_the_time() {
         return;
