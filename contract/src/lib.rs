@@ -6,17 +6,22 @@
 
 #![warn(missing_docs)]
 
+mod routes;
 pub mod schema;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The payload schema version this build writes and the highest one it reads.
+/// The payload schema version this build writes and the highest one it reads. Replies carry it
+/// in the library's envelope, which writes the same version (a test holds them together).
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// A request payload larger than this is refused before it is parsed.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// The reply envelope (`{"schema_version", "ok" | "error": {"code", "message"}}`) and the
+/// validation hook are the request/reply library's; they are part of this contract as they are.
+pub use request_reply::codec::{MAX_REQUEST_BYTES, Validate, ValidationError};
+pub use request_reply::envelope::{ErrorBody, ErrorCode, Outcome, Reply};
+pub use routes::ReplyContent;
 /// Longest customer name, in characters.
 pub const MAX_CUSTOMER_CHARS: usize = 200;
 /// Longest line-item description, in characters.
@@ -112,9 +117,16 @@ impl Topics {
 
     /// Which kind of reply a topic carries, if it is one of the default reply topics.
     pub fn kind_of_reply_topic(&self, topic: &str) -> Option<RequestKind> {
-        RequestKind::ALL
-            .into_iter()
-            .find(|kind| self.reply(*kind) == topic)
+        request_reply::route::Routes::kind_of_reply_topic(self, topic)
+    }
+
+    /// The topics of `kind`, as the request/reply library takes them.
+    pub fn route(&self, kind: RequestKind) -> request_reply::route::Route {
+        request_reply::route::Route {
+            request_topic: self.request(kind),
+            reply_topic: self.reply(kind),
+            dead_letter_topic: self.dead_letter(kind),
+        }
     }
 }
 
@@ -195,97 +207,6 @@ pub struct Score {
     pub score: u32,
     /// How the number was derived, in words, so the result can be checked by hand.
     pub explanation: String,
-}
-
-/// Why a request failed, as carried in an error reply.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct ErrorBody {
-    /// What kind of problem it is.
-    pub code: ErrorCode,
-    /// What was wrong, for people.
-    pub message: String,
-}
-
-/// Why a request was refused, as a machine-readable code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The payload could not be read (bytes, encoding, JSON syntax, size).
-    MalformedRequest,
-    /// The payload was read but a field is missing or out of range.
-    InvalidRequest,
-    /// The payload names a schema version this worker does not know.
-    UnsupportedSchemaVersion,
-    /// The headers are unusable (reply partition, reply topic).
-    InvalidHeaders,
-}
-
-/// A reply payload: the schema version plus either `"ok": {...}` or `"error": {...}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Reply<T> {
-    /// Payload version; a missing one reads as 1.
-    #[serde(default = "current_schema_version")]
-    pub schema_version: u32,
-    /// The answer or the error.
-    #[serde(flatten)]
-    pub outcome: Outcome<T>,
-}
-
-/// An answer or an error, serialized as `"ok": {...}` or `"error": {...}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome<T> {
-    /// The request was handled; its answer.
-    Ok(T),
-    /// The request was refused; why.
-    Error(ErrorBody),
-}
-
-impl<T> Reply<T> {
-    /// A successful reply in the current schema version.
-    pub fn ok(value: T) -> Self {
-        Reply {
-            schema_version: SCHEMA_VERSION,
-            outcome: Outcome::Ok(value),
-        }
-    }
-
-    /// An error reply in the current schema version.
-    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        Reply {
-            schema_version: SCHEMA_VERSION,
-            outcome: Outcome::Error(ErrorBody {
-                code,
-                message: message.into(),
-            }),
-        }
-    }
-}
-
-/// A field that failed validation, named by its path (`lines[2].quantity`).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct ValidationError {
-    /// The field at fault, as a path (`lines[2].quantity`).
-    pub field: String,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-impl ValidationError {
-    /// A problem with `field`.
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        ValidationError {
-            field: field.into(),
-            problem: problem.into(),
-        }
-    }
-}
-
-/// Range and shape checks shared by the dashboard (before sending) and the workers (on receipt).
-pub trait Validate {
-    /// Checks every limit of the contract; the first problem found is the error.
-    fn validate(&self) -> Result<(), ValidationError>;
 }
 
 fn validate_text(field: &str, value: &str, max_chars: usize) -> Result<(), ValidationError> {
@@ -507,6 +428,11 @@ mod tests {
         let golden = r#"{"schema_version":1,"error":{"code":"invalid_request","message":"customer: must not be empty"}}"#;
         assert_eq!(serde_json::to_string(&error).unwrap(), golden);
         assert_eq!(serde_json::from_str::<Reply<Score>>(golden).unwrap(), error);
+    }
+
+    #[test]
+    fn replies_carry_the_contract_schema_version() {
+        assert_eq!(SCHEMA_VERSION, request_reply::envelope::SCHEMA_VERSION);
     }
 
     #[test]

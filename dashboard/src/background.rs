@@ -49,9 +49,10 @@ pub(crate) fn start(state: &AppState) -> [JoinHandle<()>; 3] {
 async fn restore_history(state: &AppState) -> Result<Positions, RequestError> {
     let config = state.config();
     let (mut requests, mut replies) = (0_usize, 0_usize);
+    let topics = Topics::with_prefix(&config.topics.prefix);
     let reply_ends = read_recent(
         &config.kafka,
-        &config.topics,
+        &topics,
         GROUP_ID,
         config.history_limit,
         |message| match message {
@@ -92,11 +93,12 @@ async fn listen_for_replies(state: AppState) {
     let config = state.config();
     let mut listener = loop {
         let started = async {
-            ensure_request_and_reply_topics(&config.kafka, &config.topics).await?;
+            let topics = Topics::with_prefix(&config.topics.prefix);
+            ensure_request_and_reply_topics(&config.kafka, &config.topics, &topics).await?;
             let reply_ends = restore_history(&state).await?;
             ReplyListener::start(
                 &config.kafka,
-                &config.topics,
+                topics,
                 GROUP_ID,
                 StartAt::Positions(reply_ends),
             )

@@ -4,7 +4,7 @@
 use crate::AppState;
 use crate::error::AppError;
 use crate::store::{RequestRecord, reply_body};
-use contract::RequestKind;
+use contract::{RequestKind, Topics};
 use rdkafka::message::{Message, OwnedMessage};
 use request_reply::history::ReadError;
 use request_reply::kafka::HeaderList;
@@ -112,7 +112,8 @@ pub fn request_value(message: &OwnedMessage) -> serde_json::Value {
 
 /// A reply message decoded exactly as the reply listener decodes it.
 pub fn reply_value(kind: RequestKind, message: &OwnedMessage) -> serde_json::Value {
-    reply_body(&IncomingReply::decode(kind, message).content)
+    // How a reply reads depends on its kind alone, not on the topics' names.
+    reply_body(&IncomingReply::decode(&Topics::default(), kind, message).content)
 }
 
 fn header_text(value: Option<&[u8]>) -> String {

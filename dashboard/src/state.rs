@@ -43,7 +43,7 @@ pub struct AppState(Arc<Shared>);
 struct Shared {
     store: Store,
     metrics: DashboardMetrics,
-    requester: Requester,
+    requester: Requester<Topics>,
     /// Reads requests and replies back from Kafka for the detail page and the API.
     reader: Arc<RecordReader>,
     broker: watch::Sender<BrokerStatus>,
@@ -105,7 +105,7 @@ impl AppState {
         &self.0.security
     }
 
-    pub fn requester(&self) -> &Requester {
+    pub fn requester(&self) -> &Requester<Topics> {
         &self.0.requester
     }
 

@@ -166,9 +166,13 @@ async fn node_dashboard_gets_python_style_replies_from_the_rust_workers() {
     let settings = test_support::unique_topics();
     let topics = test_support::topics(&settings);
     // Every topic exists before anyone subscribes (the broker does not create topics).
-    request_reply::admin::ensure_request_and_reply_topics(&test_support::kafka(), &settings)
-        .await
-        .expect("create the topics");
+    request_reply::admin::ensure_request_and_reply_topics(
+        &test_support::kafka(),
+        &settings,
+        &test_support::topics(&settings),
+    )
+    .await
+    .expect("create the topics");
     let invoices = InProcessWorker::spawn(
         test_support::worker_config(&settings, "invoices"),
         invoice_generator::run,
@@ -233,9 +237,13 @@ async fn rust_and_python_invoice_workers_share_one_consumer_group() {
     let topics = test_support::topics(&settings);
     let request_topic = topics.request(RequestKind::Invoice);
     let reply_topic = topics.reply(RequestKind::Invoice);
-    request_reply::admin::ensure_request_and_reply_topics(&test_support::kafka(), &settings)
-        .await
-        .expect("create the topics");
+    request_reply::admin::ensure_request_and_reply_topics(
+        &test_support::kafka(),
+        &settings,
+        &test_support::topics(&settings),
+    )
+    .await
+    .expect("create the topics");
 
     let mut rust_config = test_support::worker_config(&settings, "invoices");
     rust_config

@@ -183,6 +183,7 @@ async fn over_scram_a_request_goes_round_and_the_password_shows_nowhere() {
         },
         reset: false,
         extra_reply_topics: Vec::new(),
+        group_id: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(score_calculator::run(config.into(), async {

@@ -52,7 +52,6 @@ pub fn generate_invoice(request: InvoiceRequest, origin: Origin) -> Invoice {
 pub struct InvoiceGenerator;
 
 impl Service for InvoiceGenerator {
-    const KIND: RequestKind = RequestKind::Invoice;
     type Request = InvoiceRequest;
     type Response = Invoice;
 
@@ -71,7 +70,7 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    worker::run(InvoiceGenerator, config, shutdown).await
+    worker::run(InvoiceGenerator, RequestKind::Invoice, config, shutdown).await
 }
 
 #[cfg(test)]

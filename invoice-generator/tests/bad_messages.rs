@@ -2,11 +2,12 @@
 
 mod common;
 
+use contract::ReplyContent;
 use contract::{ErrorCode, MAX_REQUEST_BYTES, Outcome, RequestKind, legacy};
 use request_reply::config::TopicSettings;
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
-use request_reply::requester::{Client, IncomingReply, ReplyContent, Requester, SentRequest};
+use request_reply::requester::{Client, IncomingReply, Requester, SentRequest};
 use std::collections::{HashMap, HashSet};
 use test_support::{InProcessWorker, REPLY_TIMEOUT};
 use tokio::sync::oneshot;
@@ -151,7 +152,11 @@ impl BadKind {
         message
     }
 
-    async fn send(&self, requester: &Requester, message: &Outgoing) -> SentRequest {
+    async fn send(
+        &self,
+        requester: &Requester<contract::Topics>,
+        message: &Outgoing,
+    ) -> SentRequest {
         match self.payload {
             Some(_) => requester.send_outgoing(message).await.unwrap(),
             None => common::send_tombstone(message).await,
@@ -163,17 +168,20 @@ impl BadKind {
 struct Expected {
     name: String,
     id: CorrelationId,
-    reply: oneshot::Receiver<IncomingReply>,
+    reply: oneshot::Receiver<IncomingReply<contract::Topics>>,
 }
 
 impl Expected {
     /// Registers for the reply to `id`; call before sending the request.
-    fn register(client: &Client, name: String, id: CorrelationId) -> Self {
+    fn register(client: &Client<contract::Topics>, name: String, id: CorrelationId) -> Self {
         let reply = client.expect_reply(&id);
         Expected { name, id, reply }
     }
 
-    async fn reply(self, client: &Client) -> (String, IncomingReply) {
+    async fn reply(
+        self,
+        client: &Client<contract::Topics>,
+    ) -> (String, IncomingReply<contract::Topics>) {
         let reply = client
             .await_reply(&self.id, self.reply, REPLY_TIMEOUT)
             .await
@@ -201,9 +209,14 @@ async fn each_kind_of_bad_message_is_dead_lettered_and_the_worker_keeps_going() 
     let worker = InProcessWorker::spawn(|shutdown| {
         invoice_generator::run(test_support::worker_config(&topics, "invoices"), shutdown)
     });
-    let client = Client::connect(&test_support::kafka(), &topics, "requester")
-        .await
-        .unwrap();
+    let client = Client::connect(
+        &test_support::kafka(),
+        &topics,
+        test_support::topics(&topics),
+        "requester",
+    )
+    .await
+    .unwrap();
     let requester = client.requester();
 
     let mut good = Vec::new();
@@ -310,9 +323,14 @@ async fn an_undecodable_request_is_dead_lettered_and_its_partition_moves_on() {
     let mut config = test_support::worker_config(&topics, "invoices");
     config.responder.kafka.common.extend(relay.kafka().common);
     let worker = InProcessWorker::spawn(|shutdown| invoice_generator::run(config, shutdown));
-    let client = Client::connect(&test_support::kafka(), &topics, "requester")
-        .await
-        .unwrap();
+    let client = Client::connect(
+        &test_support::kafka(),
+        &topics,
+        test_support::topics(&topics),
+        "requester",
+    )
+    .await
+    .unwrap();
     let mut gzip = test_support::kafka();
     gzip.producer
         .insert("compression.type".into(), "gzip".into());

@@ -4,9 +4,10 @@
 //! client built without a codec cannot read such a
 //! batch at all, and stalls the partition it is in.
 
+use contract::ReplyContent;
 use contract::{InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
 use request_reply::history::{LogMessage, read_recent};
-use request_reply::requester::{Client, ReplyContent};
+use request_reply::requester::Client;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -26,9 +27,14 @@ async fn round_trip_compressed_with(codec: &str) {
     client_kafka
         .producer
         .insert("compression.type".into(), codec.into());
-    let client = Client::connect(&client_kafka, &topics, "requester")
-        .await
-        .unwrap();
+    let client = Client::connect(
+        &client_kafka,
+        &topics,
+        test_support::topics(&topics),
+        "requester",
+    )
+    .await
+    .unwrap();
 
     let request = InvoiceRequest {
         schema_version: SCHEMA_VERSION,
@@ -58,7 +64,7 @@ async fn round_trip_compressed_with(codec: &str) {
     let (mut request_read, mut reply_read) = (false, false);
     read_recent(
         &test_support::kafka(),
-        &topics,
+        &test_support::topics(&topics),
         "requester",
         100,
         |message| match message {

@@ -46,9 +46,14 @@ async fn kcat_by_hand_gets_correlated_and_plain_text_replies() {
     ));
     // Creates the topics, as any of our services does at start-up.
     drop(
-        Client::connect(&test_support::kafka(), &settings, "requester")
-            .await
-            .unwrap(),
+        Client::connect(
+            &test_support::kafka(),
+            &settings,
+            test_support::topics(&settings),
+            "requester",
+        )
+        .await
+        .unwrap(),
     );
 
     let request_topic = topics.request(RequestKind::Invoice);

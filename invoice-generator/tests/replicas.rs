@@ -32,9 +32,14 @@ async fn two_replicas_answer_each_request_exactly_once() {
         test_support::GROUP_TIMEOUT,
     )
     .await;
-    let client = Client::connect(&test_support::kafka(), &topics, "requester")
-        .await
-        .unwrap();
+    let client = Client::connect(
+        &test_support::kafka(),
+        &topics,
+        test_support::topics(&topics),
+        "requester",
+    )
+    .await
+    .unwrap();
 
     let customers: Vec<String> = (0..REQUESTS).map(|i| format!("customer {i}")).collect();
     let replies = futures::future::join_all(customers.iter().map(|customer| async {

@@ -3,11 +3,12 @@
 mod common;
 
 use common::invoice_request;
+use contract::ReplyContent;
 use contract::{Outcome, RequestKind, legacy};
 use invoice_generator::invoice_number;
 use request_reply::headers;
 use request_reply::kafka::Outgoing;
-use request_reply::requester::{Client, ReplyContent};
+use request_reply::requester::Client;
 use request_reply::responder::Origin;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -22,9 +23,14 @@ async fn json_request_gets_a_correlated_invoice() {
             stopped.await.ok();
         },
     ));
-    let client = Client::connect(&test_support::kafka(), &topics, "requester")
-        .await
-        .unwrap();
+    let client = Client::connect(
+        &test_support::kafka(),
+        &topics,
+        test_support::topics(&topics),
+        "requester",
+    )
+    .await
+    .unwrap();
 
     let reply = client
         .call(
@@ -58,9 +64,14 @@ async fn plain_text_request_gets_a_plain_text_reply_without_headers() {
             stopped.await.ok();
         },
     ));
-    let client = Client::connect(&test_support::kafka(), &topics, "requester")
-        .await
-        .unwrap();
+    let client = Client::connect(
+        &test_support::kafka(),
+        &topics,
+        test_support::topics(&topics),
+        "requester",
+    )
+    .await
+    .unwrap();
     let request_topic = test_support::request_topic(&topics, RequestKind::Invoice);
     let sent = client
         .requester()
@@ -101,9 +112,14 @@ async fn metrics_endpoint_counts_handled_requests_and_reports_lag() {
     let worker = tokio::spawn(invoice_generator::run(config, async {
         stopped.await.ok();
     }));
-    let client = Client::connect(&test_support::kafka(), &topics, "requester")
-        .await
-        .unwrap();
+    let client = Client::connect(
+        &test_support::kafka(),
+        &topics,
+        test_support::topics(&topics),
+        "requester",
+    )
+    .await
+    .unwrap();
     client
         .call(
             RequestKind::Invoice,
@@ -148,9 +164,14 @@ async fn a_taken_metrics_port_does_not_stop_the_worker() {
     let worker = tokio::spawn(invoice_generator::run(config, async {
         stopped.await.ok();
     }));
-    let client = Client::connect(&test_support::kafka(), &topics, "requester")
-        .await
-        .unwrap();
+    let client = Client::connect(
+        &test_support::kafka(),
+        &topics,
+        test_support::topics(&topics),
+        "requester",
+    )
+    .await
+    .unwrap();
     let reply = client
         .call(
             RequestKind::Invoice,

@@ -4,7 +4,7 @@
 mod common;
 
 use common::WorkerProcess;
-use contract::{RequestKind, legacy};
+use contract::{RequestKind, Topics, legacy};
 use invoice_generator::invoice_number;
 use request_reply::config::TopicSettings;
 use request_reply::headers::CorrelationId;
@@ -29,16 +29,24 @@ const REQUESTS: usize = 200;
 
 /// A stream of invoice requests sent in batches; each request awaits its reply in a task.
 struct RequestStream {
-    client: Arc<Client>,
+    client: Arc<Client<Topics>>,
     answered: Arc<AtomicUsize>,
-    calls: Vec<JoinHandle<(String, Result<IncomingReply, RequestError>)>>,
+    calls: Vec<Call>,
 }
+
+/// One request's call: its customer, and the reply or why there was none.
+type Call = JoinHandle<(String, Result<IncomingReply<Topics>, RequestError>)>;
 
 impl RequestStream {
     async fn connect(topics: &TopicSettings) -> Self {
-        let client = Client::connect(&test_support::kafka(), topics, "requester")
-            .await
-            .unwrap();
+        let client = Client::connect(
+            &test_support::kafka(),
+            topics,
+            test_support::topics(topics),
+            "requester",
+        )
+        .await
+        .unwrap();
         RequestStream {
             client: Arc::new(client),
             answered: Arc::default(),

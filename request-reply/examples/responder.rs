@@ -1,39 +1,41 @@
-//! Answers score requests on `example.calculate-score` until Ctrl-C. Run it with
-//! `KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 cargo run -p request-reply --example responder`.
+//! Answers greetings, a team's own message type, until Ctrl-C (`KAFKA_BOOTSTRAP_SERVERS=…`).
 
-use contract::{RequestKind, Score, ScoreRequest};
-use request_reply::config::{KafkaSettings, TopicSettings};
+use request_reply::codec::{Validate, ValidationError};
+use request_reply::config::KafkaSettings;
 use request_reply::responder::{self, Origin, Service, WorkerConfig, WorkerError};
+use request_reply::route::Route;
 
-/// Scores a customer by the length of its name.
-struct NameLength;
+#[derive(serde::Deserialize)]
+struct Greet {
+    name: String,
+}
 
-impl Service for NameLength {
-    const KIND: RequestKind = RequestKind::Score;
-    type Request = ScoreRequest;
-    type Response = Score;
-
-    fn handle(&self, request: ScoreRequest, _origin: Origin) -> Score {
-        let score = 100 + request.customer.chars().count() as u32;
-        let explanation = format!("100 plus {} letters", score - 100);
-        let customer = request.customer;
-        Score {
-            customer,
-            score,
-            explanation,
+impl Validate for Greet {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.name.trim().is_empty() {
+            return Err(ValidationError::new("name", "must not be blank"));
         }
+        Ok(())
     }
+}
 
+struct Greeter;
+impl Service for Greeter {
+    type Request = Greet;
+    type Response = String;
+    fn handle(&self, request: Greet, _origin: Origin) -> String {
+        format!("Hello, {}!", request.name)
+    }
     fn handle_text(&self, text: &str, _origin: Origin) -> String {
-        format!("Calculated score: {}.", 100 + text.chars().count())
+        format!("Hello, {text}!")
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), WorkerError> {
     let servers = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or("127.0.0.1:9092".into());
-    let topics = TopicSettings::with_prefix("example.");
-    let config = WorkerConfig::new(KafkaSettings::for_bootstrap(&servers), topics);
+    let config = WorkerConfig::new(KafkaSettings::for_bootstrap(&servers), Default::default());
+    let route = Route::new("example.greetings", "example.greeted");
     let stop = async { tokio::signal::ctrl_c().await.unwrap_or_default() };
-    responder::run(NameLength, config, stop).await
+    responder::run(Greeter, &route, config, stop).await
 }

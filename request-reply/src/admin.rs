@@ -1,7 +1,7 @@
 //! Creating the topics a service needs at start-up, instead of relying on broker auto-creation.
 
 use crate::config::{KafkaSettings, TopicSettings};
-use contract::{RequestKind, Topics};
+use crate::route::Routes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::RDKafkaLogLevel;
@@ -265,15 +265,20 @@ pub async fn ensure_topics(
     Ok(())
 }
 
-/// Creates the request and reply topics of every kind: what a requester needs before it sends.
+/// Creates the request and reply topics of every kind of `routes`: what a requester needs
+/// before it sends.
 pub async fn ensure_request_and_reply_topics(
     kafka: &KafkaSettings,
     settings: &TopicSettings,
+    routes: &impl Routes,
 ) -> Result<(), AdminError> {
-    let topics = Topics::with_prefix(&settings.prefix);
-    let names: Vec<String> = RequestKind::ALL
-        .iter()
-        .flat_map(|kind| [topics.request(*kind), topics.reply(*kind)])
+    let names: Vec<String> = routes
+        .kinds()
+        .into_iter()
+        .flat_map(|kind| {
+            let route = routes.route(kind);
+            [route.request_topic, route.reply_topic]
+        })
         .collect();
     ensure_topics(kafka, settings, &names).await
 }

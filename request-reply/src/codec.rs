@@ -1,12 +1,47 @@
-//! Turning message bytes into contract types, for both new-style JSON and legacy plain text.
+//! Turning message bytes into the caller's types, for both JSON and plain text, and the
+//! validation hook those types implement.
 //!
 //! Pure functions over the payload and the `content-type` header, so every rule about what is
 //! accepted is unit-tested without a broker.
 
-use crate::headers::{is_json_content_type, is_text_content_type};
-use contract::{ErrorCode, MAX_REQUEST_BYTES, Reply, Validate, ValidationError};
+use crate::envelope::{ErrorCode, Outcome, Reply, SCHEMA_VERSION};
+use crate::headers::{self, is_json_content_type, is_text_content_type};
+use crate::kafka::HeaderList;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
+
+/// A request payload larger than this is refused before it is parsed: the worker copies whatever
+/// it reads, and a parser's work grows with its input.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// A field that failed validation, named by its path (`lines[2].quantity`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct ValidationError {
+    /// The field at fault, as a path (`lines[2].quantity`).
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ValidationError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        ValidationError {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Range and shape checks a request type makes beyond what deserializing it checks: the
+/// responder runs them on every JSON request before the service sees it, so a service only ever
+/// handles valid requests, and a requester can run them before sending. A failure is answered
+/// with `invalid_request`, or `unsupported_schema_version` when the field is `schema_version`.
+pub trait Validate {
+    /// Checks every limit; the first problem found is the error.
+    fn validate(&self) -> Result<(), ValidationError>;
+}
 
 /// Longest excerpt of a request's own text (a header value) quoted in an error message.
 pub const MAX_QUOTED_CHARS: usize = 200;
@@ -35,7 +70,7 @@ pub fn loggable(text: &str, max_chars: usize) -> String {
 /// A request as a worker sees it after decoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestBody<T> {
-    /// A JSON request of the current contract, already validated.
+    /// A JSON request, already validated.
     Json(T),
     /// A plain-text request of the original system (`Gerar Nota fiscal`).
     Text(String),
@@ -56,7 +91,7 @@ pub enum DecodeError {
     /// The message has no payload at all.
     #[error("message has no payload")]
     Empty,
-    /// The payload is larger than the contract allows (its size).
+    /// The payload is larger than [`MAX_REQUEST_BYTES`] (its size).
     #[error("payload is {0} bytes, more than the {MAX_REQUEST_BYTES} allowed")]
     TooLarge(usize),
     /// The payload is not UTF-8 (offset of the first bad byte).
@@ -68,9 +103,12 @@ pub enum DecodeError {
     /// The payload is not JSON (the parser's message).
     #[error("payload is not valid JSON: {0}")]
     MalformedJson(String),
-    /// The JSON does not satisfy the contract's limits.
+    /// The JSON does not satisfy the request type's limits.
     #[error("invalid request: {0}")]
     Invalid(ValidationError),
+    /// A reply's `kafka_nest-err` header that is not an error body (the error's text).
+    #[error("kafka_nest-err: {0}")]
+    NestError(String),
 }
 
 impl DecodeError {
@@ -172,147 +210,39 @@ pub fn decode_reply<T: DeserializeOwned>(
     }
 }
 
+/// Reads a reply message as far as the protocol goes: its JSON envelope, a NestJS error header,
+/// or plain text (which the caller may know more about). The building block of
+/// [`Routes::decode_reply`](crate::route::Routes::decode_reply).
+///
+/// A NestJS responder's error reply has no payload, only `kafka_nest-err`; ours carry both, and
+/// then the payload's error (the same body) stands.
+pub fn read_reply<T: DeserializeOwned>(
+    payload: Option<&[u8]>,
+    headers: &HeaderList,
+) -> Result<ReplyBody<T>, DecodeError> {
+    let decoded = decode_reply::<T>(payload, headers.last(headers::CONTENT_TYPE));
+    match (headers.last(headers::NEST_ERR), decoded) {
+        (
+            Some(_),
+            decoded @ Ok(ReplyBody::Json(Reply {
+                outcome: Outcome::Error(_),
+                ..
+            })),
+        ) => decoded,
+        (Some(error), _) => match headers::decode_nest_error(error) {
+            Ok(body) => Ok(ReplyBody::Json(Reply {
+                schema_version: SCHEMA_VERSION,
+                outcome: Outcome::Error(body),
+            })),
+            Err(message) => Err(DecodeError::NestError(message)),
+        },
+        (None, decoded) => decoded,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::headers::JSON_CONTENT_TYPE;
-    use contract::{InvoiceRequest, Outcome, Score, ScoreRequest};
-
-    const JSON: Option<&[u8]> = Some(JSON_CONTENT_TYPE.as_bytes());
-
-    fn score_request(
-        payload: &[u8],
-        content_type: Option<&[u8]>,
-    ) -> Result<RequestBody<ScoreRequest>, DecodeError> {
-        decode_request(Some(payload), content_type)
-    }
-
-    #[test]
-    fn json_requests_decode_with_or_without_header() {
-        let expected = RequestBody::Json(ScoreRequest {
-            schema_version: 1,
-            customer: "ACME".into(),
-        });
-        assert_eq!(
-            score_request(br#"{"customer":"ACME"}"#, JSON),
-            Ok(expected.clone())
-        );
-        assert_eq!(
-            score_request(br#" {"customer":"ACME"}"#, None),
-            Ok(expected)
-        );
-    }
-
-    #[test]
-    fn legacy_text_is_a_text_request() {
-        assert_eq!(
-            score_request(b"Calcular score", None),
-            Ok(RequestBody::Text("Calcular score".into()))
-        );
-        assert_eq!(
-            score_request(b"{not json", Some(b"text/plain")),
-            Ok(RequestBody::Text("{not json".into()))
-        );
-    }
-
-    #[test]
-    fn each_kind_of_bad_payload_has_its_own_error() {
-        assert_eq!(
-            decode_request::<ScoreRequest>(None, None),
-            Err(DecodeError::Empty)
-        );
-        assert_eq!(score_request(b"  ", None), Err(DecodeError::Empty));
-        assert_eq!(score_request(b"ok\xff", None), Err(DecodeError::NotUtf8(2)));
-        let huge = vec![b'a'; MAX_REQUEST_BYTES + 1];
-        assert_eq!(
-            score_request(&huge, None),
-            Err(DecodeError::TooLarge(huge.len()))
-        );
-        assert!(matches!(
-            score_request(b"x", Some(b"application/xml")),
-            Err(DecodeError::UnsupportedContentType(_))
-        ));
-        assert!(matches!(
-            score_request(b"{\"customer\":", JSON),
-            Err(DecodeError::MalformedJson(_))
-        ));
-        assert!(matches!(
-            score_request(br#"{"customer":"a"} trailing"#, JSON),
-            Err(DecodeError::MalformedJson(_))
-        ));
-        let nested = format!("{}{}", "[".repeat(500), "]".repeat(500));
-        assert!(matches!(
-            score_request(nested.as_bytes(), JSON),
-            Err(DecodeError::MalformedJson(_)) | Err(DecodeError::Invalid(_))
-        ));
-    }
-
-    #[test]
-    fn quoted_header_values_are_cut_short() {
-        assert_eq!(excerpt("short", 10), "short");
-        assert_eq!(excerpt("ééééé", 2), "éé… (3 more characters)");
-        let long = format!("application/{}", "x".repeat(100_000));
-        let Err(error) = score_request(b"{}", Some(long.as_bytes())) else {
-            panic!("expected an unsupported content type");
-        };
-        let message = error.to_string();
-        assert!(message.len() < 300, "{message}");
-        assert!(message.contains("more characters"), "{message}");
-    }
-
-    #[test]
-    fn field_errors_name_the_field_path() {
-        let Err(DecodeError::Invalid(error)) = decode_request::<InvoiceRequest>(
-            Some(br#"{"customer":"a","lines":[{"description":"d","quantity":"two","unit_price_cents":1}]}"#),
-            JSON,
-        ) else {
-            panic!("expected a field error");
-        };
-        assert_eq!(error.field, "lines[0].quantity");
-
-        let Err(DecodeError::Invalid(error)) = score_request(br#"{"name":"a"}"#, JSON) else {
-            panic!("expected a missing-field error");
-        };
-        assert!(error.problem.contains("customer"), "{error}");
-
-        let Err(error) = score_request(br#"{"customer":"a","schema_version":9}"#, JSON) else {
-            panic!("expected a version error");
-        };
-        assert_eq!(error.code(), ErrorCode::UnsupportedSchemaVersion);
-
-        let Err(error) = decode_request::<InvoiceRequest>(
-            Some(br#"{"customer":"a","lines":[{"description":"d","quantity":99999999999,"unit_price_cents":1}]}"#),
-            JSON,
-        ) else {
-            panic!("expected an out-of-range error");
-        };
-        assert_eq!(error.code(), ErrorCode::InvalidRequest);
-    }
-
-    #[test]
-    fn replies_decode_json_and_keep_text() {
-        let reply = decode_reply::<Score>(
-            Some(br#"{"schema_version":1,"ok":{"customer":"a","score":5,"explanation":"e"}}"#),
-            JSON,
-        )
-        .unwrap();
-        assert!(matches!(
-            reply,
-            ReplyBody::Json(Reply {
-                outcome: Outcome::Ok(Score { score: 5, .. }),
-                ..
-            })
-        ));
-        assert_eq!(
-            decode_reply::<Score>(Some(b"Calculated score: 42."), None),
-            Ok(ReplyBody::Text("Calculated score: 42.".into()))
-        );
-        assert_eq!(
-            decode_reply::<Score>(Some(b"{looks like json"), None),
-            Ok(ReplyBody::Text("{looks like json".into()))
-        );
-        assert!(decode_reply::<Score>(Some(b"{looks like json"), JSON).is_err());
-    }
 
     #[test]
     fn loggable_text_forges_no_lines_and_stays_short() {

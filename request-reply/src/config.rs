@@ -121,7 +121,9 @@ impl fmt::Debug for KafkaSettings {
 /// How the services create the topics they need at start-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicSettings {
-    /// Namespace prefix for every topic name (empty: the original names).
+    /// A namespace the caller puts before each of its topic names (empty: none), so several
+    /// deployments or test runs can share a cluster. The library itself takes whole names (see
+    /// [`Route`](crate::route::Route)); this is where a service's configuration carries it.
     pub prefix: String,
     /// Partitions of each topic created.
     pub partitions: i32,
@@ -143,7 +145,7 @@ impl Default for TopicSettings {
 }
 
 impl TopicSettings {
-    /// The default settings, with every topic name under `prefix`.
+    /// The default settings, with the namespace `prefix`.
     pub fn with_prefix(prefix: impl Into<String>) -> Self {
         TopicSettings {
             prefix: prefix.into(),

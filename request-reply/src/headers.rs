@@ -3,7 +3,7 @@
 //! The names are those of Spring Kafka's `ReplyingKafkaTemplate` and NestJS, so either kind of
 //! client can talk to our workers. Values are read in every encoding those libraries write.
 
-use contract::ErrorBody;
+use crate::envelope::ErrorBody;
 use std::fmt;
 use uuid::Uuid;
 
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn nest_errors_read_our_error_body_or_the_nest_message() {
-        use contract::ErrorCode;
+        use crate::envelope::ErrorCode;
         let ours = br#"{"code":"invalid_request","message":"lines: must not be empty"}"#;
         assert_eq!(
             decode_nest_error(ours),

@@ -2,13 +2,13 @@
 //! rebuild what it knew, and single messages back by position, so it need not keep what the log
 //! already holds: the log is the source of truth, there is no database.
 
-use crate::config::{KafkaSettings, TopicSettings};
+use crate::config::KafkaSettings;
 use crate::headers::{self, CorrelationId};
 use crate::kafka::{HeaderList, set_default};
 use crate::offsets::{Positions, partition_watermarks};
 use crate::requester::{IncomingReply, RequestError};
+use crate::route::Routes;
 use crate::watchdog::{CHECK_INTERVAL, DEFAULT_STALL_AFTER, Stalls};
-use contract::{RequestKind, Topics};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -22,9 +22,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A correlated request as read back from a request topic.
 #[derive(Clone, Debug)]
-pub struct RecordedRequest {
+pub struct RecordedRequest<R: Routes> {
     /// Which kind of request it is (from its topic).
-    pub kind: RequestKind,
+    pub kind: R::Kind,
     /// The request topic.
     pub topic: String,
     /// Its partition.
@@ -43,12 +43,12 @@ pub struct RecordedRequest {
 
 /// One message of the log window, handed over as soon as it is read.
 #[derive(Debug)]
-pub enum LogMessage {
+pub enum LogMessage<R: Routes> {
     /// A correlated request. Every request comes before every reply, but requests of different
     /// partitions interleave: they are not in timestamp order.
-    Request(RecordedRequest),
+    Request(RecordedRequest<R>),
     /// A reply with its Kafka timestamp (milliseconds since the epoch).
-    Reply(IncomingReply, Option<i64>),
+    Reply(IncomingReply<R>, Option<i64>),
 }
 
 /// Prefetch bounds of the history reader unless config.ini sets them: librdkafka's defaults
@@ -60,20 +60,20 @@ const HISTORY_PARTITION_FETCH_BYTES: &str = "262144";
 /// With a small queue, librdkafka's default 1 s pause after the queue fills would dominate.
 const HISTORY_QUEUE_BACKOFF_MS: &str = "10";
 
-/// Reads the last `per_partition` messages of every partition of the request and reply topics,
+/// Reads the last `per_partition` messages of every partition of the request and reply topics
+/// of `routes`,
 /// up to where they ended when this was called, and hands each one to `on_message` as it is
 /// read: the window is never held in memory at once, so a large history costs the caller only
 /// what it keeps of each message. All requests are handed over before any reply, so a reply
 /// always finds its request. Returns where each reply partition ended: a listener started there
 /// misses and repeats nothing.
-pub async fn read_recent(
+pub async fn read_recent<R: Routes>(
     kafka: &KafkaSettings,
-    settings: &TopicSettings,
+    routes: &R,
     group_id: &str,
     per_partition: usize,
-    mut on_message: impl FnMut(LogMessage),
+    mut on_message: impl FnMut(LogMessage<R>),
 ) -> Result<Positions, RequestError> {
-    let topics = Topics::with_prefix(&settings.prefix);
     let mut config = kafka.consumer_config();
     set_default(&mut config, "group.id", group_id);
     set_default(
@@ -94,12 +94,14 @@ pub async fn read_recent(
     config.set("enable.auto.commit", "false");
     config.set("enable.auto.offset.store", "false");
     let consumer: StreamConsumer = config.create().map_err(RequestError::Client)?;
-    let names: Vec<(String, RequestKind, bool)> = RequestKind::ALL
-        .iter()
+    let names: Vec<(String, R::Kind, bool)> = routes
+        .kinds()
+        .into_iter()
         .flat_map(|kind| {
+            let route = routes.route(kind);
             [
-                (topics.request(*kind), *kind, true),
-                (topics.reply(*kind), *kind, false),
+                (route.request_topic, kind, true),
+                (route.reply_topic, kind, false),
             ]
         })
         .collect();
@@ -148,7 +150,15 @@ pub async fn read_recent(
             continue;
         }
         consumer.assign(&assignment).map_err(RequestError::Lookup)?;
-        consumer = read_until_ends(consumer, &config, &names, unfinished, &mut on_message).await;
+        consumer = read_until_ends(
+            consumer,
+            &config,
+            routes,
+            &names,
+            unfinished,
+            &mut on_message,
+        )
+        .await;
     }
     Ok(reply_ends)
 }
@@ -158,12 +168,13 @@ pub async fn read_recent(
 /// is behind its end and has not moved for the stall time gets the consumer replaced by a new
 /// one (made from `config`) assigned where reading stopped, as the reply listener's watchdog
 /// does (see [`crate::watchdog`]); the consumer in use at the end is returned.
-async fn read_until_ends(
+async fn read_until_ends<R: Routes>(
     mut consumer: StreamConsumer,
     config: &ClientConfig,
-    names: &[(String, RequestKind, bool)],
+    routes: &R,
+    names: &[(String, R::Kind, bool)],
     mut unfinished: HashMap<(String, i32), i64>,
-    on_message: &mut impl FnMut(LogMessage),
+    on_message: &mut impl FnMut(LogMessage<R>),
 ) -> StreamConsumer {
     let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
     let mut stalls = Stalls::new(DEFAULT_STALL_AFTER);
@@ -236,7 +247,7 @@ async fn read_until_ends(
             }
         } else {
             on_message(LogMessage::Reply(
-                IncomingReply::decode(*kind, &message),
+                IncomingReply::decode(routes, *kind, &message),
                 timestamp_ms,
             ));
         }

@@ -2,15 +2,18 @@
 //! replies, a responder loop that consumes, handles, replies and commits (at-least-once), the
 //! header codecs both sides agree on, log replay and read-back, and topic administration.
 //!
-//! It reads no config file, parses no command line and serves no HTTP: callers pass client
-//! settings, topic names and consumer group ids in (this project's services do that in the
-//! `service` crate).
+//! It knows no message of its own: a worker implements [`responder::Service`] for its request
+//! and response types, a requester describes its kinds of request with [`route::Routes`], and
+//! both exchange JSON in the reply [`envelope`]. It reads no config file, parses no command line
+//! and serves no HTTP: callers pass client settings, topic names and consumer group ids in (this
+//! project's services do that in the `service` crate, with the topics of the `contract` crate).
 
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod codec;
 pub mod config;
+pub mod envelope;
 pub mod headers;
 pub mod history;
 pub mod kafka;
@@ -19,6 +22,7 @@ mod offsets;
 pub mod producer;
 pub mod requester;
 pub mod responder;
+pub mod route;
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod testing;
 pub mod watchdog;

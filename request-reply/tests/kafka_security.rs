@@ -4,18 +4,20 @@
 //! start-up, promptly, with an error that says authentication failed; a client that does not
 //! trust the broker's certificate is refused; and no password shows up in an error or a log line.
 
-use contract::Topics;
-use contract::{Outcome, RequestKind, SCHEMA_VERSION, Score, ScoreRequest};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use request_reply::admin::ensure_request_and_reply_topics;
+use request_reply::codec::{ReplyBody, Validate, ValidationError};
 use request_reply::config::{KafkaSettings, TopicSettings};
+use request_reply::envelope::{Outcome, Reply};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
 use request_reply::requester::{
-    Client, ReplyContent, ReplyListener, RequestError, Requester, StartAt,
+    Client, ReplyListener, RequestError, Requester, SingleRoute, StartAt,
 };
 use request_reply::responder::{Origin, Service, WorkerConfig, WorkerError, run};
+use request_reply::route::{Route, Routes};
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -82,12 +84,42 @@ fn security_log_lines() -> String {
         .join("\n")
 }
 
+/// A request for a customer's score.
+#[derive(Debug, Serialize, Deserialize)]
+struct ScoreRequest {
+    customer: String,
+}
+
+impl Validate for ScoreRequest {
+    fn validate(&self) -> Result<(), ValidationError> {
+        Ok(())
+    }
+}
+
+/// A customer's score.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Score {
+    customer: String,
+    score: u32,
+    explanation: String,
+}
+
+/// The one kind of request these tests send, its replies read as [`Score`]s.
+type Topics = SingleRoute<Score>;
+
+/// The topics of the score requests under `topics`' prefix.
+fn routes(topics: &TopicSettings) -> Topics {
+    Topics::new(Route::new(
+        format!("{}calculate-score", topics.prefix),
+        format!("{}score-calculated", topics.prefix),
+    ))
+}
+
 /// A worker that scores everyone 42 and names who asked: enough to prove a round trip over an
 /// authenticated listener.
 struct Echo;
 
 impl Service for Echo {
-    const KIND: RequestKind = RequestKind::Score;
     type Request = ScoreRequest;
     type Response = Score;
 
@@ -122,12 +154,12 @@ fn worker_config(kafka: KafkaSettings, topics: &TopicSettings) -> WorkerConfig {
         topics: topics.clone(),
         reset: false,
         extra_reply_topics: Vec::new(),
+        group_id: None,
     }
 }
 
 fn score_request(customer: &str) -> ScoreRequest {
     ScoreRequest {
-        schema_version: SCHEMA_VERSION,
         customer: customer.into(),
     }
 }
@@ -148,22 +180,26 @@ fn chain(error: &dyn std::error::Error) -> String {
 async fn round_trip(kafka: KafkaSettings, customer: &str) {
     let topics = unique_topics();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(run(Echo, worker_config(kafka.clone(), &topics), async {
-        let _ = stopped.await;
-    }));
-    let client = Client::connect(&kafka, &topics, "requester")
+    let route = routes(&topics).route(());
+    let config = worker_config(kafka.clone(), &topics);
+    let worker = tokio::spawn(async move {
+        run(Echo, &route, config, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let client = Client::connect(&kafka, &topics, routes(&topics), "requester")
         .await
         .unwrap_or_else(|error| panic!("requester over {kafka:?}: {}", chain(&error)));
     let reply = client
-        .call(
-            RequestKind::Score,
-            &score_request(customer),
-            Duration::from_secs(60),
-        )
+        .call((), &score_request(customer), Duration::from_secs(60))
         .await
         .unwrap_or_else(|error| panic!("no reply over {kafka:?}: {}", chain(&error)));
     match &reply.content {
-        ReplyContent::Score(Outcome::Ok(score)) => {
+        Ok(ReplyBody::Json(Reply {
+            outcome: Outcome::Ok(score),
+            ..
+        })) => {
             assert_eq!((score.customer.as_str(), score.score), (customer, 42));
         }
         other => panic!("expected the echo worker's score, got {other:?}"),
@@ -207,10 +243,10 @@ async fn a_requester_without_write_access_to_a_reply_topic_cannot_forge_a_reply(
     let requester_kafka = broker.sasl_settings(&broker.password);
     let worker_kafka = broker.sasl_settings_of(&broker.worker_user, &broker.worker_password);
     let topics = unique_topics();
-    ensure_request_and_reply_topics(&worker_kafka, &topics)
+    ensure_request_and_reply_topics(&worker_kafka, &topics, &routes(&topics))
         .await
         .unwrap_or_else(|error| panic!("topics: {}", chain(&error)));
-    let reply_topic = Topics::with_prefix(&topics.prefix).reply(RequestKind::Score);
+    let reply_topic = routes(&topics).route(()).reply_topic;
     let worker_principal = format!("User:{}", broker.worker_user);
     let requester_principal = format!("User:{}", broker.user);
     for (principal, operation) in [
@@ -229,9 +265,10 @@ async fn a_requester_without_write_access_to_a_reply_topic_cannot_forge_a_reply(
             &reply_topic,
         ]);
     }
-    let mut listener = ReplyListener::start(&requester_kafka, &topics, "requester", StartAt::End)
-        .await
-        .unwrap_or_else(|error| panic!("listener: {}", chain(&error)));
+    let mut listener =
+        ReplyListener::start(&requester_kafka, routes(&topics), "requester", StartAt::End)
+            .await
+            .unwrap_or_else(|error| panic!("listener: {}", chain(&error)));
 
     let pending = CorrelationId::generate();
     // Both to partition 0, so the genuine reply's offset says whether anything came before it.
@@ -241,12 +278,8 @@ async fn a_requester_without_write_access_to_a_reply_topic_cannot_forge_a_reply(
         reply.partition = Some(0);
         reply
     };
-    let requester = Requester::new(
-        &requester_kafka,
-        Topics::with_prefix(&topics.prefix),
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let requester =
+        Requester::new(&requester_kafka, routes(&topics), Duration::from_secs(20)).unwrap();
     let forged = requester.send_outgoing(&reply_to("forged")).await;
     match forged {
         Err(RequestError::Send(KafkaError::MessageProduction(
@@ -254,12 +287,7 @@ async fn a_requester_without_write_access_to_a_reply_topic_cannot_forge_a_reply(
         ))) => {}
         other => panic!("the forged reply was not refused for authorization: {other:?}"),
     }
-    let worker = Requester::new(
-        &worker_kafka,
-        Topics::with_prefix(&topics.prefix),
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let worker = Requester::new(&worker_kafka, routes(&topics), Duration::from_secs(20)).unwrap();
     worker
         .send_outgoing(&reply_to("genuine"))
         .await
@@ -273,7 +301,7 @@ async fn a_requester_without_write_access_to_a_reply_topic_cannot_forge_a_reply(
         "nothing, forged or not, came before the genuine reply in its partition"
     );
     match received.content {
-        ReplyContent::Text { text, .. } => assert_eq!(text, "genuine"),
+        Ok(ReplyBody::Text(text)) => assert_eq!(text, "genuine"),
         other => panic!("expected the genuine text reply, got {other:?}"),
     }
 }
@@ -284,7 +312,12 @@ async fn failing_worker(kafka: KafkaSettings) -> (String, Duration) {
     let started = Instant::now();
     let outcome = tokio::time::timeout(
         FAIL_FAST,
-        run(Echo, worker_config(kafka, &topics), std::future::pending()),
+        run(
+            Echo,
+            &routes(&topics).route(()),
+            worker_config(kafka, &topics),
+            std::future::pending(),
+        ),
     )
     .await
     .unwrap_or_else(|_| panic!("a worker that cannot connect must stop within {FAIL_FAST:?}"));

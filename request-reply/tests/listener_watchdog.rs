@@ -3,12 +3,16 @@
 //! here directly) is noticed and replaced, and the replies that arrived meanwhile are all read,
 //! once each, in order; and a reply no client can decode is skipped, so the partition moves on.
 
-use contract::{RequestKind, Topics};
 use request_reply::admin::ensure_request_and_reply_topics;
+use request_reply::config::TopicSettings;
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
-use request_reply::requester::{ListenerCounters, ReplyListener, Requester, StartAt};
+use request_reply::requester::{ListenerCounters, ReplyListener, Requester, SingleRoute, StartAt};
+use request_reply::route::{Route, Routes};
 use std::time::Duration;
+
+/// One kind of request whose replies are read as any JSON.
+type Topics = SingleRoute<serde_json::Value>;
 
 /// The stall time, a look-up interval and the time a replacement needs, with room to spare.
 const RECOVERY_BOUND: Duration = Duration::from_secs(20);
@@ -17,8 +21,16 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(20);
 /// look-up, with room to spare.
 const SKIP_BOUND: Duration = Duration::from_secs(45);
 
+/// The score topics under `settings`' prefix.
+fn routes(settings: &TopicSettings) -> Topics {
+    Topics::new(Route::new(
+        format!("{}calculate-score", settings.prefix),
+        format!("{}score-calculated", settings.prefix),
+    ))
+}
+
 fn reply(topics: &Topics, partition: i32, id: &CorrelationId) -> Outgoing {
-    let mut outgoing = Outgoing::new(topics.reply(RequestKind::Score), b"{}".to_vec())
+    let mut outgoing = Outgoing::new(topics.route(()).reply_topic, b"{}".to_vec())
         .header(headers::CORRELATION_ID, id.as_bytes());
     outgoing.partition = Some(partition);
     outgoing
@@ -28,12 +40,12 @@ fn reply(topics: &Topics, partition: i32, id: &CorrelationId) -> Outgoing {
 async fn a_stalled_reply_listener_is_replaced_and_misses_nothing() {
     let kafka = test_support::kafka();
     let settings = test_support::unique_topics();
-    ensure_request_and_reply_topics(&kafka, &settings)
+    let topics = routes(&settings);
+    ensure_request_and_reply_topics(&kafka, &settings, &topics)
         .await
         .unwrap();
-    let topics = test_support::topics(&settings);
     let producer = Requester::new(&kafka, topics.clone(), Duration::from_secs(10)).unwrap();
-    let mut listener = ReplyListener::start(&kafka, &settings, "requester", StartAt::End)
+    let mut listener = ReplyListener::start(&kafka, topics.clone(), "requester", StartAt::End)
         .await
         .unwrap();
 
@@ -97,20 +109,21 @@ async fn an_undecodable_reply_is_skipped_and_counted_and_the_partition_moves_on(
     let relay = test_support::relay::corrupting_relay();
     let kafka = test_support::kafka();
     let settings = test_support::unique_topics();
-    ensure_request_and_reply_topics(&kafka, &settings)
+    let topics = routes(&settings);
+    ensure_request_and_reply_topics(&kafka, &settings, &topics)
         .await
         .unwrap();
-    let topics = test_support::topics(&settings);
     let mut gzip = kafka.clone();
     gzip.producer
         .insert("compression.type".into(), "gzip".into());
     let compressing = Requester::new(&gzip, topics.clone(), Duration::from_secs(10)).unwrap();
     let plain = Requester::new(&kafka, topics.clone(), Duration::from_secs(10)).unwrap();
     let counters = ListenerCounters::default();
-    let mut listener = ReplyListener::start(&relay.kafka(), &settings, "requester", StartAt::End)
-        .await
-        .unwrap()
-        .count_in(counters.clone());
+    let mut listener =
+        ReplyListener::start(&relay.kafka(), topics.clone(), "requester", StartAt::End)
+            .await
+            .unwrap()
+            .count_in(counters.clone());
 
     let lost = CorrelationId::generate();
     let mut undecodable = reply(&topics, 0, &lost);

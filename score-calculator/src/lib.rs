@@ -54,7 +54,6 @@ pub fn calculate_score(request: ScoreRequest) -> Score {
 pub struct ScoreCalculator;
 
 impl Service for ScoreCalculator {
-    const KIND: RequestKind = RequestKind::Score;
     type Request = ScoreRequest;
     type Response = Score;
 
@@ -74,7 +73,7 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    worker::run(ScoreCalculator, config, shutdown).await
+    worker::run(ScoreCalculator, RequestKind::Score, config, shutdown).await
 }
 
 #[cfg(test)]

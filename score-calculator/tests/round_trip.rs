@@ -2,11 +2,12 @@
 //! machinery is the library's, tested at length there and with the invoice generator; these tests
 //! only prove this worker is wired to it correctly.
 
+use contract::ReplyContent;
 use contract::legacy::{self, LegacyReply};
 use contract::{Outcome, RequestKind, SCHEMA_VERSION, ScoreRequest};
 use request_reply::headers;
 use request_reply::kafka::Outgoing;
-use request_reply::requester::{Client, ReplyContent};
+use request_reply::requester::Client;
 use score_calculator::score_of;
 use test_support::{InProcessWorker, REPLY_TIMEOUT};
 
@@ -22,9 +23,14 @@ async fn json_request_gets_the_customers_score() {
     let topics = test_support::unique_topics();
     test_support::create_topics(&topics, &[]).await;
     let worker = start_worker(&topics);
-    let client = Client::connect(&test_support::kafka(), &topics, "requester")
-        .await
-        .unwrap();
+    let client = Client::connect(
+        &test_support::kafka(),
+        &topics,
+        test_support::topics(&topics),
+        "requester",
+    )
+    .await
+    .unwrap();
 
     let request = ScoreRequest {
         schema_version: SCHEMA_VERSION,
@@ -58,9 +64,14 @@ async fn plain_text_request_gets_a_plain_text_score() {
     let topics = test_support::unique_topics();
     test_support::create_topics(&topics, &[]).await;
     let worker = start_worker(&topics);
-    let client = Client::connect(&test_support::kafka(), &topics, "requester")
-        .await
-        .unwrap();
+    let client = Client::connect(
+        &test_support::kafka(),
+        &topics,
+        test_support::topics(&topics),
+        "requester",
+    )
+    .await
+    .unwrap();
     let request_topic = test_support::request_topic(&topics, RequestKind::Score);
     client
         .requester()

@@ -1,9 +1,11 @@
 //! What both workers share around the library's responder loop: the command line
 //! (`<worker> config/config.ini [--reset]`, as the originals), reading the worker's settings from
-//! config.ini, and serving `GET /metrics` next to the loop.
+//! config.ini, the topics and consumer group of the worker's kind of request (the contract's
+//! names, which the library takes as given), and serving `GET /metrics` next to the loop.
 
 use crate::config::{ConfigError, ConfigFile, EnvOverride};
 use clap::{CommandFactory, FromArgMatches, Parser};
+use contract::{RequestKind, Topics};
 use prometheus_client::registry::Registry;
 use request_reply::metrics::WorkerMetrics;
 use request_reply::responder::{self, Service};
@@ -100,6 +102,7 @@ impl WorkerConfig {
                 topics: file.topics()?,
                 reset,
                 extra_reply_topics,
+                group_id: None,
             },
             metrics_listen,
         })
@@ -119,13 +122,23 @@ pub enum WorkerError {
     },
 }
 
-/// Runs `service` in the library's responder loop until `shutdown` resolves, serving its
-/// metrics on `metrics_listen` when set.
+/// Runs `service` in the library's responder loop on the topics of `kind` (under the configured
+/// prefix) until `shutdown` resolves, serving its metrics on `metrics_listen` when set.
+///
+/// The worker joins the consumer group named after its original request topic
+/// (`generate-invoice`, `calculate-score`, whatever the prefix) unless config.ini names one, as
+/// the original workers did.
 pub async fn run<S: Service>(
     service: S,
-    config: WorkerConfig,
+    kind: RequestKind,
+    mut config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
+    let route = Topics::with_prefix(&config.responder.topics.prefix).route(kind);
+    config
+        .responder
+        .group_id
+        .get_or_insert_with(|| kind.base_request_topic().to_owned());
     let mut registry = Registry::default();
     let metrics = WorkerMetrics::register(&mut registry);
     let metrics_listener = match config.metrics_listen {
@@ -151,7 +164,8 @@ pub async fn run<S: Service>(
             ))
         }
     };
-    let result = responder::run_with_metrics(service, config.responder, metrics, shutdown).await;
+    let result =
+        responder::run_with_metrics(service, &route, config.responder, metrics, shutdown).await;
     if let Some(server) = metrics_server {
         server.abort();
     }

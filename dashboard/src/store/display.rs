@@ -1,7 +1,7 @@
 //! How requests and replies are put in words and JSON: the table's one-line summaries, money,
 //! and the reply body the API returns and the detail page shows.
 
-use request_reply::requester::ReplyContent;
+use contract::ReplyContent;
 
 /// Longest request summary or reply text the table keeps, in characters; the detail page reads
 /// the rest back from Kafka.

@@ -19,9 +19,9 @@ mod key;
 mod status;
 
 use contract::legacy::LegacyReply;
-use contract::{RequestKind, Topics};
+use contract::{ReplyContent, RequestKind, Topics};
 use request_reply::headers::CorrelationId;
-use request_reply::requester::{IncomingReply, ReplyContent, SentRequest};
+use request_reply::requester::{IncomingReply, SentRequest};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -320,7 +320,7 @@ impl Store {
         count
     }
 
-    pub fn record_reply(&self, reply: IncomingReply) -> ReplyOutcome {
+    pub fn record_reply(&self, reply: IncomingReply<Topics>) -> ReplyOutcome {
         self.apply_reply(reply, None)
     }
 
@@ -328,13 +328,17 @@ impl Store {
     /// timestamps of request and reply.
     pub fn record_historic_reply(
         &self,
-        reply: IncomingReply,
+        reply: IncomingReply<Topics>,
         sent_at: Option<SystemTime>,
     ) -> ReplyOutcome {
         self.apply_reply(reply, sent_at)
     }
 
-    fn apply_reply(&self, reply: IncomingReply, sent_at: Option<SystemTime>) -> ReplyOutcome {
+    fn apply_reply(
+        &self,
+        reply: IncomingReply<Topics>,
+        sent_at: Option<SystemTime>,
+    ) -> ReplyOutcome {
         let Some(correlation_id) = reply.correlation_id.as_ref() else {
             self.record_uncorrelated(reply);
             return ReplyOutcome::Uncorrelated;
@@ -400,7 +404,7 @@ impl Store {
         outcome
     }
 
-    fn record_uncorrelated(&self, reply: IncomingReply) {
+    fn record_uncorrelated(&self, reply: IncomingReply<Topics>) {
         let (text, number) = match &reply.content {
             ReplyContent::Text { text, legacy } => (
                 cut_text(text, REPLY_TEXT_BYTES),

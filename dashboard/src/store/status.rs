@@ -1,7 +1,7 @@
 //! What became of a request: its status, and what came back, kept as little as the table needs.
 
 use contract::Outcome;
-use request_reply::requester::ReplyContent;
+use contract::ReplyContent;
 use serde::{Deserialize, Serialize};
 
 use super::display::{ERROR_CHARS, SUMMARY_CHARS, bounded, money};

@@ -4,7 +4,7 @@ use super::*;
 use contract::{ErrorBody, ErrorCode, Outcome, Score};
 use request_reply::kafka::HeaderList;
 
-fn reply(id: Option<&str>, content: ReplyContent) -> IncomingReply {
+fn reply(id: Option<&str>, content: ReplyContent) -> IncomingReply<Topics> {
     IncomingReply {
         kind: RequestKind::Score,
         topic: "score-calculated".into(),

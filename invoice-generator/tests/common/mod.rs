@@ -3,13 +3,14 @@
 //! them.
 #![allow(dead_code)]
 
+use contract::ReplyContent;
 use contract::{Invoice, InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use request_reply::config::TopicSettings;
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
-use request_reply::requester::{Client, IncomingReply, ReplyContent, SentRequest};
+use request_reply::requester::{Client, IncomingReply, SentRequest};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -31,7 +32,10 @@ pub fn invoice_request(customer: &str) -> InvoiceRequest {
 }
 
 /// The invoice in `reply`, checked to be for `customer`.
-pub fn expect_invoice<'a>(reply: &'a IncomingReply, customer: &str) -> &'a Invoice {
+pub fn expect_invoice<'a>(
+    reply: &'a IncomingReply<contract::Topics>,
+    customer: &str,
+) -> &'a Invoice {
     let ReplyContent::Invoice(Outcome::Ok(invoice)) = &reply.content else {
         panic!(
             "expected an invoice for {customer}, got {:?}",
@@ -96,11 +100,14 @@ pub async fn send_tombstone(message: &Outgoing) -> SentRequest {
 /// registers for its reply: a request that is answered only after everything queued ahead of
 /// it on that partition.
 pub async fn send_invoice_to_partition(
-    client: &Client,
+    client: &Client<contract::Topics>,
     settings: &TopicSettings,
     partition: i32,
     customer: &str,
-) -> (CorrelationId, oneshot::Receiver<IncomingReply>) {
+) -> (
+    CorrelationId,
+    oneshot::Receiver<IncomingReply<contract::Topics>>,
+) {
     let id = CorrelationId::generate();
     let payload = serde_json::to_vec(&invoice_request(customer)).expect("serialize a request");
     let mut message = correlated(settings, RequestKind::Invoice, &id, payload)

@@ -3,13 +3,13 @@
 
 use super::error::RequestError;
 use super::reply::IncomingReply;
-use crate::config::{KafkaSettings, TopicSettings};
+use crate::config::KafkaSettings;
 use crate::kafka::set_default;
 use crate::offsets::{Positions, partition_watermarks};
+use crate::route::Routes;
 use crate::watchdog::{
     CHECK_INTERVAL, DEFAULT_STALL_AFTER, PartitionKey, Remedy, Seen, Stalls, is_undecodable, remedy,
 };
-use contract::{RequestKind, Topics};
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -34,13 +34,13 @@ pub enum StartAt {
 /// with the partition's high watermark every [`CHECK_INTERVAL`], and when a partition is behind
 /// and has not moved for the stall time while the brokers answer, the consumer is replaced by a
 /// new one assigned exactly where this one stopped. Nothing is skipped and nothing repeated.
-pub struct ReplyListener {
+pub struct ReplyListener<R: Routes> {
     consumer: StreamConsumer,
     /// What a replacement consumer is made from.
     config: ClientConfig,
     /// Looks up high watermarks; a client of its own, so a wedged consumer cannot wedge it.
     probe: Arc<BaseConsumer>,
-    topics: Topics,
+    routes: R,
     stalls: Stalls,
     /// A watermark look-up under way, and when the next one is due.
     check: Option<tokio::task::JoinHandle<Option<Positions>>>,
@@ -59,10 +59,10 @@ pub struct ListenerCounters {
     pub skipped: Counter,
 }
 
-impl std::fmt::Debug for ReplyListener {
+impl<R: Routes> std::fmt::Debug for ReplyListener<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplyListener")
-            .field("topics", &self.topics)
+            .field("routes", &self.routes)
             .field("stalls", &self.stalls)
             .finish_non_exhaustive()
     }
@@ -72,20 +72,20 @@ impl std::fmt::Debug for ReplyListener {
 /// answer, and then no partition is judged.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-impl ReplyListener {
-    /// Assigns all partitions of the reply topics, which must exist (see
+impl<R: Routes> ReplyListener<R> {
+    /// Assigns all partitions of the reply topics of `routes`, which must exist (see
     /// [`ensure_request_and_reply_topics`](crate::admin::ensure_request_and_reply_topics)). When
     /// this returns, every reply produced from then on will be received.
     pub async fn start(
         kafka: &KafkaSettings,
-        topic_settings: &TopicSettings,
+        routes: R,
         group_id: &str,
         start_at: StartAt,
     ) -> Result<Self, RequestError> {
-        let topics = Topics::with_prefix(&topic_settings.prefix);
-        let reply_topics: Vec<String> = RequestKind::ALL
-            .iter()
-            .map(|kind| topics.reply(*kind))
+        let reply_topics: Vec<String> = routes
+            .kinds()
+            .into_iter()
+            .map(|kind| routes.route(kind).reply_topic)
             .collect();
         let mut config = kafka.consumer_config();
         set_default(&mut config, "group.id", group_id);
@@ -115,7 +115,7 @@ impl ReplyListener {
             consumer,
             config,
             probe: Arc::new(probe),
-            topics,
+            routes,
             stalls,
             check: None,
             next_check: tokio::time::Instant::now() + CHECK_INTERVAL,
@@ -140,7 +140,7 @@ impl ReplyListener {
 
     /// The next reply. Consumer errors (broker briefly unreachable) are logged and skipped;
     /// librdkafka reconnects by itself, and the watchdog steps in where it does not.
-    pub async fn next(&mut self) -> IncomingReply {
+    pub async fn next(&mut self) -> IncomingReply<R> {
         loop {
             let ReplyListener {
                 consumer,
@@ -162,8 +162,8 @@ impl ReplyListener {
                         if self.stalls.read(&key, message.offset()) == Seen::Again {
                             continue;
                         }
-                        match self.topics.kind_of_reply_topic(&key.0) {
-                            Some(kind) => return IncomingReply::decode(kind, &message),
+                        match self.routes.kind_of_reply_topic(&key.0) {
+                            Some(kind) => return IncomingReply::decode(&self.routes, kind, &message),
                             None => tracing::warn!(topic = key.0, "message from an unexpected topic"),
                         }
                     }

@@ -14,13 +14,13 @@ mod reply;
 pub use crate::offsets::Positions;
 pub use error::RequestError;
 pub use listener::{ListenerCounters, ReplyListener, StartAt};
-pub use reply::{IncomingReply, ReplyContent};
+pub use reply::{IncomingReply, SingleRoute};
 
 use crate::admin::ensure_request_and_reply_topics;
 use crate::config::{KafkaSettings, TopicSettings};
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::{Outgoing, set_default};
-use contract::{RequestKind, Topics};
+use crate::route::Routes;
 use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -39,27 +39,27 @@ pub struct SentRequest {
     pub offset: i64,
 }
 
-/// Produces correlated requests to the request topics.
+/// Produces correlated requests to the request topics of `R`.
 #[derive(Clone)]
-pub struct Requester {
+pub struct Requester<R: Routes> {
     producer: FutureProducer,
-    topics: Topics,
+    routes: R,
 }
 
-impl std::fmt::Debug for Requester {
+impl<R: Routes> std::fmt::Debug for Requester<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Requester")
-            .field("topics", &self.topics)
+            .field("routes", &self.routes)
             .finish_non_exhaustive()
     }
 }
 
-impl Requester {
+impl<R: Routes> Requester<R> {
     /// `send_timeout` bounds how long a request may wait for the broker's acknowledgement, so an
     /// outage shows up as an error instead of a hang.
     pub fn new(
         kafka: &KafkaSettings,
-        topics: Topics,
+        routes: R,
         send_timeout: Duration,
     ) -> Result<Self, RequestError> {
         let mut config = kafka.producer_config();
@@ -72,19 +72,19 @@ impl Requester {
             &send_timeout.as_millis().to_string(),
         );
         let producer = config.create().map_err(RequestError::Client)?;
-        Ok(Requester { producer, topics })
+        Ok(Requester { producer, routes })
     }
 
-    /// The topic names requests are sent to.
-    pub fn topics(&self) -> &Topics {
-        &self.topics
+    /// Where requests are sent, and how their replies are read.
+    pub fn routes(&self) -> &R {
+        &self.routes
     }
 
     /// Produces a JSON request with its correlation ID and reply topic, and waits for the broker
     /// to acknowledge it.
     pub async fn send<T: Serialize>(
         &self,
-        kind: RequestKind,
+        kind: R::Kind,
         correlation_id: &CorrelationId,
         request: &T,
     ) -> Result<SentRequest, RequestError> {
@@ -97,16 +97,18 @@ impl Requester {
     /// content type and the W3C trace context, for callers that record what they sent.
     pub fn request_message<T: Serialize>(
         &self,
-        kind: RequestKind,
+        kind: R::Kind,
         correlation_id: &CorrelationId,
         request: &T,
         trace: &TraceContext,
     ) -> Outgoing {
-        // Serializing our own contract types cannot fail: they are plain structs with string keys.
+        // Serializing fails only for types JSON cannot express (maps with non-string keys); the
+        // payload is then empty, and the worker refuses it with an error reply.
         let payload = serde_json::to_vec(request).unwrap_or_default();
-        Outgoing::new(self.topics.request(kind), payload)
+        let route = self.routes.route(kind);
+        Outgoing::new(route.request_topic, payload)
             .header(headers::CORRELATION_ID, correlation_id.as_bytes())
-            .header(headers::REPLY_TOPIC, self.topics.reply(kind))
+            .header(headers::REPLY_TOPIC, route.reply_topic)
             .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE)
             .header(headers::TRACEPARENT, trace.header_value())
     }
@@ -126,32 +128,30 @@ impl Requester {
     }
 }
 
-type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<IncomingReply>>>>;
+type Waiters<R> = Arc<Mutex<HashMap<String, oneshot::Sender<IncomingReply<R>>>>>;
 
 /// Request/reply as a function call: send, then await the reply with the same correlation ID.
 #[derive(Debug)]
-pub struct Client {
-    requester: Requester,
-    waiters: Waiters,
+pub struct Client<R: Routes> {
+    requester: Requester<R>,
+    waiters: Waiters<R>,
     listener: tokio::task::JoinHandle<()>,
 }
 
-impl Client {
-    /// Creates the request and reply topics if needed, starts a reply listener at the current end
-    /// of the reply topics (its consumer in group `group_id`), and a producer.
+impl<R: Routes> Client<R> {
+    /// Creates the request and reply topics of `routes` if needed (with `topic_settings`),
+    /// starts a reply listener at the current end of the reply topics (its consumer in group
+    /// `group_id`), and a producer.
     pub async fn connect(
         kafka: &KafkaSettings,
         topic_settings: &TopicSettings,
+        routes: R,
         group_id: &str,
     ) -> Result<Self, RequestError> {
-        ensure_request_and_reply_topics(kafka, topic_settings).await?;
+        ensure_request_and_reply_topics(kafka, topic_settings, &routes).await?;
         let mut listener =
-            ReplyListener::start(kafka, topic_settings, group_id, StartAt::End).await?;
-        let requester = Requester::new(
-            kafka,
-            Topics::with_prefix(&topic_settings.prefix),
-            Duration::from_secs(30),
-        )?;
+            ReplyListener::start(kafka, routes.clone(), group_id, StartAt::End).await?;
+        let requester = Requester::new(kafka, routes, Duration::from_secs(30))?;
         let waiters = Waiters::default();
         let dispatch_to = Arc::clone(&waiters);
         let listener = tokio::spawn(async move {
@@ -178,17 +178,17 @@ impl Client {
     }
 
     /// The requester underneath, for sending requests built by hand.
-    pub fn requester(&self) -> &Requester {
+    pub fn requester(&self) -> &Requester<R> {
         &self.requester
     }
 
     /// Sends `request` and waits up to `timeout` for its reply.
     pub async fn call<T: Serialize>(
         &self,
-        kind: RequestKind,
+        kind: R::Kind,
         request: &T,
         timeout: Duration,
-    ) -> Result<IncomingReply, RequestError> {
+    ) -> Result<IncomingReply<R>, RequestError> {
         let correlation_id = CorrelationId::generate();
         let reply = self.expect_reply(&correlation_id);
         if let Err(error) = self.requester.send(kind, &correlation_id, request).await {
@@ -200,7 +200,10 @@ impl Client {
 
     /// Registers interest in the reply to `correlation_id` before its request is sent, for callers
     /// that produce the request themselves (other encodings, other headers).
-    pub fn expect_reply(&self, correlation_id: &CorrelationId) -> oneshot::Receiver<IncomingReply> {
+    pub fn expect_reply(
+        &self,
+        correlation_id: &CorrelationId,
+    ) -> oneshot::Receiver<IncomingReply<R>> {
         let (sender, receiver) = oneshot::channel();
         self.lock_waiters().insert(correlation_id.key(), sender);
         receiver
@@ -210,9 +213,9 @@ impl Client {
     pub async fn await_reply(
         &self,
         correlation_id: &CorrelationId,
-        reply: oneshot::Receiver<IncomingReply>,
+        reply: oneshot::Receiver<IncomingReply<R>>,
         timeout: Duration,
-    ) -> Result<IncomingReply, RequestError> {
+    ) -> Result<IncomingReply<R>, RequestError> {
         let outcome = tokio::time::timeout(timeout, reply).await;
         self.lock_waiters().remove(&correlation_id.key());
         match outcome {
@@ -224,14 +227,14 @@ impl Client {
 
     fn lock_waiters(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<IncomingReply>>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<IncomingReply<R>>>> {
         self.waiters
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
-impl Drop for Client {
+impl<R: Routes> Drop for Client<R> {
     fn drop(&mut self) {
         self.listener.abort();
     }

@@ -1,36 +1,20 @@
-//! A reply as read from a reply topic, decoded as far as it can be: the JSON envelope, a NestJS
-//! error header, or the original system's plain text.
+//! A reply as read from a reply topic, decoded by the caller's [`Routes`], and the simplest
+//! [`Routes`]: one route whose replies carry one JSON type.
 
-use crate::codec::{ReplyBody, decode_reply};
+use crate::codec::{DecodeError, ReplyBody, read_reply};
 use crate::headers::{self, CorrelationId};
 use crate::kafka::HeaderList;
-use contract::legacy::{LegacyReply, parse_reply_text};
-use contract::{Invoice, Outcome, RequestKind, Score};
+use crate::route::{Route, Routes};
 use rdkafka::message::Message;
-
-/// A reply payload, decoded as far as it can be.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReplyContent {
-    /// A JSON invoice reply: an invoice or an error.
-    Invoice(Outcome<Invoice>),
-    /// A JSON score reply: a score or an error.
-    Score(Outcome<Score>),
-    /// Plain text, with the number read out of it when it is one of the original forms.
-    Text {
-        /// The text as received.
-        text: String,
-        /// The number in it, when the text is one of the original forms.
-        legacy: Option<LegacyReply>,
-    },
-    /// Nothing we can read; kept so it is shown, not dropped.
-    Undecodable(String),
-}
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::marker::PhantomData;
 
 /// One reply as read from a reply topic, with its Kafka metadata.
 #[derive(Clone, Debug)]
-pub struct IncomingReply {
+pub struct IncomingReply<R: Routes> {
     /// Which kind of reply topic it came from.
-    pub kind: RequestKind,
+    pub kind: R::Kind,
     /// The reply topic.
     pub topic: String,
     /// Its partition.
@@ -41,41 +25,16 @@ pub struct IncomingReply {
     pub correlation_id: Option<CorrelationId>,
     /// Every header, as read.
     pub headers: HeaderList,
-    /// The payload, decoded.
-    pub content: ReplyContent,
+    /// The payload, decoded by [`Routes::decode_reply`].
+    pub content: R::Content,
 }
 
-impl IncomingReply {
+impl<R: Routes> IncomingReply<R> {
     /// Decodes a message of the reply topic of `kind`; also used on messages read back later
     /// (see [`crate::history::RecordReader`]), so they are shown exactly as when they arrived.
-    pub fn decode(kind: RequestKind, message: &impl Message) -> Self {
+    pub fn decode(routes: &R, kind: R::Kind, message: &impl Message) -> Self {
         let headers = HeaderList::from_message(message);
-        let content_type = headers.last(headers::CONTENT_TYPE);
-        let payload = message.payload();
-        let content = match kind {
-            RequestKind::Invoice => decode_reply::<Invoice>(payload, content_type)
-                .map(|body| content_from(body, ReplyContent::Invoice)),
-            RequestKind::Score => decode_reply::<Score>(payload, content_type)
-                .map(|body| content_from(body, ReplyContent::Score)),
-        }
-        .unwrap_or_else(|error| ReplyContent::Undecodable(error.to_string()));
-        // A NestJS responder's error reply has no payload, only `kafka_nest-err`; ours carry
-        // both, and then the payload's error (the same body) stands.
-        let content = match (headers.last(headers::NEST_ERR), content) {
-            (
-                Some(_),
-                content @ (ReplyContent::Invoice(Outcome::Error(_))
-                | ReplyContent::Score(Outcome::Error(_))),
-            ) => content,
-            (Some(error), _) => match (headers::decode_nest_error(error), kind) {
-                (Ok(body), RequestKind::Invoice) => ReplyContent::Invoice(Outcome::Error(body)),
-                (Ok(body), RequestKind::Score) => ReplyContent::Score(Outcome::Error(body)),
-                (Err(message), _) => {
-                    ReplyContent::Undecodable(format!("{}: {message}", headers::NEST_ERR))
-                }
-            },
-            (None, content) => content,
-        };
+        let content = routes.decode_reply(kind, message.payload(), &headers);
         IncomingReply {
             kind,
             topic: message.topic().to_owned(),
@@ -90,12 +49,51 @@ impl IncomingReply {
     }
 }
 
-fn content_from<T>(body: ReplyBody<T>, wrap: fn(Outcome<T>) -> ReplyContent) -> ReplyContent {
-    match body {
-        ReplyBody::Json(reply) => wrap(reply.outcome),
-        ReplyBody::Text(text) => {
-            let legacy = parse_reply_text(&text);
-            ReplyContent::Text { text, legacy }
+/// The [`Routes`] of a requester with one kind of request (its kind is `()`), whose replies are
+/// envelopes of `T`: each decodes to what [`read_reply`] makes of it.
+pub struct SingleRoute<T> {
+    route: Route,
+    reply: PhantomData<fn() -> T>,
+}
+
+impl<T> SingleRoute<T> {
+    /// Requests and replies on the topics of `route`.
+    pub fn new(route: Route) -> Self {
+        SingleRoute {
+            route,
+            reply: PhantomData,
         }
+    }
+}
+
+impl<T> Clone for SingleRoute<T> {
+    fn clone(&self) -> Self {
+        SingleRoute::new(self.route.clone())
+    }
+}
+
+impl<T> fmt::Debug for SingleRoute<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SingleRoute").field(&self.route).finish()
+    }
+}
+
+impl<T> Routes for SingleRoute<T>
+where
+    T: DeserializeOwned + Clone + fmt::Debug + Send + 'static,
+{
+    type Kind = ();
+    type Content = Result<ReplyBody<T>, DecodeError>;
+
+    fn kinds(&self) -> Vec<()> {
+        vec![()]
+    }
+
+    fn route(&self, (): ()) -> Route {
+        self.route.clone()
+    }
+
+    fn decode_reply(&self, (): (), payload: Option<&[u8]>, headers: &HeaderList) -> Self::Content {
+        read_reply(payload, headers)
     }
 }

@@ -7,7 +7,7 @@ use rdkafka::message::Message;
 
 /// A dead-letter copy too large for its topic is cut down to at most this many original headers,
 /// each name and value to at most [`SHRUNK_VALUE_BYTES`], and the payload to
-/// [`MAX_REQUEST_BYTES`](contract::MAX_REQUEST_BYTES).
+/// [`MAX_REQUEST_BYTES`](crate::codec::MAX_REQUEST_BYTES).
 const SHRUNK_HEADERS: usize = 64;
 const SHRUNK_VALUE_BYTES: usize = 1024;
 
@@ -59,7 +59,7 @@ impl Inbound {
     pub fn dead_letter_shrunk(&self, topic: &str, reason: &str) -> Outgoing {
         let cut = |bytes: &[u8], max: usize| bytes[..bytes.len().min(max)].to_vec();
         let payload = self.payload.as_deref().unwrap_or_default();
-        let mut copy = Outgoing::new(topic, cut(payload, contract::MAX_REQUEST_BYTES));
+        let mut copy = Outgoing::new(topic, cut(payload, crate::codec::MAX_REQUEST_BYTES));
         copy.key = self.key.as_deref().map(|key| cut(key, SHRUNK_VALUE_BYTES));
         let readable: Vec<(&str, &[u8])> = self
             .headers

@@ -1,7 +1,9 @@
 //! The worker side of request/reply: consume a request topic, call the business function, reply,
 //! and only then let the request's offset be committed (at-least-once).
 //!
-//! A worker crate implements [`Service`] and calls [`run`]; everything about Kafka lives here.
+//! A worker crate implements [`Service`] and calls [`run`] with the [`Route`](crate::route::Route)
+//! it serves;
+//! everything about Kafka lives here.
 //!
 //! Pipeline: messages are consumed in order, each is turned into the messages it causes (a reply,
 //! and for a bad request a dead-letter copy plus an error reply) by the pure function [`plan`],
@@ -24,25 +26,31 @@ pub use routing::Routing;
 pub use run::{run, run_with_metrics};
 
 use crate::admin::AdminError;
+use crate::codec::Validate;
 use crate::config::{KafkaSettings, TopicSettings};
-use contract::{RequestKind, Validate};
 use rdkafka::error::KafkaError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// A worker's business function, and how it answers the original system's plain-text requests.
+/// A worker's business function, and how it answers plain-text requests.
+///
+/// The service names no topic: which ones it serves is the caller's
+/// [`Route`](crate::route::Route), so one service
+/// type can run under any names (a namespace per deployment, a test's own topics).
 pub trait Service: Send + Sync + 'static {
-    /// Which request topic this service consumes and which reply topic it answers on.
-    const KIND: RequestKind;
-    /// What a valid request deserializes into.
+    /// What a valid request deserializes into. Its [`Validate`] implementation is the
+    /// validation hook: the responder refuses a request that fails it, and the service never
+    /// sees it.
     type Request: DeserializeOwned + Validate;
-    /// What a valid request is answered with.
+    /// What a valid request is answered with, as the `ok` of the reply
+    /// [`envelope`](crate::envelope).
     type Response: Serialize;
 
     /// Answers a valid request. Must be deterministic: redelivery must give the same reply.
     fn handle(&self, request: Self::Request, origin: Origin) -> Self::Response;
 
-    /// Answers a plain-text request in the plain-text form of the original Python workers.
+    /// Answers a plain-text request (one without a JSON content type that does not look like
+    /// JSON) with plain text: how peers that predate JSON are served.
     fn handle_text(&self, text: &str, origin: Origin) -> String;
 }
 
@@ -60,7 +68,7 @@ pub struct Origin {
 pub struct WorkerConfig {
     /// librdkafka properties of the consumer and the producer.
     pub kafka: KafkaSettings,
-    /// Topic creation settings and the topic prefix.
+    /// How the worker's topics are created.
     pub topics: TopicSettings,
     /// `--reset`: the first time this process is assigned a partition it reads it from the
     /// beginning, as the original workers' `--reset` did.
@@ -69,6 +77,10 @@ pub struct WorkerConfig {
     /// the NestJS `<request-topic>.reply`; any other name is refused, so requests cannot make a
     /// worker write into arbitrary topics.
     pub extra_reply_topics: Vec<String>,
+    /// The consumer group the worker joins unless the consumer settings name one (`group.id`);
+    /// none: the request topic's name. Replicas of one worker share it, so each request is
+    /// answered once.
+    pub group_id: Option<String>,
 }
 
 impl WorkerConfig {
@@ -80,6 +92,7 @@ impl WorkerConfig {
             topics,
             reset: false,
             extra_reply_topics: Vec::new(),
+            group_id: None,
         }
     }
 }

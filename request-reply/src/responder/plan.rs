@@ -5,9 +5,9 @@ use super::inbound::Inbound;
 use super::routing::{ReplyTarget, Routing, reply_target};
 use super::{Origin, Service};
 use crate::codec::{MAX_QUOTED_CHARS, RequestBody, decode_request, excerpt, loggable};
+use crate::envelope::{ErrorCode, Outcome, Reply};
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::Outgoing;
-use contract::{ErrorCode, Reply};
 use serde::Serialize;
 
 /// Longest reason, in characters, put in `dlq-reason` and error replies: reasons quote header
@@ -102,7 +102,8 @@ pub(super) fn json_reply<T: Serialize>(
     correlation_id: Option<&CorrelationId>,
     reply: &Reply<T>,
 ) -> Outgoing {
-    // Serializing our own contract types cannot fail: they are plain structs with string keys.
+    // Serializing an envelope cannot fail unless the service's `Serialize` does (a map with
+    // non-string keys, say); the reply is then empty, which the requester shows as undecodable.
     let payload = serde_json::to_vec(reply).unwrap_or_default();
     let mut outgoing = Outgoing::new(&target.topic, payload);
     outgoing.partition = target.partition;
@@ -112,7 +113,7 @@ pub(super) fn json_reply<T: Serialize>(
     }
     // What a NestJS client needs: `kafka_nest-err` fails its call with our error body, and
     // `kafka_nest-is-disposed` (on every reply: there is only one) completes it.
-    if let contract::Outcome::Error(body) = &reply.outcome {
+    if let Outcome::Error(body) = &reply.outcome {
         let error = serde_json::to_vec(body).unwrap_or_default();
         outgoing = outgoing.header(headers::NEST_ERR, error);
     }

@@ -4,7 +4,7 @@
 use super::inbound::Inbound;
 use crate::codec::{MAX_QUOTED_CHARS, excerpt};
 use crate::headers;
-use contract::{RequestKind, Topics};
+use crate::route::Route;
 use std::collections::{BTreeSet, HashSet};
 
 /// The topics one worker reads from and writes to.
@@ -21,16 +21,17 @@ pub struct Routing {
 }
 
 impl Routing {
-    /// The topics of `kind` under `topics`, plus `extra_reply_topics` a request may name.
-    pub fn new(kind: RequestKind, topics: &Topics, extra_reply_topics: &[String]) -> Self {
+    /// The topics of `route`, plus `extra_reply_topics` a request may name; the route's reply
+    /// topic and its NestJS reply topic are always allowed.
+    pub fn new(route: &Route, extra_reply_topics: &[String]) -> Self {
         let mut allowed_reply_topics: HashSet<String> =
             extra_reply_topics.iter().cloned().collect();
-        allowed_reply_topics.insert(topics.reply(kind));
-        allowed_reply_topics.insert(topics.nest_reply(kind));
+        allowed_reply_topics.insert(route.reply_topic.clone());
+        allowed_reply_topics.insert(route.nest_reply_topic());
         Routing {
-            request_topic: topics.request(kind),
-            default_reply_topic: topics.reply(kind),
-            dead_letter_topic: topics.dead_letter(kind),
+            request_topic: route.request_topic.clone(),
+            default_reply_topic: route.reply_topic.clone(),
+            dead_letter_topic: route.dead_letter_topic.clone(),
             allowed_reply_topics,
         }
     }

@@ -14,7 +14,7 @@ use crate::codec::{MAX_QUOTED_CHARS, loggable};
 use crate::kafka::{HeaderList, Outgoing, set_default};
 use crate::metrics::WorkerMetrics;
 use crate::producer::RenewingProducer as ReplyProducer;
-use contract::Topics;
+use crate::route::Route;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use prometheus_client::registry::Registry;
@@ -38,26 +38,28 @@ const REPLY_TIMEOUT_MS: &str = "10000";
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long each receive waits while the revocation is served.
 const LEAVE_POLL: Duration = Duration::from_millis(50);
-/// Runs a worker until `shutdown` resolves, then finishes what is in flight, commits, leaves the
-/// consumer group and flushes the producer. Its counts go nowhere; see [`run_with_metrics`].
+/// Runs a worker that answers the requests of `route` until `shutdown` resolves, then finishes
+/// what is in flight, commits, leaves the consumer group and flushes the producer. Its counts go
+/// nowhere; see [`run_with_metrics`].
 pub async fn run<S: Service>(
     service: S,
+    route: &Route,
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let metrics = WorkerMetrics::register(&mut Registry::default());
-    run_with_metrics(service, config, metrics, shutdown).await
+    run_with_metrics(service, route, config, metrics, shutdown).await
 }
 
 /// [`run`], counting into `metrics` (registered by the caller in the registry it exposes).
 pub async fn run_with_metrics<S: Service>(
     service: S,
+    route: &Route,
     config: WorkerConfig,
     metrics: WorkerMetrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    let topics = Topics::with_prefix(&config.topics.prefix);
-    let routing = Arc::new(Routing::new(S::KIND, &topics, &config.extra_reply_topics));
+    let routing = Arc::new(Routing::new(route, &config.extra_reply_topics));
     ensure_topics(&config.kafka, &config.topics, &routing.all_topics()).await?;
 
     let servers = config.kafka.bootstrap_servers().to_owned();
@@ -70,11 +72,8 @@ pub async fn run_with_metrics<S: Service>(
         }
     };
     let mut consumer_config = config.kafka.consumer_config();
-    set_default(
-        &mut consumer_config,
-        "group.id",
-        S::KIND.base_request_topic(),
-    );
+    let group_id = config.group_id.as_deref().unwrap_or(&route.request_topic);
+    set_default(&mut consumer_config, "group.id", group_id);
     set_default(&mut consumer_config, "auto.offset.reset", "earliest");
     set_default(&mut consumer_config, "enable.auto.commit", "true");
     set_default(&mut consumer_config, "auto.commit.interval.ms", "1000");

@@ -2,34 +2,32 @@
 
 use super::delivery::undeliverable;
 use super::*;
+use crate::codec::MAX_REQUEST_BYTES;
+use crate::envelope::{ErrorCode, Outcome, Reply, SCHEMA_VERSION};
 use crate::headers;
 use crate::kafka::Outgoing;
-use crate::testing::{Echo, EchoService, consumed, last_header as header};
-use contract::{
-    ErrorCode, InvoiceRequest, LineItem, MAX_REQUEST_BYTES, Outcome, Reply, SCHEMA_VERSION, Topics,
-    legacy,
-};
+use crate::route::Route;
+use crate::testing::{Echo, EchoLine, EchoRequest, EchoService, consumed, last_header as header};
 use rdkafka::types::RDKafkaErrorCode;
 
 const EXTRA_REPLY_TOPIC: &str = "t.custom-replies";
+/// What the original system's dashboard sends as an invoice request and a score request.
+const INVOICE_REQUEST_TEXT: &str = "Gerar Nota fiscal";
+const SCORE_REQUEST_TEXT: &str = "Calcular score";
 
-fn topics() -> Topics {
-    Topics::with_prefix("t.")
+fn route() -> Route {
+    Route::new("t.generate-invoice", "t.invoice-generated")
 }
 
 fn routing() -> Routing {
-    Routing::new(
-        RequestKind::Invoice,
-        &topics(),
-        &[EXTRA_REPLY_TOPIC.to_owned()],
-    )
+    Routing::new(&route(), &[EXTRA_REPLY_TOPIC.to_owned()])
 }
 
 fn valid_payload(customer: &str) -> Vec<u8> {
-    serde_json::to_vec(&InvoiceRequest {
+    serde_json::to_vec(&EchoRequest {
         schema_version: SCHEMA_VERSION,
         customer: customer.into(),
-        lines: vec![LineItem {
+        lines: vec![EchoLine {
             description: "Widget".into(),
             quantity: 2,
             unit_price_cents: 150,
@@ -45,7 +43,7 @@ fn inbound(payload: Option<&[u8]>, headers: &[(&str, &[u8])]) -> Inbound {
         .map(|(key, value)| (*key, Some(*value)))
         .collect();
     let key = Some(b"request-key".to_vec());
-    let topic = topics().request(RequestKind::Invoice);
+    let topic = route().request_topic;
     consumed(&topic, key, payload.map(<[u8]>::to_vec), &headers)
 }
 
@@ -253,7 +251,7 @@ fn bad_payloads() -> Vec<BadPayload> {
         ),
         bad(
             "JSON content type on legacy text",
-            legacy::INVOICE_REQUEST_TEXT.as_bytes(),
+            INVOICE_REQUEST_TEXT.as_bytes(),
             json,
             ErrorCode::MalformedRequest,
             "not valid JSON",
@@ -364,7 +362,7 @@ fn bad_payloads_without_a_correlation_id_are_only_dead_lettered() {
 /// no headers and no key, as the original Python workers sent.
 #[test]
 fn header_less_plain_text_gets_a_bare_plain_text_reply() {
-    let request = inbound(Some(legacy::INVOICE_REQUEST_TEXT.as_bytes()), &[]);
+    let request = inbound(Some(INVOICE_REQUEST_TEXT.as_bytes()), &[]);
     let caused = plan(&EchoService, &routing(), &request);
     assert_eq!(caused.len(), 1, "{caused:?}");
     let reply = &caused[0];
@@ -411,7 +409,7 @@ fn replies_carry_what_a_nestjs_client_needs() {
     assert_eq!(header(&caused[1], headers::NEST_IS_DISPOSED), disposed);
 
     let text = inbound(
-        Some(legacy::SCORE_REQUEST_TEXT.as_bytes()),
+        Some(SCORE_REQUEST_TEXT.as_bytes()),
         &[(headers::CORRELATION_ID, b"nest-3")],
     );
     let caused = plan(&EchoService, &routing(), &text);

@@ -63,11 +63,12 @@ pub fn send_waiting(
 pub async fn backlog(args: BacklogArgs) -> anyhow::Result<()> {
     let kafka = args.kafka.settings()?;
     let topic_settings = args.kafka.topics()?;
-    ensure_request_and_reply_topics(&kafka, &topic_settings)
+    let topics = Topics::with_prefix(&topic_settings.prefix);
+    ensure_request_and_reply_topics(&kafka, &topic_settings, &topics)
         .await
         .context("cannot create the topics")?;
     let kind = RequestKind::from(args.kind);
-    let topic = Topics::with_prefix(&topic_settings.prefix).request(kind);
+    let topic = topics.request(kind);
     let text = args.text.clone().unwrap_or_else(|| {
         match kind {
             RequestKind::Invoice => legacy::INVOICE_REQUEST_TEXT,
@@ -233,7 +234,8 @@ struct StartupReport {
 pub async fn startup(args: StartupArgs) -> anyhow::Result<()> {
     let kafka = args.kafka.settings()?;
     let topic_settings = args.kafka.topics()?;
-    let client = Client::connect(&kafka, &topic_settings, crate::GROUP_ID)
+    let topics = Topics::with_prefix(&topic_settings.prefix);
+    let client = Client::connect(&kafka, &topic_settings, topics, crate::GROUP_ID)
         .await
         .context("cannot connect the request/reply client")?;
     let kind = RequestKind::from(args.kind);

@@ -65,10 +65,10 @@ fn send(
 pub async fn flood(args: FloodArgs) -> anyhow::Result<()> {
     let kafka = args.kafka.settings()?;
     let topic_settings = args.kafka.topics()?;
-    ensure_request_and_reply_topics(&kafka, &topic_settings)
+    let topics = Topics::with_prefix(&topic_settings.prefix);
+    ensure_request_and_reply_topics(&kafka, &topic_settings, &topics)
         .await
         .context("cannot create the topics")?;
-    let topics = Topics::with_prefix(&topic_settings.prefix);
     let mut config = kafka.producer_config();
     set_default(&mut config, "linger.ms", "5");
     let producer: BaseProducer = config.create().context("cannot create the producer")?;

@@ -6,9 +6,11 @@
 use crate::load::{LoadArgs, Via};
 use crate::{Kind, is_loopback_host};
 use anyhow::{Context, bail};
-use contract::{InvoiceRequest, LineItem, Outcome, SCHEMA_VERSION, ScoreRequest};
+use contract::{
+    InvoiceRequest, LineItem, Outcome, ReplyContent, SCHEMA_VERSION, ScoreRequest, Topics,
+};
 use dashboard::api::{Accepted, RequestState, Status};
-use request_reply::requester::{Client, ReplyContent, RequestError};
+use request_reply::requester::{Client, RequestError};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -81,7 +83,7 @@ pub(crate) enum CallOutcome {
 /// What the calls are made with.
 pub(crate) enum Target {
     Library {
-        client: Client,
+        client: Client<Topics>,
         kind: Kind,
         payload: Payload,
         timeout: Duration,
@@ -181,9 +183,14 @@ pub(crate) async fn connect(args: &LoadArgs, payload: Payload) -> anyhow::Result
         Via::Library => {
             let kafka = args.kafka.settings()?;
             let topics = args.kafka.topics()?;
-            let client = Client::connect(&kafka, &topics, crate::GROUP_ID)
-                .await
-                .context("cannot connect the request/reply client")?;
+            let client = Client::connect(
+                &kafka,
+                &topics,
+                Topics::with_prefix(&topics.prefix),
+                crate::GROUP_ID,
+            )
+            .await
+            .context("cannot connect the request/reply client")?;
             Ok(Target::Library {
                 client,
                 kind: args.kind,

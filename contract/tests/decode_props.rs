@@ -153,8 +153,7 @@ const EXTRA_REPLY_TOPIC: &str = "p.extra-replies";
 
 fn routing() -> Routing {
     Routing::new(
-        RequestKind::Invoice,
-        &Topics::with_prefix(PREFIX),
+        &Topics::with_prefix(PREFIX).route(RequestKind::Invoice),
         &[EXTRA_REPLY_TOPIC.to_owned()],
     )
 }
