@@ -9,13 +9,12 @@ use request_reply::route::Route;
 struct Greet {
     name: String,
 }
-
 impl Validate for Greet {
     fn validate(&self) -> Result<(), ValidationError> {
-        if self.name.trim().is_empty() {
-            return Err(ValidationError::new("name", "must not be blank"));
+        match self.name.trim() {
+            "" => Err(ValidationError::new("name", "must not be blank")),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
