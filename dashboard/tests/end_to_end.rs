@@ -1,6 +1,7 @@
 //! The whole system against a real broker: dashboard, both workers, browser-style forms and the
 //! JSON API.
 
+#[allow(dead_code)] // each test binary uses only some of the shared helpers
 mod common;
 
 use common::{Dashboard, System, http_client, post_api, wait_api};

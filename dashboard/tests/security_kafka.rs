@@ -5,6 +5,9 @@
 //! say authentication failed. Neither password ever shows in a page, an API answer, a metric or
 //! a log line.
 
+#[allow(dead_code)] // each test binary uses only some of the shared helpers
+mod common;
+
 use request_reply::config::{KafkaSettings, TopicSettings};
 use request_reply::headers::CorrelationId;
 use request_reply::responder::WorkerConfig;
@@ -206,14 +209,8 @@ async fn over_scram_a_request_goes_round_and_the_password_shows_nowhere() {
     assert_eq!(accepted.status().as_u16(), 202, "{status}");
     let accepted: Value = accepted.json().await.unwrap();
     let id = accepted["correlation_id"].as_str().unwrap().to_owned();
-    let state: Value = http
-        .get(dashboard.url(&format!("/api/requests/{id}?wait_ms=30000")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = dashboard.url(&format!("/api/requests/{id}?wait_ms=30000"));
+    let state = common::fetch_json(&http, &url).await;
     assert_eq!(state["status"], "completed", "{state}");
     assert_eq!(
         state["reply"]["ok"]["customer"], "Scram Customer",

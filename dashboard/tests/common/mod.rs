@@ -12,13 +12,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A service running in a task, stopped through its shutdown future.
-struct Running {
+pub struct Running {
     stop: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
-    fn spawn<F>(start: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
+    pub fn spawn<F>(start: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
     where
         F: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
@@ -29,7 +29,7 @@ impl Running {
         }
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         let _ = self.stop.send(());
         self.task
             .await
@@ -38,7 +38,7 @@ impl Running {
     }
 }
 
-async fn until(stopped: oneshot::Receiver<()>) {
+pub async fn until(stopped: oneshot::Receiver<()>) {
     let _ = stopped.await;
 }
 
@@ -270,218 +270,14 @@ pub async fn post_api(
     accepted["correlation_id"].as_str().unwrap().to_owned()
 }
 
+/// `GET url` as JSON, whatever the status.
+pub async fn fetch_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 pub async fn wait_api(http: &reqwest::Client, dashboard: &Dashboard, id: &str) -> Value {
     let url = dashboard.url(&format!("/api/requests/{id}?wait_ms=60000"));
     let response = http.get(url).send().await.unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     response.json().await.unwrap()
-}
-
-/// Helpers for the interop tests with other ecosystems' request/reply libraries (Spring Kafka in
-/// `tests/peers/java`, NestJS in `tests/peers/nest`): their build scripts, the peers as child
-/// processes, both workers in-process with a config of the test's choosing, and the topics.
-#[allow(dead_code)]
-pub mod peers {
-    use super::{Dashboard, Running, post_api, until, wait_api};
-    use futures::future::join_all;
-    use serde_json::Value;
-    use serde_json::json;
-    use service::worker::WorkerConfig;
-    use std::collections::HashSet;
-    use std::fs::File;
-    use std::path::{Path, PathBuf};
-    use std::process::{Command, ExitStatus, Stdio};
-    use std::time::Duration;
-    use test_support::ChildGuard;
-
-    /// `dashboard/tests/peers/<name>`.
-    pub fn dir(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/peers")
-            .join(name)
-    }
-
-    /// Runs a peer's build or install script (idempotent, and quick when nothing changed); panics
-    /// with its output when it fails.
-    pub fn run_script(script: &Path) {
-        let output = Command::new(script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
-        assert!(
-            output.status.success(),
-            "{} failed ({}):\n{}{}",
-            script.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// Both workers running in-process, each with its own config.
-    pub struct Workers(Vec<Running>);
-
-    impl Workers {
-        pub fn start(invoices: WorkerConfig, scores: WorkerConfig) -> Self {
-            Workers(vec![
-                Running::spawn(|stopped| async move {
-                    Ok(invoice_generator::run(invoices, until(stopped)).await?)
-                }),
-                Running::spawn(|stopped| async move {
-                    Ok(score_calculator::run(scores, until(stopped)).await?)
-                }),
-            ])
-        }
-
-        /// Stops both and checks that they stopped cleanly.
-        pub async fn stop(self) {
-            for worker in self.0 {
-                worker.stop().await;
-            }
-        }
-    }
-
-    /// A peer running as a child process, its stdout and stderr in files of a scratch directory.
-    /// Killed when dropped; its output is printed if the test failed.
-    pub struct PeerProcess {
-        child: ChildGuard,
-        dir: PathBuf,
-    }
-
-    impl PeerProcess {
-        /// Starts `command` with stdout and stderr going to files in a fresh scratch directory.
-        pub fn start(name: &str, command: &mut Command) -> Self {
-            let unique = request_reply::headers::CorrelationId::generate().key();
-            let dir = std::env::temp_dir().join(format!("interop-peer-{unique}"));
-            std::fs::create_dir_all(&dir).expect("create a scratch directory");
-            Self::start_in(name, dir, command)
-        }
-
-        /// Starts `command` with stdout and stderr going to files in `dir` (which may hold its
-        /// config already); `dir` is removed when the process is dropped.
-        pub fn start_in(name: &str, dir: PathBuf, command: &mut Command) -> Self {
-            let stdout = File::create(dir.join("stdout")).expect("create the stdout file");
-            let stderr = File::create(dir.join("stderr")).expect("create the stderr file");
-            let child = command
-                .stdin(Stdio::null())
-                .stdout(stdout)
-                .stderr(stderr)
-                .spawn()
-                .unwrap_or_else(|error| panic!("cannot start the {name}: {error}"));
-            let child = ChildGuard::new(name, child)
-                .show_on_panic(dir.join("stdout"))
-                .show_on_panic(dir.join("stderr"))
-                .remove_on_drop(&dir);
-            PeerProcess { child, dir }
-        }
-
-        pub fn stdout(&self) -> String {
-            std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default()
-        }
-
-        /// Its stdout and stderr, for assertion messages.
-        pub fn output(&self) -> String {
-            self.child.output()
-        }
-
-        /// The lines of stdout that are JSON objects: the peers print their results that way.
-        pub fn json_lines(&self) -> Vec<Value> {
-            self.stdout()
-                .lines()
-                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .filter(Value::is_object)
-                .collect()
-        }
-
-        /// Waits for a JSON line of stdout that `matches`; panics if the process exits first.
-        pub async fn wait_for_json_line(
-            &mut self,
-            what: &str,
-            timeout: Duration,
-            matches: impl Fn(&Value) -> bool,
-        ) -> Value {
-            test_support::wait_for(what, timeout, || {
-                let found = self.json_lines().into_iter().find(|line| matches(line));
-                if found.is_none() {
-                    let exited = self.child.child().try_wait();
-                    if let Some(status) = exited.expect("poll the child process") {
-                        panic!("the {} exited ({status}) before {what}", self.child.name());
-                    }
-                }
-                std::future::ready(found)
-            })
-            .await
-        }
-
-        /// Waits up to `timeout` for the process to exit by itself.
-        pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-            self.child.wait_exit(timeout).await
-        }
-    }
-
-    /// A request/reply responder from another ecosystem (Spring, NestJS) standing in for our workers
-    /// behind our dashboard, described by what it computes so its replies can be checked.
-    pub struct ForeignResponder {
-        /// Customers are named `"<buyer> <i>"`.
-        pub buyer: &'static str,
-        /// Invoice `i` has one line of `i + 1` items at this price.
-        pub unit_price_cents: u64,
-        /// The peer's own scoring rule, written again here.
-        pub score: fn(&str) -> i64,
-        /// How the peer's score explanations begin.
-        pub explanation_prefix: &'static str,
-    }
-
-    impl ForeignResponder {
-        /// Sends `calls / 2` invoices and as many scores through the dashboard's JSON API at once,
-        /// checks that each completes with what the peer computes (invoice numbers all different),
-        /// and returns the correlation IDs of the invoices and of the scores.
-        pub async fn exchange(
-            &self,
-            http: &reqwest::Client,
-            dashboard: &Dashboard,
-            calls: usize,
-        ) -> (Vec<String>, Vec<String>) {
-            let half = calls / 2;
-            let customer = |i: usize| format!("{} {i}", self.buyer);
-            let invoice_ids = join_all((0..half).map(|i| {
-                let body = json!({"customer": customer(i),
-                    "lines": [{"description": "Widget", "quantity": i + 1,
-                               "unit_price_cents": self.unit_price_cents}]});
-                async move { post_api(http, dashboard, "/api/invoices", &body).await }
-            }))
-            .await;
-            let score_ids = join_all((0..half).map(|i| {
-                let body = json!({"customer": customer(i)});
-                async move { post_api(http, dashboard, "/api/scores", &body).await }
-            }))
-            .await;
-
-            let mut numbers = HashSet::new();
-            for (i, id) in invoice_ids.iter().enumerate() {
-                let state = wait_api(http, dashboard, id).await;
-                assert_eq!(state["status"], "completed", "{state}");
-                let reply = &state["reply"]["ok"];
-                assert_eq!(reply["customer"], customer(i), "{state}");
-                let subtotal = (i as u64 + 1) * self.unit_price_cents;
-                assert_eq!(reply["subtotal_cents"], subtotal, "{state}");
-                assert_eq!(
-                    reply["total_cents"],
-                    subtotal + (subtotal * 1000 + 5000) / 10000,
-                    "{state}"
-                );
-                assert!(numbers.insert(reply["number"].as_u64().unwrap()), "{state}");
-            }
-            for (i, id) in score_ids.iter().enumerate() {
-                let state = wait_api(http, dashboard, id).await;
-                assert_eq!(state["status"], "completed", "{state}");
-                let reply = &state["reply"]["ok"];
-                assert_eq!(reply["customer"], customer(i), "{state}");
-                assert_eq!(reply["score"], (self.score)(&customer(i)), "{state}");
-                let explanation = reply["explanation"].as_str().unwrap();
-                assert!(explanation.starts_with(self.explanation_prefix), "{state}");
-            }
-            (invoice_ids, score_ids)
-        }
-    }
 }

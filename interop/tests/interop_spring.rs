@@ -1,5 +1,5 @@
 //! Spring Kafka's request/reply against ours, both ways, with the real library from Maven
-//! Central (`spring-kafka` on `kafka-clients`; the peer in `tests/peers/java`, built by its
+//! Central (`spring-kafka` on `kafka-clients`; the peer in `peers/java`, built by its
 //! `build` script):
 //! - a `ReplyingKafkaTemplate` (binary correlation IDs, its own reply topics, one of them with a
 //!   fixed reply partition) calls our invoice and score workers and gets every reply, correlated;
@@ -10,17 +10,14 @@
 mod common;
 
 use common::peers::{self, ForeignResponder, PeerProcess, Workers};
-use common::{Dashboard, http_client, post_api, wait_api};
 use contract::RequestKind;
 use request_reply::config::TopicSettings;
 use request_reply::headers::{self, CorrelationId};
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
-use test_support::{self, ReadMessage, TopicReader};
+use test_support::{self, TopicReader};
 
 /// Valid calls per client (the issue asks for at least 50 per pairing).
 const CALLS: usize = 60;
@@ -35,19 +32,12 @@ const INVOICE_REPLY_PARTITION: i32 = 2;
 
 /// `java -jar spring-peer.jar ARGS`, the jar built first (once per test binary).
 fn spring_peer(args: &[&str]) -> Command {
-    static JAR: OnceLock<PathBuf> = OnceLock::new();
-    let jar = JAR.get_or_init(|| {
-        let dir = peers::dir("java");
-        peers::run_script(&dir.join("build"));
-        dir.join("target/spring-peer.jar")
-    });
     let mut command = Command::new("java");
-    command.arg("-jar").arg(jar).args(args);
     command
-}
-
-fn servers() -> String {
-    test_support::kafka().bootstrap_servers().to_owned()
+        .arg("-jar")
+        .arg(peers::prepared("java", "build", "target/spring-peer.jar"))
+        .args(args);
+    command
 }
 
 /// The Spring reply topic of `kind`: not one of ours, so the workers must be told to allow it.
@@ -65,7 +55,7 @@ async fn run_client(
     let reply_topic = spring_reply_topic(settings, kind);
     let (calls, invalid) = (CALLS.to_string(), INVALID.to_string());
     let partition = partition.map(|partition| partition.to_string());
-    let servers = servers();
+    let servers = peers::servers();
     let mut args = vec![
         "client",
         "--bootstrap",
@@ -87,33 +77,18 @@ async fn run_client(
     if let Some(partition) = &partition {
         args.extend(["--reply-partition", partition]);
     }
-    let mut client = PeerProcess::start(&format!("Spring {kind} client"), &mut spring_peer(&args));
-    let status = client.wait_exit(CLIENT_TIMEOUT).await;
-    assert!(
-        status.success(),
-        "the Spring {kind} client failed: {status}"
-    );
-    client
+    peers::run_to_end(
+        &format!("Spring {kind} client"),
+        &mut spring_peer(&args),
+        CLIENT_TIMEOUT,
+    )
+    .await
 }
 
 /// The client's result lines, split into replies and errors; each reply checked to be the
 /// contract's success reply for its own customer, with a 16-byte correlation ID of its own.
 fn results(client: &PeerProcess) -> (Vec<Value>, Vec<Value>) {
-    let lines = client.json_lines();
-    let ids: HashSet<&str> = lines
-        .iter()
-        .filter_map(|line| line["correlation_id"].as_str())
-        .collect();
-    assert_eq!(
-        ids.len(),
-        lines.len(),
-        "one correlation ID per call: {lines:?}"
-    );
-    let (replies, errors): (Vec<Value>, Vec<Value>) = lines
-        .into_iter()
-        .partition(|line| line.get("reply").is_some());
-    assert_eq!(replies.len(), CALLS, "{replies:?}");
-    assert_eq!(errors.len(), INVALID, "{errors:?}");
+    let (replies, errors) = peers::split_results(client, "correlation_id", CALLS, INVALID);
     for line in replies.iter().chain(&errors) {
         // binaryCorrelation, Spring's default: 16 raw bytes of a UUID.
         assert_eq!(line["correlation_bytes"], 16, "{line}");
@@ -122,13 +97,6 @@ fn results(client: &PeerProcess) -> (Vec<Value>, Vec<Value>) {
         // The template's reply error checker turned our error reply into the call's exception.
         let text = error["error"].as_str().unwrap();
         assert!(text.contains("ContractError: invalid_request"), "{error}");
-    }
-    for reply in &replies {
-        assert_eq!(reply["reply"]["schema_version"], 1, "{reply}");
-        assert_eq!(
-            reply["reply"]["ok"]["customer"], reply["customer"],
-            "{reply}"
-        );
     }
     (replies, errors)
 }
@@ -139,13 +107,14 @@ fn results(client: &PeerProcess) -> (Vec<Value>, Vec<Value>) {
 /// byte for byte.
 async fn check_the_wire(settings: &TopicSettings, kind: RequestKind, partition: Option<i32>) {
     let total = CALLS + INVALID;
-    let enough = |seen: &[ReadMessage]| seen.len() >= total;
-    let request_topic = test_support::request_topic(settings, kind);
-    let mut requests = TopicReader::new(&request_topic, settings.partitions);
-    let requests = requests
-        .read_until("the Spring requests", Duration::from_secs(30), enough)
-        .await
-        .to_vec();
+    let (requests, replies) = peers::on_the_wire(
+        "Spring",
+        settings,
+        &test_support::request_topic(settings, kind),
+        &spring_reply_topic(settings, kind),
+        total,
+    )
+    .await;
     let mut ids = HashSet::new();
     for request in &requests {
         let id = request
@@ -166,21 +135,9 @@ async fn check_the_wire(settings: &TopicSettings, kind: RequestKind, partition: 
     }
     assert_eq!(ids.len(), total);
 
-    let mut replies = TopicReader::new(&spring_reply_topic(settings, kind), settings.partitions);
-    let replies = replies
-        .read_until(
-            "the replies to the Spring requests",
-            Duration::from_secs(30),
-            enough,
-        )
-        .await;
-    assert_eq!(replies.len(), total);
     let mut refused = HashSet::new();
-    for reply in replies {
-        let id = reply
-            .headers
-            .last(headers::CORRELATION_ID)
-            .expect("a correlation ID");
+    for reply in &replies {
+        let (id, _) = peers::checked_reply(reply, kind);
         assert!(
             ids.remove(id),
             "unexpected or repeated reply {}",
@@ -189,21 +146,13 @@ async fn check_the_wire(settings: &TopicSettings, kind: RequestKind, partition: 
         if let Some(partition) = partition {
             assert_eq!(reply.partition, partition);
         }
-        let payload = reply.payload.as_deref().expect("a reply payload");
-        test_support::assert_valid_payload(&format!("{kind}-reply"), payload);
         if reply.headers.last(headers::NEST_ERR).is_some() {
             refused.insert(id.to_vec());
         }
     }
     assert_eq!(refused.len(), INVALID);
     // What the template sent, where valid, matches the checked-in request schema.
-    for request in &requests {
-        let id = request.headers.last(headers::CORRELATION_ID).unwrap();
-        if !refused.contains(id) {
-            let payload = request.payload.as_deref().expect("a request payload");
-            test_support::assert_valid_payload(&format!("{kind}-request"), payload);
-        }
-    }
+    peers::assert_valid_requests(&requests, &refused, kind);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -229,33 +178,12 @@ async fn replying_kafka_template_gets_correlated_replies_from_our_workers() {
         run_client(&settings, RequestKind::Score, None)
     );
 
-    let (replies, _) = results(&invoices);
-    let mut numbers = HashSet::new();
-    for reply in &replies {
+    let (invoice_replies, _) = results(&invoices);
+    for reply in &invoice_replies {
         assert_eq!(reply["partition"], INVOICE_REPLY_PARTITION, "{reply}");
-        let invoice = &reply["reply"]["ok"];
-        let quantity = invoice["lines"][0]["quantity"].as_u64().unwrap();
-        let subtotal = quantity * 199;
-        assert_eq!(invoice["subtotal_cents"], subtotal, "{reply}");
-        assert_eq!(
-            invoice["total_cents"],
-            subtotal + (subtotal * 1000 + 5000) / 10000,
-            "{reply}"
-        );
-        assert!(
-            numbers.insert(invoice["number"].as_u64().unwrap()),
-            "{reply}"
-        );
     }
-    let (replies, _) = results(&scores);
-    for reply in &replies {
-        let customer = reply["customer"].as_str().unwrap();
-        assert_eq!(
-            reply["reply"]["ok"]["score"],
-            score_calculator::score_of(customer),
-            "{reply}"
-        );
-    }
+    let (score_replies, _) = results(&scores);
+    peers::check_worker_replies(&invoice_replies, &score_replies, 199);
 
     check_the_wire(
         &settings,
@@ -275,48 +203,29 @@ fn spring_score(customer: &str) -> i64 {
     100 + i64::from(hash).rem_euclid(9900)
 }
 
+/// The peer's responder, as our dashboard should see it.
+const SPRING: ForeignResponder = ForeignResponder {
+    name: "Spring responder",
+    buyer: "Spring buyer",
+    unit_price_cents: 1999,
+    score: spring_score,
+};
+
 #[tokio::test(flavor = "multi_thread")]
 async fn our_dashboard_gets_replies_and_errors_from_a_spring_sendto_responder() {
-    let settings = test_support::unique_topics();
-    test_support::create_topics(&settings, &[]).await;
-    let mut responder = PeerProcess::start(
-        "Spring responder",
-        &mut spring_peer(&[
-            "responder",
-            "--bootstrap",
-            &servers(),
-            "--prefix",
-            &settings.prefix,
-        ]),
-    );
-    responder
-        .wait_for_json_line("the Spring responder to be ready", READY_TIMEOUT, |line| {
-            line["ready"] == true
-        })
+    let run = SPRING
+        .behind_dashboard(spring_peer, "--bootstrap", READY_TIMEOUT, CALLS)
         .await;
-    let http = http_client();
-    let dashboard =
-        Dashboard::start(test_support::kafka(), &settings, Duration::from_secs(60)).await;
-    dashboard.wait_ready(&http).await;
-
-    let spring = ForeignResponder {
-        buyer: "Spring buyer",
-        unit_price_cents: 1999,
-        score: spring_score,
-        explanation_prefix: "Spring responder",
-    };
-    let (invoice_ids, score_ids) = spring.exchange(&http, &dashboard, CALLS).await;
-    let refused = post_api(
-        &http,
-        &dashboard,
-        "/api/invoices",
-        &json!({"customer": "Reject Corp",
+    let refused = run
+        .post(
+            "/api/invoices",
+            &json!({"customer": "Reject Corp",
         "lines": [{"description": "Gadget", "quantity": 1, "unit_price_cents": 1}]}),
-    )
-    .await;
+        )
+        .await;
     // Spring itself answers a failed listener with nothing; the peer's KafkaListenerErrorHandler
     // answers with the contract's error reply, which the dashboard shows as it is.
-    let state = wait_api(&http, &dashboard, &refused).await;
+    let state = run.wait(&refused).await;
     assert_eq!(state["status"], "failed", "{state}");
     assert_eq!(
         state["error"],
@@ -326,15 +235,15 @@ async fn our_dashboard_gets_replies_and_errors_from_a_spring_sendto_responder() 
     // The replies as Spring sent them: our request's text correlation ID, byte for byte, the
     // content type the responder set, and payloads (the error reply's too) that match the
     // checked-in reply schema.
-    let topics = test_support::topics(&settings);
+    let topics = test_support::topics(&run.settings);
     for (kind, ids) in [
         (
             RequestKind::Invoice,
-            [invoice_ids.as_slice(), &[refused]].concat(),
+            [run.invoice_ids.as_slice(), &[refused]].concat(),
         ),
-        (RequestKind::Score, score_ids),
+        (RequestKind::Score, run.score_ids),
     ] {
-        let mut reader = TopicReader::new(&topics.reply(kind), settings.partitions);
+        let mut reader = TopicReader::new(&topics.reply(kind), run.settings.partitions);
         let replies = reader
             .read_until(
                 &format!("the Spring {kind} replies"),
@@ -354,5 +263,5 @@ async fn our_dashboard_gets_replies_and_errors_from_a_spring_sendto_responder() 
             test_support::assert_valid_payload(&format!("{kind}-reply"), payload);
         }
     }
-    dashboard.stop().await;
+    run.dashboard.stop().await;
 }

@@ -1,4 +1,4 @@
-//! The original stack against ours, on a real broker. The peers in `tests/peers/` behave on the
+//! The original stack against ours, on a real broker. The peers in `peers/` behave on the
 //! wire exactly like the services this project re-creates: Python workers with confluent-kafka
 //! (`python/*/src/*.py`) and a Node.js dashboard with KafkaJS (`node/dashboard.js`). Each pairing
 //! exchanges at least 50 plain-text requests, every one answered:
@@ -9,9 +9,9 @@
 //! - one Rust and one Python invoice worker in one consumer group: both get partitions, and every
 //!   request is answered exactly once.
 //!
-//! The peers run as child processes with the interpreters that `tests/peers/install` sets up
+//! The peers run as child processes with the interpreters that `peers/install` sets up
 //! (`scripts/test` runs it first): `.cache/peers/venv/bin/python` and `node` from `PATH`, with
-//! `tests/peers/node/node_modules`. Their one deviation from the originals is a topic namespace
+//! `peers/node/node_modules`. Their one deviation from the originals is a topic namespace
 //! (`TOPIC_PREFIX`, or `[topics] prefix` for the Python workers), so each test has topics of its
 //! own. A child process is killed when its handle drops; its output is printed if the test fails.
 
@@ -144,14 +144,8 @@ async fn rust_dashboard_shows_the_python_workers_replies_as_uncorrelated() {
 
     // A reply without a correlation ID completes nothing.
     for id in &ids {
-        let state: serde_json::Value = http
-            .get(system.dashboard.url(&format!("/api/requests/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = system.dashboard.url(&format!("/api/requests/{id}"));
+        let state = common::fetch_json(http, &url).await;
         assert_eq!(state["status"], "pending", "{state}");
     }
     system.stop().await;
@@ -166,13 +160,7 @@ async fn node_dashboard_gets_python_style_replies_from_the_rust_workers() {
     let settings = test_support::unique_topics();
     let topics = test_support::topics(&settings);
     // Every topic exists before anyone subscribes (the broker does not create topics).
-    request_reply::admin::ensure_request_and_reply_topics(
-        &test_support::kafka(),
-        &settings,
-        &test_support::topics(&settings),
-    )
-    .await
-    .expect("create the topics");
+    create_request_and_reply_topics(&settings).await;
     let invoices = InProcessWorker::spawn(
         test_support::worker_config(&settings, "invoices"),
         invoice_generator::run,
@@ -237,13 +225,7 @@ async fn rust_and_python_invoice_workers_share_one_consumer_group() {
     let topics = test_support::topics(&settings);
     let request_topic = topics.request(RequestKind::Invoice);
     let reply_topic = topics.reply(RequestKind::Invoice);
-    request_reply::admin::ensure_request_and_reply_topics(
-        &test_support::kafka(),
-        &settings,
-        &test_support::topics(&settings),
-    )
-    .await
-    .expect("create the topics");
+    create_request_and_reply_topics(&settings).await;
 
     let mut rust_config = test_support::worker_config(&settings, "invoices");
     rust_config
@@ -352,25 +334,36 @@ async fn rust_and_python_invoice_workers_share_one_consumer_group() {
     rust.stop().await;
 }
 
+/// Creates the request and reply topics of `settings`, as a service would at start-up.
+async fn create_request_and_reply_topics(settings: &TopicSettings) {
+    request_reply::admin::ensure_request_and_reply_topics(
+        &test_support::kafka(),
+        settings,
+        &test_support::topics(settings),
+    )
+    .await
+    .expect("create the topics");
+}
+
 // ------------------------------------------------------------------------------------------------
 // The peers
 
-/// The repository's root, where `tests/peers/install` puts the Python virtualenv.
+/// The repository's root, where `peers/install` puts the Python virtualenv.
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("the dashboard crate is inside the repository")
+        .expect("the interop crate is inside the repository")
 }
 
 fn peers_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
+    common::peers::dir("")
 }
 
 /// Fails with what to do when `path` is not there.
 fn installed(path: PathBuf) -> PathBuf {
     assert!(
         path.exists(),
-        "{} is missing: run dashboard/tests/peers/install first (scripts/test does)",
+        "{} is missing: run interop/peers/install first (scripts/test does)",
         path.display()
     );
     path

@@ -1,5 +1,5 @@
 //! NestJS's request/reply over Kafka against ours, both ways, with the real libraries from npm
-//! (`@nestjs/microservices` on KafkaJS; the peer in `tests/peers/nest`, installed by its `install`
+//! (`@nestjs/microservices` on KafkaJS; the peer in `peers/nest`, installed by its `install`
 //! script):
 //! - `ClientKafka.send()` calls our invoice and score workers and every call completes with the
 //!   reply to its own request (or fails with our error, for invalid requests);
@@ -10,17 +10,14 @@
 mod common;
 
 use common::peers::{self, ForeignResponder, PeerProcess, Workers};
-use common::{Dashboard, http_client, post_api, wait_api};
 use contract::RequestKind;
 use request_reply::config::TopicSettings;
 use request_reply::headers::{self, CorrelationId};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
-use test_support::{self, ReadMessage, TopicReader};
+use test_support::{self, TopicReader};
 
 /// Valid calls per client (the issue asks for at least 50 per pairing).
 const CALLS: usize = 60;
@@ -33,31 +30,23 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `node dist/main.js ARGS`, installed and compiled first (once per test binary).
 fn nest_peer(args: &[&str]) -> Command {
-    static MAIN: OnceLock<PathBuf> = OnceLock::new();
-    let main = MAIN.get_or_init(|| {
-        let dir = peers::dir("nest");
-        peers::run_script(&dir.join("install"));
-        dir.join("dist/main.js")
-    });
     let mut command = Command::new("node");
-    command.arg(main).args(args);
     command
-}
-
-fn servers() -> String {
-    test_support::kafka().bootstrap_servers().to_owned()
+        .arg(peers::prepared("nest", "install", "dist/main.js"))
+        .args(args);
+    command
 }
 
 /// Runs the NestJS client against `kind`'s request topic to the end; returns it for its output.
 async fn run_client(settings: &TopicSettings, kind: RequestKind) -> PeerProcess {
     let topic = test_support::request_topic(settings, kind);
     let (calls, invalid) = (CALLS.to_string(), INVALID.to_string());
-    let mut client = PeerProcess::start(
+    peers::run_to_end(
         &format!("NestJS {kind} client"),
         &mut nest_peer(&[
             "client",
             "--brokers",
-            &servers(),
+            &peers::servers(),
             "--topic",
             &topic,
             "--kind",
@@ -69,41 +58,20 @@ async fn run_client(settings: &TopicSettings, kind: RequestKind) -> PeerProcess 
             "--timeout-ms",
             "60000",
         ]),
-    );
-    let status = client.wait_exit(CLIENT_TIMEOUT).await;
-    assert!(
-        status.success(),
-        "the NestJS {kind} client failed: {status}"
-    );
-    client
+        CLIENT_TIMEOUT,
+    )
+    .await
 }
 
 /// The client's result lines, split into replies and errors, each checked to be for a distinct
 /// customer of its own.
 fn results(client: &PeerProcess) -> (Vec<Value>, Vec<Value>) {
-    let lines = client.json_lines();
-    let customers: HashSet<&str> = lines
-        .iter()
-        .filter_map(|line| line["customer"].as_str())
-        .collect();
-    assert_eq!(customers.len(), lines.len(), "one line per call: {lines:?}");
-    let (replies, errors): (Vec<Value>, Vec<Value>) = lines
-        .into_iter()
-        .partition(|line| line.get("reply").is_some());
-    assert_eq!(replies.len(), CALLS, "{replies:?}");
-    assert_eq!(errors.len(), INVALID, "{errors:?}");
+    // send() emits the reply payload parsed as JSON: our whole contract reply.
+    let (replies, errors) = peers::split_results(client, "customer", CALLS, INVALID);
     for error in &errors {
         // The observable failed with the parsed `kafka_nest-err`: our error body.
         assert_eq!(error["detail"]["code"], "invalid_request", "{error}");
         assert!(error["detail"]["message"].as_str().is_some(), "{error}");
-    }
-    for reply in &replies {
-        // send() emits the reply payload parsed as JSON: our whole contract reply.
-        assert_eq!(reply["reply"]["schema_version"], 1, "{reply}");
-        assert_eq!(
-            reply["reply"]["ok"]["customer"], reply["customer"],
-            "{reply}"
-        );
     }
     (replies, errors)
 }
@@ -115,12 +83,14 @@ fn results(client: &PeerProcess) -> (Vec<Value>, Vec<Value>) {
 async fn check_the_wire(settings: &TopicSettings, kind: RequestKind) {
     let topics = test_support::topics(settings);
     let total = CALLS + INVALID;
-    let enough = |seen: &[ReadMessage]| seen.len() >= total;
-    let mut requests = TopicReader::new(&topics.request(kind), settings.partitions);
-    let requests = requests
-        .read_until("the NestJS requests", Duration::from_secs(30), enough)
-        .await
-        .to_vec();
+    let (requests, replies) = peers::on_the_wire(
+        "NestJS",
+        settings,
+        &topics.request(kind),
+        &topics.nest_reply(kind),
+        total,
+    )
+    .await;
     let mut reply_partitions = HashMap::new();
     for request in &requests {
         let id = request
@@ -148,23 +118,9 @@ async fn check_the_wire(settings: &TopicSettings, kind: RequestKind) {
     }
     assert_eq!(reply_partitions.len(), total, "distinct correlation IDs");
 
-    let mut replies = TopicReader::new(&topics.nest_reply(kind), settings.partitions);
-    let replies = replies
-        .read_until(
-            "the replies to the NestJS requests",
-            Duration::from_secs(30),
-            enough,
-        )
-        .await;
-    assert_eq!(replies.len(), total);
     let mut refused = HashSet::new();
-    for reply in replies {
-        let id = reply
-            .headers
-            .last(headers::CORRELATION_ID)
-            .expect("a correlation ID");
-        let payload = reply.payload.as_deref().expect("a reply payload");
-        test_support::assert_valid_payload(&format!("{kind}-reply"), payload);
+    for reply in &replies {
+        let (id, payload) = peers::checked_reply(reply, kind);
         assert_eq!(
             reply_partitions.get(id),
             Some(&reply.partition),
@@ -184,13 +140,7 @@ async fn check_the_wire(settings: &TopicSettings, kind: RequestKind) {
     }
     assert_eq!(refused.len(), INVALID);
     // What the NestJS client sent, where valid, matches the checked-in request schema.
-    for request in &requests {
-        let id = request.headers.last(headers::CORRELATION_ID).unwrap();
-        if !refused.contains(id) {
-            let payload = request.payload.as_deref().expect("a request payload");
-            test_support::assert_valid_payload(&format!("{kind}-request"), payload);
-        }
-    }
+    peers::assert_valid_requests(&requests, &refused, kind);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,32 +157,9 @@ async fn nestjs_client_kafka_calls_our_workers_and_every_call_completes() {
         run_client(&settings, RequestKind::Score)
     );
 
-    let (replies, _) = results(&invoices);
-    let mut numbers = HashSet::new();
-    for reply in &replies {
-        let invoice = &reply["reply"]["ok"];
-        let quantity = invoice["lines"][0]["quantity"].as_u64().unwrap();
-        let subtotal = quantity * 250;
-        assert_eq!(invoice["subtotal_cents"], subtotal, "{reply}");
-        assert_eq!(
-            invoice["total_cents"],
-            subtotal + (subtotal * 1000 + 5000) / 10000,
-            "{reply}"
-        );
-        assert!(
-            numbers.insert(invoice["number"].as_u64().unwrap()),
-            "{reply}"
-        );
-    }
-    let (replies, _) = results(&scores);
-    for reply in &replies {
-        let customer = reply["customer"].as_str().unwrap();
-        assert_eq!(
-            reply["reply"]["ok"]["score"],
-            score_calculator::score_of(customer),
-            "{reply}"
-        );
-    }
+    let (invoice_replies, _) = results(&invoices);
+    let (score_replies, _) = results(&scores);
+    peers::check_worker_replies(&invoice_replies, &score_replies, 250);
 
     check_the_wire(&settings, RequestKind::Invoice).await;
     check_the_wire(&settings, RequestKind::Score).await;
@@ -244,60 +171,34 @@ fn nest_score(customer: &str) -> i64 {
     100 + customer.encode_utf16().map(i64::from).sum::<i64>() % 9900
 }
 
+/// The peer's responder, as our dashboard should see it.
+const NEST: ForeignResponder = ForeignResponder {
+    name: "NestJS responder",
+    buyer: "Nest buyer",
+    unit_price_cents: 1250,
+    score: nest_score,
+};
+
 #[tokio::test(flavor = "multi_thread")]
 async fn our_dashboard_gets_replies_and_errors_from_a_nestjs_message_pattern_responder() {
-    let settings = test_support::unique_topics();
-    test_support::create_topics(&settings, &[]).await;
-    let mut responder = PeerProcess::start(
-        "NestJS responder",
-        &mut nest_peer(&[
-            "responder",
-            "--brokers",
-            &servers(),
-            "--prefix",
-            &settings.prefix,
-        ]),
-    );
-    responder
-        .wait_for_json_line("the NestJS responder to be ready", READY_TIMEOUT, |line| {
-            line["ready"] == true
-        })
+    let run = NEST
+        .behind_dashboard(nest_peer, "--brokers", READY_TIMEOUT, CALLS)
         .await;
-    let http = http_client();
-    let dashboard =
-        Dashboard::start(test_support::kafka(), &settings, Duration::from_secs(60)).await;
-    dashboard.wait_ready(&http).await;
-
-    let nest = ForeignResponder {
-        buyer: "Nest buyer",
-        unit_price_cents: 1250,
-        score: nest_score,
-        explanation_prefix: "NestJS responder",
-    };
-    let (invoice_ids, score_ids) = nest.exchange(&http, &dashboard, CALLS).await;
-    let refused = post_api(
-        &http,
-        &dashboard,
-        "/api/scores",
-        &json!({"customer": "Reject Corp"}),
-    )
-    .await;
-    let crashed = post_api(
-        &http,
-        &dashboard,
-        "/api/scores",
-        &json!({"customer": "Crash Ltd"}),
-    )
-    .await;
+    let refused = run
+        .post("/api/scores", &json!({"customer": "Reject Corp"}))
+        .await;
+    let crashed = run
+        .post("/api/scores", &json!({"customer": "Crash Ltd"}))
+        .await;
     // RpcException({code, message}): kafka_nest-err holds our error body, shown as it is.
-    let state = wait_api(&http, &dashboard, &refused).await;
+    let state = run.wait(&refused).await;
     assert_eq!(state["status"], "failed", "{state}");
     assert_eq!(
         state["error"],
         "invalid_request: customer Reject Corp is refused by the NestJS responder"
     );
     // Any other exception: NestJS's own {"status":"error","message":"Internal server error"}.
-    let state = wait_api(&http, &dashboard, &crashed).await;
+    let state = run.wait(&crashed).await;
     assert_eq!(state["status"], "failed", "{state}");
     let error = state["error"].as_str().unwrap();
     assert!(
@@ -308,12 +209,12 @@ async fn our_dashboard_gets_replies_and_errors_from_a_nestjs_message_pattern_res
     // The responder's replies on the wire: the dashboard's text correlation ID, byte for byte;
     // success payloads that match the checked-in reply schema; the two error replies with no
     // payload at all, only kafka_nest-err.
-    let topics = test_support::topics(&settings);
+    let topics = test_support::topics(&run.settings);
     for (kind, ids, errors) in [
-        (RequestKind::Invoice, &invoice_ids, 0),
-        (RequestKind::Score, &score_ids, 2),
+        (RequestKind::Invoice, &run.invoice_ids, 0),
+        (RequestKind::Score, &run.score_ids, 2),
     ] {
-        let mut reader = TopicReader::new(&topics.reply(kind), settings.partitions);
+        let mut reader = TopicReader::new(&topics.reply(kind), run.settings.partitions);
         let replies = reader
             .read_until(
                 &format!("the NestJS {kind} replies"),
@@ -340,5 +241,5 @@ async fn our_dashboard_gets_replies_and_errors_from_a_nestjs_message_pattern_res
         assert_eq!(without_payload, errors);
     }
 
-    dashboard.stop().await;
+    run.dashboard.stop().await;
 }
