@@ -329,13 +329,15 @@ pub fn check_worker_replies(invoices: &[Value], scores: &[Value], unit_price_cen
     }
 }
 
-/// What a foreign client sent, where valid (its correlation ID not among `refused`), matches the
-/// checked-in request schema of `kind`.
+/// `invalid` requests were refused, and what a foreign client sent, where valid (its correlation
+/// ID not among `refused`), matches the checked-in request schema of `kind`.
 pub fn assert_valid_requests(
     requests: &[test_support::ReadMessage],
     refused: &HashSet<Vec<u8>>,
+    invalid: usize,
     kind: contract::RequestKind,
 ) {
+    assert_eq!(refused.len(), invalid);
     for request in requests {
         let id = request
             .headers
