@@ -3,11 +3,10 @@
 
 use contract::{RequestKind, legacy};
 use request_reply::headers::CorrelationId;
-use request_reply::requester::Client;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tokio::sync::oneshot;
+use test_support::InProcessWorker;
 
 fn kcat(args: &[&str], input: &str) -> String {
     let mut child = Command::new("kcat")
@@ -37,24 +36,11 @@ async fn kcat_by_hand_gets_correlated_and_plain_text_replies() {
     let settings = test_support::unique_topics();
     let topics = test_support::topics(&settings);
     let servers = test_support::kafka().bootstrap_servers().to_owned();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = tokio::spawn(invoice_generator::run(
-        test_support::worker_config(&settings, "invoices"),
-        async {
-            stopped.await.ok();
-        },
-    ));
+    let worker = InProcessWorker::spawn(|shutdown| {
+        invoice_generator::run(test_support::worker_config(&settings, "invoices"), shutdown)
+    });
     // Creates the topics, as any of our services does at start-up.
-    drop(
-        Client::connect(
-            &test_support::kafka(),
-            &settings,
-            test_support::topics(&settings),
-            "requester",
-        )
-        .await
-        .unwrap(),
-    );
+    drop(test_support::client(&settings).await);
 
     let request_topic = topics.request(RequestKind::Invoice);
     let reply_topic = topics.reply(RequestKind::Invoice);
@@ -129,6 +115,5 @@ async fn kcat_by_hand_gets_correlated_and_plain_text_replies() {
         "plain text is answered without headers: {text}"
     );
 
-    stop.send(()).unwrap();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }

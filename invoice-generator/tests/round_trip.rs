@@ -8,29 +8,17 @@ use contract::{Outcome, RequestKind, legacy};
 use invoice_generator::invoice_number;
 use request_reply::headers;
 use request_reply::kafka::Outgoing;
-use request_reply::requester::Client;
 use request_reply::responder::Origin;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use test_support::InProcessWorker;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_request_gets_a_correlated_invoice() {
     let topics = test_support::unique_topics();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = tokio::spawn(invoice_generator::run(
-        test_support::worker_config(&topics, "invoices"),
-        async {
-            stopped.await.ok();
-        },
-    ));
-    let client = Client::connect(
-        &test_support::kafka(),
-        &topics,
-        test_support::topics(&topics),
-        "requester",
-    )
-    .await
-    .unwrap();
+    let worker = InProcessWorker::spawn(|shutdown| {
+        invoice_generator::run(test_support::worker_config(&topics, "invoices"), shutdown)
+    });
+    let client = test_support::client(&topics).await;
 
     let reply = client
         .call(
@@ -50,28 +38,16 @@ async fn json_request_gets_a_correlated_invoice() {
         Some(headers::JSON_CONTENT_TYPE.as_bytes())
     );
 
-    stop.send(()).unwrap();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_text_request_gets_a_plain_text_reply_without_headers() {
     let topics = test_support::unique_topics();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = tokio::spawn(invoice_generator::run(
-        test_support::worker_config(&topics, "invoices"),
-        async {
-            stopped.await.ok();
-        },
-    ));
-    let client = Client::connect(
-        &test_support::kafka(),
-        &topics,
-        test_support::topics(&topics),
-        "requester",
-    )
-    .await
-    .unwrap();
+    let worker = InProcessWorker::spawn(|shutdown| {
+        invoice_generator::run(test_support::worker_config(&topics, "invoices"), shutdown)
+    });
+    let client = test_support::client(&topics).await;
     let request_topic = test_support::request_topic(&topics, RequestKind::Invoice);
     let sent = client
         .requester()
@@ -79,23 +55,17 @@ async fn plain_text_request_gets_a_plain_text_reply_without_headers() {
         .await
         .unwrap();
 
-    let reply_topic = test_support::topics(&topics).reply(RequestKind::Invoice);
-    let mut replies = test_support::TopicReader::new(&reply_topic, topics.partitions);
-    let read = replies
-        .read_until("the plain-text reply", Duration::from_secs(30), |seen| {
-            !seen.is_empty()
-        })
-        .await;
+    let reply =
+        test_support::first_reply(&topics, RequestKind::Invoice, "the plain-text reply").await;
     let expected = legacy::invoice_reply_text(invoice_number(Origin {
         partition: sent.partition,
         offset: sent.offset,
     }));
-    assert_eq!(read[0].text(), expected);
-    assert!(read[0].headers.is_empty(), "{:?}", read[0].headers);
-    assert_eq!(read[0].key, None);
+    assert_eq!(reply.text(), expected);
+    assert!(reply.headers.is_empty(), "{:?}", reply.headers);
+    assert_eq!(reply.key, None);
 
-    stop.send(()).unwrap();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -108,18 +78,8 @@ async fn metrics_endpoint_counts_handled_requests_and_reports_lag() {
         .port();
     let mut config = test_support::worker_config(&topics, "invoices");
     config.metrics_listen = Some(([127, 0, 0, 1], port).into());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = tokio::spawn(invoice_generator::run(config, async {
-        stopped.await.ok();
-    }));
-    let client = Client::connect(
-        &test_support::kafka(),
-        &topics,
-        test_support::topics(&topics),
-        "requester",
-    )
-    .await
-    .unwrap();
+    let worker = InProcessWorker::spawn(|shutdown| invoice_generator::run(config, shutdown));
+    let client = test_support::client(&topics).await;
     client
         .call(
             RequestKind::Invoice,
@@ -148,8 +108,7 @@ async fn metrics_endpoint_counts_handled_requests_and_reports_lag() {
         .unwrap();
     assert!(healthz.status().is_success());
 
-    stop.send(()).unwrap();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 /// A replica started next to a running one (`docker exec ... --reset`) finds the metrics port
@@ -160,18 +119,8 @@ async fn a_taken_metrics_port_does_not_stop_the_worker() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut config = test_support::worker_config(&topics, "invoices");
     config.metrics_listen = Some(taken.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = tokio::spawn(invoice_generator::run(config, async {
-        stopped.await.ok();
-    }));
-    let client = Client::connect(
-        &test_support::kafka(),
-        &topics,
-        test_support::topics(&topics),
-        "requester",
-    )
-    .await
-    .unwrap();
+    let worker = InProcessWorker::spawn(|shutdown| invoice_generator::run(config, shutdown));
+    let client = test_support::client(&topics).await;
     let reply = client
         .call(
             RequestKind::Invoice,
@@ -184,6 +133,5 @@ async fn a_taken_metrics_port_does_not_stop_the_worker() {
         reply.content,
         ReplyContent::Invoice(Outcome::Ok(_))
     ));
-    stop.send(()).unwrap();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }

@@ -7,7 +7,6 @@ use contract::legacy::{self, LegacyReply};
 use contract::{Outcome, RequestKind, SCHEMA_VERSION, ScoreRequest};
 use request_reply::headers;
 use request_reply::kafka::Outgoing;
-use request_reply::requester::Client;
 use score_calculator::score_of;
 use test_support::{InProcessWorker, REPLY_TIMEOUT};
 
@@ -23,14 +22,7 @@ async fn json_request_gets_the_customers_score() {
     let topics = test_support::unique_topics();
     test_support::create_topics(&topics, &[]).await;
     let worker = start_worker(&topics);
-    let client = Client::connect(
-        &test_support::kafka(),
-        &topics,
-        test_support::topics(&topics),
-        "requester",
-    )
-    .await
-    .unwrap();
+    let client = test_support::client(&topics).await;
 
     let request = ScoreRequest {
         schema_version: SCHEMA_VERSION,
@@ -64,14 +56,7 @@ async fn plain_text_request_gets_a_plain_text_score() {
     let topics = test_support::unique_topics();
     test_support::create_topics(&topics, &[]).await;
     let worker = start_worker(&topics);
-    let client = Client::connect(
-        &test_support::kafka(),
-        &topics,
-        test_support::topics(&topics),
-        "requester",
-    )
-    .await
-    .unwrap();
+    let client = test_support::client(&topics).await;
     let request_topic = test_support::request_topic(&topics, RequestKind::Score);
     client
         .requester()
@@ -79,23 +64,18 @@ async fn plain_text_request_gets_a_plain_text_score() {
         .await
         .unwrap();
 
-    let reply_topic = test_support::topics(&topics).reply(RequestKind::Score);
-    let mut replies = test_support::TopicReader::new(&reply_topic, topics.partitions);
-    let read = replies
-        .read_until("the plain-text reply", REPLY_TIMEOUT, |seen| {
-            !seen.is_empty()
-        })
-        .await;
+    let reply =
+        test_support::first_reply(&topics, RequestKind::Score, "the plain-text reply").await;
     let expected = score_of(legacy::SCORE_REQUEST_TEXT);
-    assert_eq!(read[0].text(), legacy::score_reply_text(expected));
+    assert_eq!(reply.text(), legacy::score_reply_text(expected));
     assert_eq!(
-        legacy::parse_reply_text(&read[0].text()),
+        legacy::parse_reply_text(&reply.text()),
         Some(LegacyReply::Score {
             score: u64::from(expected)
         })
     );
-    assert!(read[0].headers.is_empty(), "{:?}", read[0].headers);
-    assert_eq!(read[0].key, None);
+    assert!(reply.headers.is_empty(), "{:?}", reply.headers);
+    assert_eq!(reply.key, None);
 
     worker.stop().await;
 }

@@ -16,12 +16,15 @@ pub use worker::{GROUP_TIMEOUT, InProcessWorker, REPLY_TIMEOUT};
 
 use contract::{RequestKind, Topics};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use request_reply::config::{KafkaSettings, TopicSettings};
 use request_reply::kafka::HeaderList;
+use request_reply::requester::SentRequest;
 use request_reply::responder;
 use service::worker::WorkerConfig;
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -46,6 +49,108 @@ pub fn worker_config(topics: &TopicSettings, group: &str) -> WorkerConfig {
         .consumer
         .insert("group.id".into(), format!("{}{group}", topics.prefix));
     WorkerConfig::from(responder::WorkerConfig::new(kafka, topics.clone()))
+}
+
+/// The consumer group id [`worker_config`]`(topics, group)` gives a worker.
+pub fn group_id(topics: &TopicSettings, group: &str) -> String {
+    worker_config(topics, group)
+        .responder
+        .kafka
+        .consumer
+        .get("group.id")
+        .cloned()
+        .expect("worker_config sets group.id")
+}
+
+/// Produces `message` as a tombstone: its topic, partition, key and headers, but no payload at
+/// all (which `Outgoing` cannot express: its payload is always present, if empty).
+pub async fn send_tombstone(message: &request_reply::kafka::Outgoing) -> SentRequest {
+    let producer: FutureProducer = kafka()
+        .producer_config()
+        .create()
+        .expect("create test producer");
+    let headers = message
+        .headers
+        .iter()
+        .fold(OwnedHeaders::new(), |all, (key, value)| {
+            all.insert(Header {
+                key,
+                value: Some(value.as_slice()),
+            })
+        });
+    let mut record: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(&message.topic).headers(headers);
+    if let Some(key) = &message.key {
+        record = record.key(key.as_slice());
+    }
+    if let Some(partition) = message.partition {
+        record = record.partition(partition);
+    }
+    let delivery = producer
+        .send(record, REPLY_TIMEOUT)
+        .await
+        .map_err(|(error, _)| error)
+        .expect("produce a tombstone");
+    SentRequest {
+        topic: message.topic.clone(),
+        partition: delivery.partition,
+        offset: delivery.offset,
+    }
+}
+
+/// Sends `message` (a JSON request correlated by `id`) to one `partition` of its topic,
+/// registered for its reply first: a request that is answered only after everything queued
+/// ahead of it on that partition.
+pub async fn send_to_partition<R: request_reply::route::Routes>(
+    client: &request_reply::requester::Client<R>,
+    id: &request_reply::headers::CorrelationId,
+    message: request_reply::kafka::Outgoing,
+    partition: i32,
+) -> tokio::sync::oneshot::Receiver<request_reply::requester::IncomingReply<R>> {
+    use request_reply::headers;
+    let mut message = message.header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE);
+    message.partition = Some(partition);
+    let reply = client.expect_reply(id);
+    client
+        .requester()
+        .send_outgoing(&message)
+        .await
+        .expect("send a request");
+    reply
+}
+
+/// The canonical correlation key of a message read back from a topic, if it has one.
+pub fn correlation_key(message: &ReadMessage) -> Option<String> {
+    message
+        .headers
+        .last(request_reply::headers::CORRELATION_ID)
+        .map(|id| request_reply::headers::CorrelationId::from_bytes(id).key())
+}
+
+/// How many messages carry each correlation key.
+pub fn count_by_correlation(messages: &[ReadMessage]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for key in messages.iter().filter_map(correlation_key) {
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+/// A requester of both kinds of request under `settings`, in group `requester`.
+pub async fn client(settings: &TopicSettings) -> request_reply::requester::Client<Topics> {
+    request_reply::requester::Client::connect(&kafka(), settings, topics(settings), "requester")
+        .await
+        .unwrap()
+}
+
+/// The first message on the reply topic of `kind` under `settings` (`what`, in the message if
+/// none comes within [`REPLY_TIMEOUT`]).
+pub async fn first_reply(settings: &TopicSettings, kind: RequestKind, what: &str) -> ReadMessage {
+    let mut replies = TopicReader::new(&topics(settings).reply(kind), settings.partitions);
+    let read = replies
+        .read_until(what, REPLY_TIMEOUT, |seen| !seen.is_empty())
+        .await;
+    read[0].clone()
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.

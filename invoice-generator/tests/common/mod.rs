@@ -5,17 +5,15 @@
 
 use contract::ReplyContent;
 use contract::{Invoice, InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use request_reply::config::TopicSettings;
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
-use request_reply::requester::{Client, IncomingReply, SentRequest};
-use std::collections::HashMap;
+use request_reply::requester::{Client, IncomingReply};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
-use test_support::{ChildGuard, REPLY_TIMEOUT, ReadMessage};
+use test_support::ChildGuard;
+pub use test_support::{count_by_correlation, group_id, send_tombstone};
 use tokio::sync::oneshot;
 
 /// A valid invoice request for `customer`: two widgets at 9.99.
@@ -60,42 +58,6 @@ pub fn correlated(
         .header(headers::REPLY_TOPIC, topics.reply(kind))
 }
 
-/// Produces `message` as a tombstone: its topic, partition, key and headers, but no payload at
-/// all (which `Outgoing` cannot express: its payload is always present, if empty).
-pub async fn send_tombstone(message: &Outgoing) -> SentRequest {
-    let producer: FutureProducer = test_support::kafka()
-        .producer_config()
-        .create()
-        .expect("create test producer");
-    let headers = message
-        .headers
-        .iter()
-        .fold(OwnedHeaders::new(), |all, (key, value)| {
-            all.insert(Header {
-                key,
-                value: Some(value.as_slice()),
-            })
-        });
-    let mut record: FutureRecord<'_, [u8], [u8]> =
-        FutureRecord::to(&message.topic).headers(headers);
-    if let Some(key) = &message.key {
-        record = record.key(key.as_slice());
-    }
-    if let Some(partition) = message.partition {
-        record = record.partition(partition);
-    }
-    let delivery = producer
-        .send(record, REPLY_TIMEOUT)
-        .await
-        .map_err(|(error, _)| error)
-        .expect("produce a tombstone");
-    SentRequest {
-        topic: message.topic.clone(),
-        partition: delivery.partition,
-        offset: delivery.offset,
-    }
-}
-
 /// Sends a JSON invoice request for `customer` to one `partition` of the request topic and
 /// registers for its reply: a request that is answered only after everything queued ahead of
 /// it on that partition.
@@ -110,44 +72,9 @@ pub async fn send_invoice_to_partition(
 ) {
     let id = CorrelationId::generate();
     let payload = serde_json::to_vec(&invoice_request(customer)).expect("serialize a request");
-    let mut message = correlated(settings, RequestKind::Invoice, &id, payload)
-        .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE);
-    message.partition = Some(partition);
-    let reply = client.expect_reply(&id);
-    client
-        .requester()
-        .send_outgoing(&message)
-        .await
-        .expect("send a request");
+    let message = correlated(settings, RequestKind::Invoice, &id, payload);
+    let reply = test_support::send_to_partition(client, &id, message, partition).await;
     (id, reply)
-}
-
-/// The canonical correlation key of a message read back from a topic, if it has one.
-pub fn correlation_key(message: &ReadMessage) -> Option<String> {
-    message
-        .headers
-        .last(headers::CORRELATION_ID)
-        .map(|id| CorrelationId::from_bytes(id).key())
-}
-
-/// How many messages carry each correlation key.
-pub fn count_by_correlation(messages: &[ReadMessage]) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for key in messages.iter().filter_map(correlation_key) {
-        *counts.entry(key).or_default() += 1;
-    }
-    counts
-}
-
-/// The consumer group id `test_support::worker_config(settings, group)` gives a worker.
-pub fn group_id(settings: &TopicSettings, group: &str) -> String {
-    test_support::worker_config(settings, group)
-        .responder
-        .kafka
-        .consumer
-        .get("group.id")
-        .cloned()
-        .expect("worker_config sets group.id")
 }
 
 /// A worker binary running as a child process, with its own config.ini in a temporary

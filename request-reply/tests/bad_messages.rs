@@ -1,15 +1,17 @@
-//! The invoice generator against a real broker, fed every kind of bad message between good ones.
+//! The responder loop (driving the library's stand-in service) against a real broker, fed every
+//! kind of bad message between good ones.
 
 mod common;
 
-use contract::ReplyContent;
-use contract::{ErrorCode, MAX_REQUEST_BYTES, Outcome, RequestKind, legacy};
+use common::{EchoReply, EchoTopics};
+use request_reply::codec::MAX_REQUEST_BYTES;
 use request_reply::config::TopicSettings;
+use request_reply::envelope::ErrorCode;
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
-use request_reply::requester::{Client, IncomingReply, Requester, SentRequest};
+use request_reply::requester::{Client, Requester, SentRequest};
 use std::collections::{HashMap, HashSet};
-use test_support::{InProcessWorker, REPLY_TIMEOUT};
+use test_support::REPLY_TIMEOUT;
 use tokio::sync::oneshot;
 
 /// One kind of bad message: what is sent, and what the worker must do about it.
@@ -33,7 +35,7 @@ fn bad_kinds() -> Vec<BadKind> {
         reason,
         code,
     };
-    let valid = serde_json::to_vec(&common::invoice_request("ACME")).unwrap();
+    let valid = serde_json::to_vec(&common::echo_request("ACME")).unwrap();
     let mut oversized = br#"{"customer":""#.to_vec();
     oversized.resize(MAX_REQUEST_BYTES + 10, b'x');
     oversized.extend_from_slice(br#"","lines":[]}"#);
@@ -103,7 +105,7 @@ fn bad_kinds() -> Vec<BadKind> {
         },
         kind(
             "unsupported content type",
-            legacy::INVOICE_REQUEST_TEXT.as_bytes(),
+            b"Gerar Nota fiscal",
             vec![(headers::CONTENT_TYPE, b"application/x-protobuf".to_vec())],
             "application/x-protobuf",
             ErrorCode::MalformedRequest,
@@ -140,11 +142,8 @@ impl BadKind {
     fn message(&self, topics: &TopicSettings, id: Option<&CorrelationId>) -> Outgoing {
         let payload = self.payload.clone().unwrap_or_default();
         let mut message = match id {
-            Some(id) => common::correlated(topics, RequestKind::Invoice, id, payload),
-            None => Outgoing::new(
-                test_support::request_topic(topics, RequestKind::Invoice),
-                payload,
-            ),
+            Some(id) => common::correlated(topics, id, payload),
+            None => Outgoing::new(common::route(topics).request_topic, payload),
         };
         for (key, value) in &self.headers {
             message = message.header(key, value.as_slice());
@@ -152,14 +151,10 @@ impl BadKind {
         message
     }
 
-    async fn send(
-        &self,
-        requester: &Requester<contract::Topics>,
-        message: &Outgoing,
-    ) -> SentRequest {
+    async fn send(&self, requester: &Requester<EchoTopics>, message: &Outgoing) -> SentRequest {
         match self.payload {
             Some(_) => requester.send_outgoing(message).await.unwrap(),
-            None => common::send_tombstone(message).await,
+            None => test_support::send_tombstone(message).await,
         }
     }
 }
@@ -168,20 +163,17 @@ impl BadKind {
 struct Expected {
     name: String,
     id: CorrelationId,
-    reply: oneshot::Receiver<IncomingReply<contract::Topics>>,
+    reply: oneshot::Receiver<EchoReply>,
 }
 
 impl Expected {
     /// Registers for the reply to `id`; call before sending the request.
-    fn register(client: &Client<contract::Topics>, name: String, id: CorrelationId) -> Self {
+    fn register(client: &Client<EchoTopics>, name: String, id: CorrelationId) -> Self {
         let reply = client.expect_reply(&id);
         Expected { name, id, reply }
     }
 
-    async fn reply(
-        self,
-        client: &Client<contract::Topics>,
-    ) -> (String, IncomingReply<contract::Topics>) {
+    async fn reply(self, client: &Client<EchoTopics>) -> (String, EchoReply) {
         let reply = client
             .await_reply(&self.id, self.reply, REPLY_TIMEOUT)
             .await
@@ -205,18 +197,9 @@ struct DeadLetter {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_kind_of_bad_message_is_dead_lettered_and_the_worker_keeps_going() {
     let topics = test_support::unique_topics();
-    test_support::create_topics(&topics, &[]).await;
-    let worker = InProcessWorker::spawn(|shutdown| {
-        invoice_generator::run(test_support::worker_config(&topics, "invoices"), shutdown)
-    });
-    let client = Client::connect(
-        &test_support::kafka(),
-        &topics,
-        test_support::topics(&topics),
-        "requester",
-    )
-    .await
-    .unwrap();
+    common::create_topics(&topics).await;
+    let worker = common::start_worker(&topics, common::worker_config(&topics, "echo"));
+    let client = common::connect(&topics).await;
     let requester = client.requester();
 
     let mut good = Vec::new();
@@ -226,11 +209,8 @@ async fn each_kind_of_bad_message_is_dead_lettered_and_the_worker_keeps_going() 
         let customer = format!("good customer {index}");
         let id = CorrelationId::generate();
         good.push(Expected::register(&client, customer.clone(), id.clone()));
-        let request = common::invoice_request(&customer);
-        requester
-            .send(RequestKind::Invoice, &id, &request)
-            .await
-            .unwrap();
+        let request = common::echo_request(&customer);
+        requester.send((), &id, &request).await.unwrap();
 
         for correlated in [true, false] {
             let name = format!("{} (correlated: {correlated})", bad.name);
@@ -252,8 +232,7 @@ async fn each_kind_of_bad_message_is_dead_lettered_and_the_worker_keeps_going() 
     // After all the bad ones: one good request on every partition of the request topic.
     for partition in 0..topics.partitions {
         let customer = format!("after the bad ones, partition {partition}");
-        let (id, reply) =
-            common::send_invoice_to_partition(&client, &topics, partition, &customer).await;
+        let (id, reply) = common::send_to_partition(&client, &topics, partition, &customer).await;
         good.push(Expected {
             name: customer,
             id,
@@ -263,17 +242,17 @@ async fn each_kind_of_bad_message_is_dead_lettered_and_the_worker_keeps_going() 
 
     for expected in good {
         let (customer, reply) = expected.reply(&client).await;
-        common::expect_invoice(&reply, &customer);
+        common::expect_echo(&reply, &customer);
     }
     for (code, expected) in errors {
         let (name, reply) = expected.reply(&client).await;
-        let ReplyContent::Invoice(Outcome::Error(body)) = &reply.content else {
+        let Some(body) = common::error_of(&reply) else {
             panic!("{name}: expected an error reply, got {:?}", reply.content);
         };
         assert_eq!(body.code, code, "{name}: {}", body.message);
     }
 
-    let dead_letter_topic = test_support::topics(&topics).dead_letter(RequestKind::Invoice);
+    let dead_letter_topic = common::route(&topics).dead_letter_topic;
     let mut dlq = test_support::TopicReader::new(&dead_letter_topic, topics.partitions);
     let read = dlq
         .read_until("every bad message on the DLQ", REPLY_TIMEOUT, |seen| {
@@ -319,40 +298,27 @@ async fn each_kind_of_bad_message_is_dead_lettered_and_the_worker_keeps_going() 
 async fn an_undecodable_request_is_dead_lettered_and_its_partition_moves_on() {
     let relay = test_support::relay::corrupting_relay();
     let topics = test_support::unique_topics();
-    test_support::create_topics(&topics, &[]).await;
-    let mut config = test_support::worker_config(&topics, "invoices");
-    config.responder.kafka.common.extend(relay.kafka().common);
-    let worker = InProcessWorker::spawn(|shutdown| invoice_generator::run(config, shutdown));
-    let client = Client::connect(
-        &test_support::kafka(),
-        &topics,
-        test_support::topics(&topics),
-        "requester",
-    )
-    .await
-    .unwrap();
+    common::create_topics(&topics).await;
+    let mut config = common::worker_config(&topics, "echo");
+    config.kafka.common.extend(relay.kafka().common);
+    let worker = common::start_worker(&topics, config);
+    let client = common::connect(&topics).await;
     let mut gzip = test_support::kafka();
     gzip.producer
         .insert("compression.type".into(), "gzip".into());
-    let compressing = Requester::new(&gzip, test_support::topics(&topics), REPLY_TIMEOUT).unwrap();
+    let compressing = Requester::new(&gzip, common::routes(&topics), REPLY_TIMEOUT).unwrap();
 
     let mut undecodable = HashSet::new();
     let mut behind = Vec::new();
     for partition in 0..topics.partitions {
         // Repetitive and long enough that librdkafka really compresses it.
         let padding = format!("{{\"padding\":\"{}\"}}", "x".repeat(4096));
-        let mut message = common::correlated(
-            &topics,
-            RequestKind::Invoice,
-            &CorrelationId::generate(),
-            padding,
-        );
+        let mut message = common::correlated(&topics, &CorrelationId::generate(), padding);
         message.partition = Some(partition);
         let sent = compressing.send_outgoing(&message).await.unwrap();
         undecodable.insert(format!("{}/{}/{}", sent.topic, sent.partition, sent.offset));
         let customer = format!("behind the undecodable one, partition {partition}");
-        let (id, reply) =
-            common::send_invoice_to_partition(&client, &topics, partition, &customer).await;
+        let (id, reply) = common::send_to_partition(&client, &topics, partition, &customer).await;
         behind.push(Expected {
             name: customer,
             id,
@@ -362,9 +328,9 @@ async fn an_undecodable_request_is_dead_lettered_and_its_partition_moves_on() {
 
     for expected in behind {
         let (customer, reply) = expected.reply(&client).await;
-        common::expect_invoice(&reply, &customer);
+        common::expect_echo(&reply, &customer);
     }
-    let dead_letter_topic = test_support::topics(&topics).dead_letter(RequestKind::Invoice);
+    let dead_letter_topic = common::route(&topics).dead_letter_topic;
     let mut dlq = test_support::TopicReader::new(&dead_letter_topic, topics.partitions);
     let read = dlq
         .read_until("a dead letter per partition", REPLY_TIMEOUT, |seen| {

@@ -1,63 +1,52 @@
-//! Two replicas of the invoice generator sharing one consumer group, against a real broker.
+//! Two replicas of a worker (the library's stand-in service) sharing one consumer group, against
+//! a real broker.
 
 mod common;
 
-use contract::RequestKind;
-use request_reply::requester::Client;
 use std::collections::HashSet;
 use std::time::Duration;
-use test_support::{InProcessWorker, REPLY_TIMEOUT};
+use test_support::REPLY_TIMEOUT;
 
 const REQUESTS: usize = 100;
 
 /// Two workers in one consumer group split the request partitions between them: 100
-/// concurrent requests each get exactly one correct reply (right customer, distinct invoice
-/// numbers), and the reply topic holds no duplicate for any of them. "No duplicate" is checked
+/// concurrent requests each get exactly one correct reply (right customer, each from a request
+/// of its own: distinct partition and offset), and the reply topic holds no duplicate for any of them. "No duplicate" is checked
 /// after one more round trip on every request partition, which cannot complete before either
 /// replica has finished everything queued ahead of it.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_answer_each_request_exactly_once() {
     let topics = test_support::unique_topics();
-    test_support::create_topics(&topics, &[]).await;
-    let spawn_replica = || {
-        let config = test_support::worker_config(&topics, "same-group");
-        InProcessWorker::spawn(|shutdown| invoice_generator::run(config, shutdown))
-    };
+    common::create_topics(&topics).await;
+    let spawn_replica =
+        || common::start_worker(&topics, common::worker_config(&topics, "same-group"));
     let replicas = [spawn_replica(), spawn_replica()];
     // Requests sent while the second replica joins could be answered twice by design
     // (at-least-once); wait for the group to settle so any duplicate is a real bug.
     test_support::groups::wait_for_stable_group(
-        &common::group_id(&topics, "same-group"),
+        &test_support::group_id(&topics, "same-group"),
         2,
         test_support::GROUP_TIMEOUT,
     )
     .await;
-    let client = Client::connect(
-        &test_support::kafka(),
-        &topics,
-        test_support::topics(&topics),
-        "requester",
-    )
-    .await
-    .unwrap();
+    let client = common::connect(&topics).await;
 
     let customers: Vec<String> = (0..REQUESTS).map(|i| format!("customer {i}")).collect();
     let replies = futures::future::join_all(customers.iter().map(|customer| async {
-        let request = common::invoice_request(customer);
-        client
-            .call(RequestKind::Invoice, &request, REPLY_TIMEOUT)
-            .await
+        let request = common::echo_request(customer);
+        client.call((), &request, REPLY_TIMEOUT).await
     }))
     .await;
     let mut ids = HashSet::new();
-    let mut numbers = HashSet::new();
+    let mut positions = HashSet::new();
     for (customer, reply) in customers.iter().zip(replies) {
         let reply = reply.unwrap_or_else(|error| panic!("{customer}: {error}"));
-        let invoice = common::expect_invoice(&reply, customer);
+        let echo = common::expect_echo(&reply, customer);
         assert!(
-            numbers.insert(invoice.number),
-            "invoice number {} given twice",
-            invoice.number
+            positions.insert((echo.partition, echo.offset)),
+            "request {}/{} answered twice",
+            echo.partition,
+            echo.offset
         );
         ids.insert(reply.correlation_id.expect("replies are correlated").key());
     }
@@ -66,14 +55,13 @@ async fn two_replicas_answer_each_request_exactly_once() {
     // One more round trip per request partition: behind everything sent so far.
     for partition in 0..topics.partitions {
         let customer = format!("last on partition {partition}");
-        let (id, reply) =
-            common::send_invoice_to_partition(&client, &topics, partition, &customer).await;
+        let (id, reply) = common::send_to_partition(&client, &topics, partition, &customer).await;
         let reply = client.await_reply(&id, reply, REPLY_TIMEOUT).await.unwrap();
-        common::expect_invoice(&reply, &customer);
+        common::expect_echo(&reply, &customer);
         ids.insert(id.key());
     }
 
-    let reply_topic = test_support::topics(&topics).reply(RequestKind::Invoice);
+    let reply_topic = common::route(&topics).reply_topic;
     let in_topic = test_support::groups::message_count(&reply_topic, topics.partitions);
     let mut reader = test_support::TopicReader::new(&reply_topic, topics.partitions);
     let read = reader
@@ -81,7 +69,7 @@ async fn two_replicas_answer_each_request_exactly_once() {
             seen.len() >= in_topic
         })
         .await;
-    let counts = common::count_by_correlation(read);
+    let counts = test_support::count_by_correlation(read);
     for id in &ids {
         assert_eq!(counts.get(id), Some(&1), "replies for {id}");
     }
@@ -110,13 +98,10 @@ const LEFT_WITHIN: Duration = Duration::from_secs(3);
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_stopped_gracefully_leaves_the_group_at_once() {
     let topics = test_support::unique_topics();
-    test_support::create_topics(&topics, &[]).await;
-    let spawn_replica = || {
-        let config = test_support::worker_config(&topics, "leaving");
-        InProcessWorker::spawn(|shutdown| invoice_generator::run(config, shutdown))
-    };
+    common::create_topics(&topics).await;
+    let spawn_replica = || common::start_worker(&topics, common::worker_config(&topics, "leaving"));
     let (leaving, staying) = (spawn_replica(), spawn_replica());
-    let group = common::group_id(&topics, "leaving");
+    let group = test_support::group_id(&topics, "leaving");
     test_support::groups::wait_for_stable_group(&group, 2, test_support::GROUP_TIMEOUT).await;
 
     leaving.stop().await;

@@ -2,46 +2,38 @@
 //! request is produced compressed and read by the worker, the reply is produced compressed and
 //! read by the requester's reply listener, and both are read back by the history rebuild. A
 //! client built without a codec cannot read such a
-//! batch at all, and stalls the partition it is in.
+//! batch at all, and stalls the partition it is in. The worker is the library's stand-in service.
 
-use contract::ReplyContent;
-use contract::{InvoiceRequest, LineItem, Outcome, RequestKind, SCHEMA_VERSION};
+mod common;
+
 use request_reply::history::{LogMessage, read_recent};
 use request_reply::requester::Client;
+use request_reply::testing::{EchoLine, EchoRequest};
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 async fn round_trip_compressed_with(codec: &str) {
     let topics = test_support::unique_topics();
-    let mut worker_config = test_support::worker_config(&topics, "invoices");
+    common::create_topics(&topics).await;
+    let mut worker_config = common::worker_config(&topics, "echo");
     worker_config
-        .responder
         .kafka
         .producer
         .insert("compression.type".into(), codec.into());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = tokio::spawn(invoice_generator::run(worker_config, async {
-        stopped.await.ok();
-    }));
+    let worker = common::start_worker(&topics, worker_config);
     let mut client_kafka = test_support::kafka();
     client_kafka
         .producer
         .insert("compression.type".into(), codec.into());
-    let client = Client::connect(
-        &client_kafka,
-        &topics,
-        test_support::topics(&topics),
-        "requester",
-    )
-    .await
-    .unwrap();
+    let client = Client::connect(&client_kafka, &topics, common::routes(&topics), "requester")
+        .await
+        .unwrap();
 
-    let request = InvoiceRequest {
-        schema_version: SCHEMA_VERSION,
+    let request = EchoRequest {
+        schema_version: 1,
         customer: format!("{codec} customer"),
         // Repetitive, so every codec really compresses it.
         lines: vec![
-            LineItem {
+            EchoLine {
                 description: "widget ".repeat(25),
                 quantity: 3,
                 unit_price_cents: 250,
@@ -50,25 +42,32 @@ async fn round_trip_compressed_with(codec: &str) {
         ],
     };
     let reply = client
-        .call(RequestKind::Invoice, &request, Duration::from_secs(30))
+        .call((), &request, Duration::from_secs(30))
         .await
         .unwrap_or_else(|error| panic!("{codec}: no reply: {error}"));
-    let ReplyContent::Invoice(Outcome::Ok(invoice)) = &reply.content else {
-        panic!("{codec}: expected an invoice, got {:?}", reply.content);
-    };
-    assert_eq!(invoice.customer, format!("{codec} customer"));
-    assert_eq!(invoice.subtotal_cents, 20 * 3 * 250, "{codec}");
+    let echo = common::expect_echo(&reply, &format!("{codec} customer"));
 
     // A dashboard that restarts reads both compressed messages back from the log.
     let id = reply.correlation_id.clone().unwrap();
     let (mut request_read, mut reply_read) = (false, false);
     read_recent(
         &test_support::kafka(),
-        &test_support::topics(&topics),
+        &common::routes(&topics),
         "requester",
         100,
         |message| match message {
-            LogMessage::Request(request) => request_read |= request.correlation_id == id,
+            LogMessage::Request(request) if request.correlation_id == id => {
+                // The request the worker answered, whole: it echoes where it read it.
+                assert_eq!(
+                    (request.partition, request.offset),
+                    (echo.partition, echo.offset),
+                    "{codec}"
+                );
+                let payload = request.payload.as_deref().unwrap_or_default();
+                assert_eq!(payload, serde_json::to_vec(&request).unwrap(), "{codec}");
+                request_read = true;
+            }
+            LogMessage::Request(_) => {}
             LogMessage::Reply(reply, _) => reply_read |= reply.correlation_id.as_ref() == Some(&id),
         },
     )
@@ -76,8 +75,7 @@ async fn round_trip_compressed_with(codec: &str) {
     .unwrap();
     assert!(request_read && reply_read, "{codec}: history rebuild");
 
-    stop.send(()).unwrap();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
