@@ -1571,7 +1571,7 @@ async fn a_thousand_hostile_messages_are_dead_lettered_and_every_good_one_is_ans
     }
 
     // Still running and caught up: the group has committed every request.
-    let group = common::group_id(&settings, "invoices");
+    let group = test_support::group_id(&settings, "invoices");
     let total = i64::try_from(cases.len()).unwrap();
     test_support::wait_for(
         "the worker to commit every request",

@@ -118,7 +118,7 @@ async fn read_all_replies(topics: &TopicSettings) -> HashMap<String, usize> {
             seen.len() >= in_topic
         })
         .await;
-    common::count_by_correlation(read)
+    test_support::count_by_correlation(read)
 }
 
 /// SIGKILL mid-stream loses nothing: a worker is killed after some replies have arrived, the
@@ -224,7 +224,7 @@ async fn reset_answers_committed_requests_again() {
         .read_until("three replies", REPLY_TIMEOUT, |seen| seen.len() >= 3)
         .await;
     worker.stop().await;
-    let group = common::group_id(&topics, "invoices");
+    let group = test_support::group_id(&topics, "invoices");
     assert_eq!(
         test_support::groups::committed_total(&group, &request_topic, topics.partitions),
         3,

@@ -56,14 +56,14 @@ async fn round_trip_compressed_with(codec: &str) {
         "requester",
         100,
         |message| match message {
-            LogMessage::Request(request) if request.correlation_id == id => {
+            LogMessage::Request(recorded) if recorded.correlation_id == id => {
                 // The request the worker answered, whole: it echoes where it read it.
                 assert_eq!(
-                    (request.partition, request.offset),
+                    (recorded.partition, recorded.offset),
                     (echo.partition, echo.offset),
                     "{codec}"
                 );
-                let payload = request.payload.as_deref().unwrap_or_default();
+                let payload = recorded.payload.as_deref().unwrap_or_default();
                 assert_eq!(payload, serde_json::to_vec(&request).unwrap(), "{codec}");
                 request_read = true;
             }

@@ -13,7 +13,6 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 use test_support::ChildGuard;
-pub use test_support::{count_by_correlation, group_id, send_tombstone};
 use tokio::sync::oneshot;
 
 /// A valid invoice request for `customer`: two widgets at 9.99.
@@ -95,7 +94,7 @@ impl WorkerProcess {
             "[default]\nbootstrap.servers={servers}\n\n\
              [consumer]\ngroup.id={}\nauto.offset.reset=earliest\n\n\
              [topics]\nprefix={}\npartitions={}\nreplication_factor={}\n",
-            group_id(settings, group),
+            test_support::group_id(settings, group),
             settings.prefix,
             settings.partitions,
             settings.replication_factor,
