@@ -256,82 +256,35 @@ fn random_bad_payload(rng: &mut Rng) -> BadPayload {
         }
         4 => {
             let w = r#""Widget""#;
+            let invalid = |payload: Vec<u8>, reason| (payload, reason, ErrorCode::InvalidRequest);
             let cases: &[(Vec<u8>, &'static str, ErrorCode)] = &[
-                (
-                    invoice_text("5", w, "1", "1"),
-                    "customer",
-                    ErrorCode::InvalidRequest,
-                ),
-                (
-                    invoice_text("null", w, "1", "1"),
-                    "customer",
-                    ErrorCode::InvalidRequest,
-                ),
-                (
-                    invoice_text(r#"["A"]"#, w, "1", "1"),
-                    "customer",
-                    ErrorCode::InvalidRequest,
-                ),
-                (
-                    invoice_text(r#"{"a":1}"#, w, "1", "1"),
-                    "customer",
-                    ErrorCode::InvalidRequest,
-                ),
-                (
+                invalid(invoice_text("5", w, "1", "1"), "customer"),
+                invalid(invoice_text("null", w, "1", "1"), "customer"),
+                invalid(invoice_text(r#"["A"]"#, w, "1", "1"), "customer"),
+                invalid(invoice_text(r#"{"a":1}"#, w, "1", "1"), "customer"),
+                invalid(
                     invoice_text(r#""A""#, "7", "1", "1"),
                     "lines[0].description",
-                    ErrorCode::InvalidRequest,
                 ),
-                (
+                invalid(
                     invoice_text(r#""A""#, w, r#""2""#, "1"),
                     "lines[0].quantity",
-                    ErrorCode::InvalidRequest,
                 ),
-                (
-                    invoice_text(r#""A""#, w, "-1", "1"),
-                    "lines[0].quantity",
-                    ErrorCode::InvalidRequest,
-                ),
-                (
-                    invoice_text(r#""A""#, w, "1.5", "1"),
-                    "lines[0].quantity",
-                    ErrorCode::InvalidRequest,
-                ),
-                (
-                    invoice_text(r#""A""#, w, "true", "1"),
-                    "lines[0].quantity",
-                    ErrorCode::InvalidRequest,
-                ),
-                (
+                invalid(invoice_text(r#""A""#, w, "-1", "1"), "lines[0].quantity"),
+                invalid(invoice_text(r#""A""#, w, "1.5", "1"), "lines[0].quantity"),
+                invalid(invoice_text(r#""A""#, w, "true", "1"), "lines[0].quantity"),
+                invalid(
                     invoice_text(r#""A""#, w, "1", r#""x""#),
                     "lines[0].unit_price_cents",
-                    ErrorCode::InvalidRequest,
                 ),
-                (
+                invalid(
                     invoice_text(r#""A""#, w, "1", "-5"),
                     "lines[0].unit_price_cents",
-                    ErrorCode::InvalidRequest,
                 ),
-                (
-                    br#"{"customer":"A","lines":"many"}"#.to_vec(),
-                    "lines",
-                    ErrorCode::InvalidRequest,
-                ),
-                (
-                    br#"{"customer":"A","lines":[5]}"#.to_vec(),
-                    "lines[0]",
-                    ErrorCode::InvalidRequest,
-                ),
-                (
-                    br#"{"customer":"A","lines":[]}"#.to_vec(),
-                    "lines",
-                    ErrorCode::InvalidRequest,
-                ),
-                (
-                    br#"{"customer":"A"}"#.to_vec(),
-                    "lines",
-                    ErrorCode::InvalidRequest,
-                ),
+                invalid(br#"{"customer":"A","lines":"many"}"#.to_vec(), "lines"),
+                invalid(br#"{"customer":"A","lines":[5]}"#.to_vec(), "lines[0]"),
+                invalid(br#"{"customer":"A","lines":[]}"#.to_vec(), "lines"),
+                invalid(br#"{"customer":"A"}"#.to_vec(), "lines"),
                 (
                     br#"{"schema_version":"1","customer":"A","lines":[]}"#.to_vec(),
                     "schema_version",
@@ -342,28 +295,18 @@ fn random_bad_payload(rng: &mut Rng) -> BadPayload {
                     "schema_version",
                     ErrorCode::UnsupportedSchemaVersion,
                 ),
-                (
+                invalid(
                     br#"{"customer":"A","customer":"B","lines":[]}"#.to_vec(),
                     "customer",
-                    ErrorCode::InvalidRequest,
                 ),
-                (
+                invalid(
                     invoice_text(r#""A\u0007B""#, w, "1", "1"),
                     "control characters",
-                    ErrorCode::InvalidRequest,
                 ),
-                (b"42".to_vec(), "invalid request", ErrorCode::InvalidRequest),
-                (
-                    b"null".to_vec(),
-                    "invalid request",
-                    ErrorCode::InvalidRequest,
-                ),
-                (b"[]".to_vec(), "invalid request", ErrorCode::InvalidRequest),
-                (
-                    br#""a string""#.to_vec(),
-                    "invalid request",
-                    ErrorCode::InvalidRequest,
-                ),
+                invalid(b"42".to_vec(), "invalid request"),
+                invalid(b"null".to_vec(), "invalid request"),
+                invalid(b"[]".to_vec(), "invalid request"),
+                invalid(br#""a string""#.to_vec(), "invalid request"),
             ];
             let (payload, reason, code) = rng.pick(cases);
             bad_payload("wrong types", payload.clone(), true, &[reason], &[*code])
@@ -1493,6 +1436,22 @@ async fn a_thousand_hostile_messages_are_dead_lettered_and_every_good_one_is_ans
             }
         }
     }
+    // The reply (`what`) to `case` on `topic`, echoing `correlation`.
+    let correlated_reply = |case: &Case, topic: &String, correlation: &[u8], what: &str| {
+        let (on, reply) = by_key
+            .get(&case.key)
+            .unwrap_or_else(|| panic!("{}: no {what}", case.kind));
+        assert_eq!(*on, topic, "{}: {what} topic", case.kind);
+        assert_eq!(
+            header_value(reply, headers::CORRELATION_ID),
+            Some(correlation),
+            "{}",
+            case.kind
+        );
+        let body: Reply<Invoice> = serde_json::from_slice(reply.payload.as_deref().unwrap())
+            .unwrap_or_else(|error| panic!("{}: {error}: {}", case.kind, reply.text()));
+        (*reply, body)
+    };
     let mut good = 0;
     for case in &cases {
         let (partition, offset) = positions[&case.key];
@@ -1513,19 +1472,7 @@ async fn a_thousand_hostile_messages_are_dead_lettered_and_every_good_one_is_ans
                 partition: reply_partition,
             } => {
                 good += 1;
-                let (on, reply) = by_key
-                    .get(&case.key)
-                    .unwrap_or_else(|| panic!("{}: no reply", case.kind));
-                assert_eq!(*on, topic, "{}: reply topic", case.kind);
-                assert_eq!(
-                    header_value(reply, headers::CORRELATION_ID),
-                    Some(correlation.as_slice()),
-                    "{}",
-                    case.kind
-                );
-                let body: Reply<Invoice> =
-                    serde_json::from_slice(reply.payload.as_deref().unwrap())
-                        .unwrap_or_else(|error| panic!("{}: {error}: {}", case.kind, reply.text()));
+                let (reply, body) = correlated_reply(case, topic, correlation, "reply");
                 let expected =
                     invoice_generator::generate_invoice(common::invoice_request(customer), origin);
                 assert_eq!(body.outcome, Outcome::Ok(expected), "{}", case.kind);
@@ -1544,18 +1491,7 @@ async fn a_thousand_hostile_messages_are_dead_lettered_and_every_good_one_is_ans
                     );
                     continue;
                 };
-                let (on, reply) = by_key
-                    .get(&case.key)
-                    .unwrap_or_else(|| panic!("{}: no error reply", case.kind));
-                assert_eq!(*on, topic, "{}: error reply topic", case.kind);
-                assert_eq!(
-                    header_value(reply, headers::CORRELATION_ID),
-                    Some(correlation.as_slice()),
-                    "{}",
-                    case.kind
-                );
-                let body: Reply<Invoice> =
-                    serde_json::from_slice(reply.payload.as_deref().unwrap()).unwrap();
+                let (_, body) = correlated_reply(case, topic, correlation, "error reply");
                 let Outcome::Error(error) = body.outcome else {
                     panic!("{}: expected an error reply", case.kind);
                 };

@@ -121,19 +121,25 @@ async fn read_all_replies(topics: &TopicSettings) -> HashMap<String, usize> {
     test_support::count_by_correlation(read)
 }
 
+/// A worker process on topics of its own, and a stream of which the first half is sent and at
+/// least one request answered.
+async fn half_streamed() -> (TopicSettings, WorkerProcess, RequestStream) {
+    let topics = test_support::unique_topics();
+    test_support::create_topics(&topics, &[]).await;
+    let first = WorkerProcess::start(BINARY, &topics, "invoices", &[]);
+    let mut stream = RequestStream::connect(&topics).await;
+    stream.send(0..REQUESTS / 2).await;
+    stream.wait_answered(1).await;
+    (topics, first, stream)
+}
+
 /// SIGKILL mid-stream loses nothing: a worker is killed after some replies have arrived, the
 /// rest of the stream is sent while no worker runs, and a new worker process answers every
 /// request still open, including those the killed one had read but not committed (which may
 /// thus be answered twice: delivery is at-least-once).
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_is_answered_after_a_sigkill() {
-    let topics = test_support::unique_topics();
-    test_support::create_topics(&topics, &[]).await;
-    let mut first = WorkerProcess::start(BINARY, &topics, "invoices", &[]);
-    let mut stream = RequestStream::connect(&topics).await;
-
-    stream.send(0..REQUESTS / 2).await;
-    stream.wait_answered(1).await;
+    let (topics, mut first, mut stream) = half_streamed().await;
     first.kill();
     let answered_at_kill = stream.answered();
     stream.send(REQUESTS / 2..REQUESTS).await;
@@ -163,13 +169,7 @@ async fn every_request_is_answered_after_a_sigkill() {
 /// committed, no request is answered twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_exits_cleanly_and_loses_nothing() {
-    let topics = test_support::unique_topics();
-    test_support::create_topics(&topics, &[]).await;
-    let mut first = WorkerProcess::start(BINARY, &topics, "invoices", &[]);
-    let mut stream = RequestStream::connect(&topics).await;
-
-    stream.send(0..REQUESTS / 2).await;
-    stream.wait_answered(1).await;
+    let (topics, mut first, mut stream) = half_streamed().await;
     first.terminate();
     let terminated = Instant::now();
     let answered_at_term = stream.answered();

@@ -4,10 +4,12 @@
 //! once each, in order; and a reply no client can decode is skipped, so the partition moves on.
 
 use request_reply::admin::ensure_request_and_reply_topics;
-use request_reply::config::TopicSettings;
+use request_reply::config::{KafkaSettings, TopicSettings};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
-use request_reply::requester::{ListenerCounters, ReplyListener, Requester, SingleRoute, StartAt};
+use request_reply::requester::{
+    IncomingReply, ListenerCounters, ReplyListener, Requester, SingleRoute, StartAt,
+};
 use request_reply::route::{Route, Routes};
 use std::time::Duration;
 
@@ -36,27 +38,48 @@ fn reply(topics: &Topics, partition: i32, id: &CorrelationId) -> Outgoing {
     outgoing
 }
 
-#[tokio::test]
-async fn a_stalled_reply_listener_is_replaced_and_misses_nothing() {
+/// The test broker and topics of a test's own, created.
+async fn created_topics() -> (KafkaSettings, Topics) {
     let kafka = test_support::kafka();
     let settings = test_support::unique_topics();
     let topics = routes(&settings);
     ensure_request_and_reply_topics(&kafka, &settings, &topics)
         .await
         .unwrap();
+    (kafka, topics)
+}
+
+/// Produces a reply to `id` on `partition` of the reply topic.
+async fn send_reply(
+    producer: &Requester<Topics>,
+    topics: &Topics,
+    partition: i32,
+    id: &CorrelationId,
+) {
+    producer
+        .send_outgoing(&reply(topics, partition, id))
+        .await
+        .unwrap();
+}
+
+/// The next reply `listener` reads, within [`RECOVERY_BOUND`] (`what` in the message if none).
+async fn next_within(listener: &mut ReplyListener<Topics>, what: &str) -> IncomingReply<Topics> {
+    tokio::time::timeout(RECOVERY_BOUND, listener.next())
+        .await
+        .expect(what)
+}
+
+#[tokio::test]
+async fn a_stalled_reply_listener_is_replaced_and_misses_nothing() {
+    let (kafka, topics) = created_topics().await;
     let producer = Requester::new(&kafka, topics.clone(), Duration::from_secs(10)).unwrap();
     let mut listener = ReplyListener::start(&kafka, topics.clone(), "requester", StartAt::End)
         .await
         .unwrap();
 
     let first = CorrelationId::generate();
-    producer
-        .send_outgoing(&reply(&topics, 0, &first))
-        .await
-        .unwrap();
-    let received = tokio::time::timeout(RECOVERY_BOUND, listener.next())
-        .await
-        .expect("a healthy listener reads the first reply");
+    send_reply(&producer, &topics, 0, &first).await;
+    let received = next_within(&mut listener, "a healthy listener reads the first reply").await;
     assert_eq!(received.correlation_id, Some(first));
     assert_eq!(listener.recoveries(), 0, "nothing to recover yet");
 
@@ -64,10 +87,7 @@ async fn a_stalled_reply_listener_is_replaced_and_misses_nothing() {
     let stranded: Vec<CorrelationId> = (0..3).map(|_| CorrelationId::generate()).collect();
     for (index, id) in stranded.iter().enumerate() {
         let partition = i32::try_from(index % 2).unwrap();
-        producer
-            .send_outgoing(&reply(&topics, partition, id))
-            .await
-            .unwrap();
+        send_reply(&producer, &topics, partition, id).await;
     }
     let mut read = Vec::new();
     while read.len() < stranded.len() {
@@ -91,13 +111,8 @@ async fn a_stalled_reply_listener_is_replaced_and_misses_nothing() {
 
     // The replacement goes on reading what comes next, and nothing of before comes again.
     let after = CorrelationId::generate();
-    producer
-        .send_outgoing(&reply(&topics, 1, &after))
-        .await
-        .unwrap();
-    let received = tokio::time::timeout(RECOVERY_BOUND, listener.next())
-        .await
-        .expect("the replacement reads new replies");
+    send_reply(&producer, &topics, 1, &after).await;
+    let received = next_within(&mut listener, "the replacement reads new replies").await;
     assert_eq!(received.correlation_id, Some(after));
 }
 
@@ -107,12 +122,7 @@ async fn a_stalled_reply_listener_is_replaced_and_misses_nothing() {
 #[tokio::test]
 async fn an_undecodable_reply_is_skipped_and_counted_and_the_partition_moves_on() {
     let relay = test_support::relay::corrupting_relay();
-    let kafka = test_support::kafka();
-    let settings = test_support::unique_topics();
-    let topics = routes(&settings);
-    ensure_request_and_reply_topics(&kafka, &settings, &topics)
-        .await
-        .unwrap();
+    let (kafka, topics) = created_topics().await;
     let mut gzip = kafka.clone();
     gzip.producer
         .insert("compression.type".into(), "gzip".into());
@@ -131,10 +141,7 @@ async fn an_undecodable_reply_is_skipped_and_counted_and_the_partition_moves_on(
     undecodable.payload = format!("{{\"padding\":\"{}\"}}", "x".repeat(4096)).into_bytes();
     compressing.send_outgoing(&undecodable).await.unwrap();
     let behind = CorrelationId::generate();
-    plain
-        .send_outgoing(&reply(&topics, 0, &behind))
-        .await
-        .unwrap();
+    send_reply(&plain, &topics, 0, &behind).await;
 
     let received = tokio::time::timeout(SKIP_BOUND, listener.next())
         .await
