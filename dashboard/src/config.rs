@@ -1,10 +1,13 @@
 //! The dashboard's settings: the `[dashboard]` section of config.ini and the environment
 //! variables that override it.
 
+use crate::hosts::HostList;
 use crate::security;
 use crate::server::HttpSettings;
 use request_reply::config::{KafkaSettings, TopicSettings};
 use secrecy::SecretString;
+use serde::Deserialize;
+use serde_with::{DisplayFromStr, serde_as};
 use service::config::{ConfigError, ConfigFile, EnvOverride};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -73,6 +76,58 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
     },
 ];
 
+/// `[dashboard]` as written in config.ini, each key a field; [`DashboardConfig::from_file`]
+/// checks it and turns it into the settings the dashboard runs with.
+#[serde_as]
+#[derive(Deserialize)]
+#[serde(default)]
+pub(crate) struct DashboardSection {
+    #[serde_as(as = "DisplayFromStr")]
+    pub(crate) listen: SocketAddr,
+    #[serde_as(as = "DisplayFromStr")]
+    pub(crate) request_timeout_ms: u64,
+    #[serde_as(as = "DisplayFromStr")]
+    pub(crate) history_limit: usize,
+    pub(crate) auth_token: String,
+    #[serde_as(as = "DisplayFromStr")]
+    pub(crate) allow_unauthenticated: security::Switch,
+    #[serde_as(as = "DisplayFromStr")]
+    pub(crate) allowed_hosts: HostList,
+    #[serde_as(as = "DisplayFromStr")]
+    pub(crate) header_read_timeout_ms: u64,
+    #[serde_as(as = "DisplayFromStr")]
+    pub(crate) max_header_bytes: usize,
+    #[serde_as(as = "DisplayFromStr")]
+    pub(crate) body_read_timeout_ms: u64,
+    #[serde_as(as = "DisplayFromStr")]
+    pub(crate) max_connections: usize,
+    #[serde_as(as = "DisplayFromStr")]
+    pub(crate) max_event_streams: usize,
+    #[serde_as(as = "DisplayFromStr")]
+    pub(crate) shutdown_grace_ms: u64,
+}
+
+impl Default for DashboardSection {
+    fn default() -> Self {
+        let http = HttpSettings::default();
+        let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        DashboardSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            request_timeout_ms: 30_000,
+            history_limit: 10_000,
+            auth_token: String::new(),
+            allow_unauthenticated: security::Switch(false),
+            allowed_hosts: http.allowed_hosts,
+            header_read_timeout_ms: millis(http.header_read_timeout),
+            max_header_bytes: http.max_header_bytes,
+            body_read_timeout_ms: millis(http.body_read_timeout),
+            max_connections: http.max_connections,
+            max_event_streams: http.max_event_streams,
+            shutdown_grace_ms: millis(http.shutdown_grace),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DashboardConfig {
     pub kafka: KafkaSettings,
@@ -95,33 +150,20 @@ pub struct DashboardConfig {
 
 impl DashboardConfig {
     pub fn from_file(file: &ConfigFile) -> Result<Self, ConfigError> {
+        let section: DashboardSection = file.section_as("dashboard")?;
+        let http = HttpSettings::from_section(&section)?;
         Ok(DashboardConfig {
             kafka: file.kafka(),
             topics: file.topics()?,
-            listen: file.get(
-                "dashboard",
-                "listen",
-                SocketAddr::from(([127, 0, 0, 1], 3000)),
-            )?,
-            request_timeout: Duration::from_millis(file.get(
-                "dashboard",
-                "request_timeout_ms",
-                30_000,
-            )?),
-            history_limit: file.get("dashboard", "history_limit", 10_000)?,
-            auth_token: auth_token(file)?,
-            allow_unauthenticated: file
-                .get(
-                    "dashboard",
-                    "allow_unauthenticated",
-                    security::Switch(false),
-                )?
-                .0,
-            http: HttpSettings::from_file(file)?,
+            listen: section.listen,
+            request_timeout: Duration::from_millis(section.request_timeout_ms),
+            history_limit: section.history_limit,
+            auth_token: auth_token(section.auth_token)?,
+            allow_unauthenticated: section.allow_unauthenticated.0,
+            http,
         })
     }
 
-    /// Fails unless serving on `address` is safe: loopback, authenticated, or explicitly allowed.
     pub fn check_listen_address(&self, address: SocketAddr) -> anyhow::Result<()> {
         security::check_exposure(
             address,
@@ -132,12 +174,8 @@ impl DashboardConfig {
 }
 
 /// `[dashboard] auth_token`: unset or blank means no authentication. Errors never quote it.
-fn auth_token(file: &ConfigFile) -> Result<Option<SecretString>, ConfigError> {
-    let token = file
-        .section("dashboard")
-        .get("auth_token")
-        .map(|token| token.trim().to_owned())
-        .filter(|token| !token.is_empty());
+fn auth_token(configured: String) -> Result<Option<SecretString>, ConfigError> {
+    let token = Some(configured.trim().to_owned()).filter(|token| !token.is_empty());
     match token {
         Some(token) if token.chars().count() < security::MIN_AUTH_TOKEN_CHARS => {
             Err(ConfigError::Invalid {

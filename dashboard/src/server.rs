@@ -9,12 +9,13 @@
 //! cap and hyper-util's graceful shutdown under a deadline. The body deadline is tower-http's
 //! (see `crate::build_app`); the Host/Origin check is `crate::hosts`.
 
+use crate::config::DashboardSection;
 use crate::hosts::HostList;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use service::config::{ConfigError, ConfigFile};
+use service::config::ConfigError;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,34 +71,22 @@ impl Default for HttpSettings {
 impl HttpSettings {
     /// Reads the `[dashboard]` settings; a zero limit or timeout is refused, since it would
     /// make the dashboard unusable rather than unbounded.
-    pub fn from_file(file: &ConfigFile) -> Result<Self, ConfigError> {
-        let defaults = HttpSettings::default();
-        let millis = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
-            let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
-            positive(file, key, default).map(Duration::from_millis)
-        };
-        let count = |key: &str, default: usize| -> Result<usize, ConfigError> {
-            positive(file, key, default)
-        };
+    pub(crate) fn from_section(section: &DashboardSection) -> Result<Self, ConfigError> {
+        let millis = |key: &str, value: u64| positive(key, value).map(Duration::from_millis);
         Ok(HttpSettings {
-            allowed_hosts: file.get("dashboard", "allowed_hosts", HostList::default())?,
-            header_read_timeout: millis("header_read_timeout_ms", defaults.header_read_timeout)?,
-            max_header_bytes: count("max_header_bytes", defaults.max_header_bytes)?,
-            body_read_timeout: millis("body_read_timeout_ms", defaults.body_read_timeout)?,
-            max_connections: count("max_connections", defaults.max_connections)?,
-            max_event_streams: count("max_event_streams", defaults.max_event_streams)?,
-            shutdown_grace: millis("shutdown_grace_ms", defaults.shutdown_grace)?,
+            allowed_hosts: section.allowed_hosts.clone(),
+            header_read_timeout: millis("header_read_timeout_ms", section.header_read_timeout_ms)?,
+            max_header_bytes: positive("max_header_bytes", section.max_header_bytes)?,
+            body_read_timeout: millis("body_read_timeout_ms", section.body_read_timeout_ms)?,
+            max_connections: positive("max_connections", section.max_connections)?,
+            max_event_streams: positive("max_event_streams", section.max_event_streams)?,
+            shutdown_grace: millis("shutdown_grace_ms", section.shutdown_grace_ms)?,
         })
     }
 }
 
 /// A `[dashboard]` number that must be above zero.
-fn positive<T>(file: &ConfigFile, key: &str, default: T) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialEq + Default + ToString,
-    T::Err: std::fmt::Display,
-{
-    let value: T = file.get("dashboard", key, default)?;
+fn positive<T: PartialEq + Default + ToString>(key: &str, value: T) -> Result<T, ConfigError> {
     if value == T::default() {
         return Err(ConfigError::Invalid {
             section: "dashboard".into(),
@@ -177,6 +166,11 @@ fn refuse(stream: &TcpStream, cap: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use service::config::ConfigFile;
+
+    fn from_file(file: &ConfigFile) -> Result<HttpSettings, ConfigError> {
+        HttpSettings::from_section(&file.section_as("dashboard")?)
+    }
 
     fn file(pairs: &[(&str, &str)]) -> ConfigFile {
         let dashboard = pairs
@@ -188,11 +182,8 @@ mod tests {
 
     #[test]
     fn settings_come_from_the_file_with_defaults_and_refuse_zero() {
-        assert_eq!(
-            HttpSettings::from_file(&file(&[])).unwrap(),
-            HttpSettings::default()
-        );
-        let settings = HttpSettings::from_file(&file(&[
+        assert_eq!(from_file(&file(&[])).unwrap(), HttpSettings::default());
+        let settings = from_file(&file(&[
             ("allowed_hosts", "dashboard, localhost:8080"),
             ("header_read_timeout_ms", "500"),
             ("max_header_bytes", "4096"),
@@ -217,15 +208,13 @@ mod tests {
             "header_read_timeout_ms",
             "shutdown_grace_ms",
         ] {
-            let error = HttpSettings::from_file(&file(&[(key, "0")]))
-                .unwrap_err()
-                .to_string();
+            let error = from_file(&file(&[(key, "0")])).unwrap_err().to_string();
             assert!(
                 error.contains(key) && error.contains("greater than 0"),
                 "{error}"
             );
         }
-        let error = HttpSettings::from_file(&file(&[("allowed_hosts", "http://x")]))
+        let error = from_file(&file(&[("allowed_hosts", "http://x")]))
             .unwrap_err()
             .to_string();
         assert!(error.contains("allowed_hosts"), "{error}");

@@ -6,13 +6,16 @@
 //! `[worker]`) hold this project's own settings.
 //!
 //! Sections are read as maps because librdkafka keys contain dots, which the `config` crate would
-//! otherwise treat as path separators.
+//! otherwise treat as path separators; this project's own sections are then deserialized into
+//! typed structs (see [`ConfigFile::section_as`]).
 
 use request_reply::config::{KafkaSettings, TopicSettings, is_secret};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_with::{DisplayFromStr, serde_as};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -149,24 +152,30 @@ impl ConfigFile {
         self.sections.get(name).cloned().unwrap_or_default()
     }
 
-    /// One of this project's own settings, parsed, or `default` when absent.
-    pub fn get<T>(&self, section: &str, key: &str, default: T) -> Result<T, ConfigError>
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        match self.sections.get(section).and_then(|keys| keys.get(key)) {
-            None => Ok(default),
-            Some(value) => value
-                .trim()
-                .parse()
-                .map_err(|error: T::Err| ConfigError::Invalid {
-                    section: section.into(),
-                    key: key.into(),
-                    value: value.clone(),
-                    problem: error.to_string(),
-                }),
-        }
+    /// One of this project's own sections as `T`: a struct whose fields are the section's keys,
+    /// with serde defaults for keys that are absent (keys it does not name are ignored). INI
+    /// values are text, so fields of other types are marked `#[serde_as(as = "DisplayFromStr")]`
+    /// and parsed with their `FromStr`. A bad value is refused naming its section and key.
+    pub fn section_as<T: DeserializeOwned>(&self, name: &str) -> Result<T, ConfigError> {
+        let keys = self.section(name);
+        let text = keys
+            .iter()
+            .map(|(key, value)| (key.clone(), value.trim().into()))
+            .collect::<serde_json::Map<_, _>>();
+        serde_path_to_error::deserialize(serde_json::Value::Object(text)).map_err(|error| {
+            let key = error.path().to_string();
+            let value = match keys.get(&key) {
+                Some(_) if is_secret(&key) => "<redacted>".to_owned(),
+                Some(value) => value.clone(),
+                None => String::new(),
+            };
+            ConfigError::Invalid {
+                section: name.into(),
+                key,
+                value,
+                problem: error.into_inner().to_string(),
+            }
+        })
     }
 
     pub fn kafka(&self) -> KafkaSettings {
@@ -178,23 +187,12 @@ impl ConfigFile {
     }
 
     pub fn topics(&self) -> Result<TopicSettings, ConfigError> {
-        let defaults = TopicSettings::default();
+        let section: TopicsSection = self.section_as("topics")?;
         let settings = TopicSettings {
-            prefix: self.get("topics", "prefix", defaults.prefix)?,
-            partitions: self.get("topics", "partitions", defaults.partitions)?,
-            replication_factor: self.get(
-                "topics",
-                "replication_factor",
-                defaults.replication_factor,
-            )?,
-            min_insync_replicas: match self
-                .sections
-                .get("topics")
-                .and_then(|keys| keys.get("min_insync_replicas"))
-            {
-                None => None,
-                Some(_) => Some(self.get("topics", "min_insync_replicas", 1)?),
-            },
+            prefix: section.prefix,
+            partitions: section.partitions,
+            replication_factor: section.replication_factor,
+            min_insync_replicas: section.min_insync_replicas,
         };
         // Invoice numbers reserve three decimal digits for the partition.
         if !(1..=1000).contains(&settings.partitions) {
@@ -227,6 +225,32 @@ impl ConfigFile {
             }
         }
         Ok(settings)
+    }
+}
+
+/// `[topics]`: where the request and reply topics are, and how they are created.
+#[serde_as]
+#[derive(Deserialize)]
+#[serde(default)]
+struct TopicsSection {
+    prefix: String,
+    #[serde_as(as = "DisplayFromStr")]
+    partitions: i32,
+    #[serde_as(as = "DisplayFromStr")]
+    replication_factor: i32,
+    #[serde_as(as = "Option<DisplayFromStr>")]
+    min_insync_replicas: Option<i32>,
+}
+
+impl Default for TopicsSection {
+    fn default() -> Self {
+        let defaults = TopicSettings::default();
+        TopicsSection {
+            prefix: defaults.prefix,
+            partitions: defaults.partitions,
+            replication_factor: defaults.replication_factor,
+            min_insync_replicas: defaults.min_insync_replicas,
+        }
     }
 }
 

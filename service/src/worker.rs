@@ -9,6 +9,8 @@ use contract::{RequestKind, Topics};
 use prometheus_client::registry::Registry;
 use request_reply::metrics::WorkerMetrics;
 use request_reply::responder::{self, Service};
+use serde::Deserialize;
+use serde_with::{DisplayFromStr, serde_as};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,25 +79,15 @@ impl WorkerConfig {
     /// Reads `[default]`, `[consumer]`, `[producer]`, `[topics]`, `[worker] reply_topics`
     /// (comma-separated) and `[worker] metrics_listen`.
     pub fn from_file(file: &ConfigFile, reset: bool) -> Result<Self, ConfigError> {
-        let extra_reply_topics = file
-            .section("worker")
-            .get("reply_topics")
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|name| !name.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let metrics_listen = match file.section("worker").get("metrics_listen") {
-            None => None,
-            Some(_) => Some(file.get(
-                "worker",
-                "metrics_listen",
-                SocketAddr::from(([127, 0, 0, 1], 0)),
-            )?),
-        };
+        let section: WorkerSection = file.section_as("worker")?;
+        let extra_reply_topics = section
+            .reply_topics
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let metrics_listen = section.metrics_listen;
         Ok(WorkerConfig {
             responder: responder::WorkerConfig {
                 kafka: file.kafka(),
@@ -107,6 +99,17 @@ impl WorkerConfig {
             metrics_listen,
         })
     }
+}
+
+/// `[worker]`: what the responder allows besides its defaults, and where its metrics are served.
+#[serde_as]
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct WorkerSection {
+    /// Further reply topics a request may name, comma-separated.
+    reply_topics: String,
+    #[serde_as(as = "Option<DisplayFromStr>")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Why a worker stopped.
