@@ -92,9 +92,9 @@ async fn two_replicas_answer_each_request_exactly_once() {
 /// Well within the workers' 6 s session, after which the group drops a member that did not leave.
 const LEFT_WITHIN: Duration = Duration::from_secs(3);
 
-/// Workers are static group members (so a consumer back from an outage takes its old place at
-/// once), and Kafka does not remove a static member that merely closes: a replica stopped
-/// gracefully must still leave the group itself, at once, not after its session runs out.
+/// A replica stopped gracefully leaves its group itself, at once, so its partitions move on
+/// without waiting for its session to run out (which a static member, `group.instance.id`, would
+/// not do; see the README's reliability section on why workers are not static members).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_stopped_gracefully_leaves_the_group_at_once() {
     let topics = test_support::unique_topics();

@@ -19,6 +19,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use prometheus_client::registry::Registry;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -34,10 +35,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// acknowledgement's usual milliseconds, and short enough for a stuck reply to go out again
 /// well within a requester's 30 s timeout.
 const REPLY_TIMEOUT_MS: &str = "10000";
-/// How long a stopping worker serves its revocation before it gives up on leaving the group.
-const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long each receive waits while the revocation is served.
-const LEAVE_POLL: Duration = Duration::from_millis(50);
 /// Runs a worker that answers the requests of `route` until `shutdown` resolves, then finishes
 /// what is in flight, commits, leaves the consumer group and flushes the producer. Its counts go
 /// nowhere; see [`run_with_metrics`].
@@ -98,21 +95,7 @@ pub async fn run_with_metrics<S: Service>(
     .map_err(client_error("consumer"))?;
     let subscribed =
         |context: WorkerContext| -> Result<StreamConsumer<WorkerContext>, WorkerError> {
-            // A static member (KIP-345) with an identity of its own: after an outage longer
-            // than its session, librdkafka drops its member id and rejoins as a new member, and
-            // the coordinator would first wait out the session of the old member it still holds
-            // before handing out any partition. With an instance id the returning consumer takes
-            // its old place at once. Fresh for every consumer, so replicas never fence one
-            // another, nor does a replacement fence itself with the consumer it replaces; a
-            // graceful stop still leaves the group (see `leave_group`).
-            let mut config = consumer_config.clone();
-            let instance = format!(
-                "{}-{}",
-                config.get("group.id").unwrap_or_default(),
-                uuid::Uuid::new_v4().simple()
-            );
-            set_default(&mut config, "group.instance.id", &instance);
-            let consumer: StreamConsumer<WorkerContext> = config
+            let consumer: StreamConsumer<WorkerContext> = consumer_config
                 .create_with_context(context)
                 .map_err(client_error("consumer"))?;
             consumer
@@ -168,7 +151,8 @@ pub async fn run_with_metrics<S: Service>(
                         group_watch.group(up, at);
                     }
                     if group_watch.is_blind(now) {
-                        consumer = replace_consumer(consumer, subscribed)?;
+                        let why = format!("the consumer has had no group for {} s while the brokers answer", BLIND_AFTER.as_secs());
+                        consumer = replace_consumer(consumer, subscribed, &why)?;
                         group_watch.replaced(now);
                         metrics.consumer_replacements.inc();
                         continue;
@@ -197,6 +181,11 @@ pub async fn run_with_metrics<S: Service>(
                 Err(error) => {
                     watch.error(&error);
                     tracing::warn!(%error, "consumer error");
+                    // A fatal error ends the consumer for good: nothing would be read again.
+                    if matches!(error, KafkaError::MessageConsumptionFatal(_)) {
+                        consumer = replace_consumer(consumer, subscribed, "the consumer failed for good")?;
+                        metrics.consumer_replacements.inc();
+                    }
                 }
                 Ok(message) => {
                     watch.read(&(message.topic().to_owned(), message.partition()), message.offset());
@@ -225,7 +214,6 @@ pub async fn run_with_metrics<S: Service>(
         tracing::debug!(%error, "final commit had nothing to do");
     }
     consumer.unsubscribe();
-    leave_group(&consumer).await;
     if let Err(error) = producer.flush(Duration::from_secs(10)) {
         tracing::warn!(%error, "producer flush incomplete");
     }
@@ -233,41 +221,17 @@ pub async fn run_with_metrics<S: Service>(
     Ok(())
 }
 
-/// Serves the revocation that `unsubscribe` starts, so the consumer leaves its group now and its
-/// partitions move to the other replicas at once: a static member that is closed while it still
-/// holds partitions does not leave (KIP-345), and they would wait out its session.
-async fn leave_group(consumer: &StreamConsumer<WorkerContext>) {
-    let assigned = || {
-        consumer
-            .assignment()
-            .is_ok_and(|partitions| partitions.count() > 0)
-    };
-    let revoked = async {
-        while assigned() {
-            // Receiving serves the rebalance event; a message still queued is left to redelivery.
-            tokio::time::timeout(LEAVE_POLL, consumer.recv()).await.ok();
-        }
-    };
-    if tokio::time::timeout(LEAVE_TIMEOUT, revoked).await.is_err() {
-        tracing::warn!(
-            "the partitions were not revoked in time; the group will time this member out"
-        );
-    }
-}
-
-/// Makes a new consumer (with `subscribed`) in place of one that lost its group for good. The
-/// old one is closed on a thread of its own: a client that knows no reachable broker can take
-/// long to close, and must not hold up the worker or its exit.
+/// Makes a new consumer (with `subscribed`) in place of one that lost its group for good or
+/// failed, saying `why`. The old one is closed on a thread of its own: a client that knows no
+/// reachable broker can take long to close, and must not hold up the worker or its exit.
 fn replace_consumer(
-    blind: StreamConsumer<WorkerContext>,
+    lost: StreamConsumer<WorkerContext>,
     subscribed: impl Fn(WorkerContext) -> Result<StreamConsumer<WorkerContext>, WorkerError>,
+    why: &str,
 ) -> Result<StreamConsumer<WorkerContext>, WorkerError> {
-    tracing::warn!(
-        "the consumer has had no group for {} s while the brokers answer; replacing it",
-        BLIND_AFTER.as_secs()
-    );
-    let fresh = subscribed(WorkerContext::successor(blind.context()))?;
-    std::thread::spawn(move || drop(blind));
+    tracing::warn!("{why}; replacing it");
+    let fresh = subscribed(WorkerContext::successor(lost.context()))?;
+    std::thread::spawn(move || drop(lost));
     Ok(fresh)
 }
 
