@@ -184,6 +184,8 @@ pub async fn run_with_metrics<S: Service>(
                     // A fatal error ends the consumer for good: nothing would be read again.
                     if matches!(error, KafkaError::MessageConsumptionFatal(_)) {
                         consumer = replace_consumer(consumer, subscribed, "the consumer failed for good")?;
+                        // The new consumer has its group to join: not blind before its time.
+                        group_watch.replaced(Instant::now());
                         metrics.consumer_replacements.inc();
                     }
                 }
