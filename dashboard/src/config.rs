@@ -164,6 +164,7 @@ impl DashboardConfig {
         })
     }
 
+    /// Fails unless serving on `address` is safe: loopback, authenticated, or explicitly allowed.
     pub fn check_listen_address(&self, address: SocketAddr) -> anyhow::Result<()> {
         security::check_exposure(
             address,
