@@ -8,14 +8,14 @@
 //! Needs Chromium and the script's `node_modules`: `dashboard/tests/browser/install` sets both up.
 
 #[allow(dead_code)]
-mod common;
+use test_support::system;
 
-use common::System;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use system::System;
 
 /// The browser the script drives, unless `CHROMIUM_PATH` names another.
 const CHROMIUM: &str = "/usr/bin/chromium";

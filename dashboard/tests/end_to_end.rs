@@ -2,9 +2,8 @@
 //! JSON API.
 
 #[allow(dead_code)] // each test binary uses only some of the shared helpers
-mod common;
+use test_support::system;
 
-use common::{Dashboard, System, http_client, post_api, wait_api};
 use contract::{RequestKind, legacy};
 use futures::future::join_all;
 use request_reply::kafka::Outgoing;
@@ -12,6 +11,7 @@ use request_reply::requester::Requester;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
+use system::{Dashboard, System, http_client, post_api, wait_api};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_requests_complete_with_the_right_replies() {

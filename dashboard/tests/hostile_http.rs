@@ -9,9 +9,8 @@
 //! bounds are set short; every wait is a condition with a deadline.
 
 #[allow(dead_code)] // each test binary uses only some of the shared helpers
-mod common;
+use test_support::system;
 
-use common::Dashboard;
 use contract::RequestKind;
 use dashboard::{DashboardConfig, HttpSettings};
 use request_reply::kafka::Outgoing;
@@ -19,6 +18,7 @@ use request_reply::requester::Requester;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+use system::Dashboard;
 
 /// Longest any single exchange or wait may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -35,7 +35,7 @@ impl Server {
         let address = listener.local_addr().unwrap();
         let config = DashboardConfig {
             http,
-            ..common::offline_config(address)
+            ..system::offline_config(address)
         };
         Server {
             address,
@@ -91,12 +91,12 @@ impl Answer {
             .lines()
             .find(|line| line.to_ascii_lowercase().starts_with("set-cookie:"))
             .expect("a Set-Cookie header");
-        common::cookie_of(line.split_once(':').unwrap().1.trim())
+        system::cookie_of(line.split_once(':').unwrap().1.trim())
     }
 
     /// The value of the forms' hidden `csrf_token` field.
     fn csrf_token(&self) -> String {
-        common::csrf_tokens(&self.body)
+        system::csrf_tokens(&self.body)
             .into_iter()
             .next()
             .expect("a csrf_token field")
@@ -488,7 +488,7 @@ async fn a_form_with_thousands_of_rows_is_refused_without_echoing_them() {
 /// topic by anyone who may write there.
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_replies_on_a_reply_topic_keep_the_home_page_small() {
-    let system = common::System::start_with(false, Duration::from_secs(30)).await;
+    let system = system::System::start_with(false, Duration::from_secs(30)).await;
     let topics = test_support::topics(&system.topics);
     let requester = Requester::new(&test_support::kafka(), topics.clone(), DEADLINE).unwrap();
     let reply_topic = topics.reply(RequestKind::Invoice);

@@ -6,7 +6,7 @@
 //! a log line.
 
 #[allow(dead_code)] // each test binary uses only some of the shared helpers
-mod common;
+use test_support::system;
 
 use request_reply::config::{KafkaSettings, TopicSettings};
 use request_reply::headers::CorrelationId;
@@ -210,7 +210,7 @@ async fn over_scram_a_request_goes_round_and_the_password_shows_nowhere() {
     let accepted: Value = accepted.json().await.unwrap();
     let id = accepted["correlation_id"].as_str().unwrap().to_owned();
     let url = dashboard.url(&format!("/api/requests/{id}?wait_ms=30000"));
-    let state = common::fetch_json(&http, &url).await;
+    let state = system::fetch_json(&http, &url).await;
     assert_eq!(state["status"], "completed", "{state}");
     assert_eq!(
         state["reply"]["ok"]["customer"], "Scram Customer",

@@ -7,18 +7,18 @@
 //! unreachable), which tells it apart from the 4xx of the checks.
 
 #[allow(dead_code)] // each test binary uses only some of the shared helpers
-mod common;
+use test_support::system;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use common::{closed_port, cookie_of, csrf_tokens};
 use dashboard::{AppState, DashboardConfig, ExposeSecret, SecretString, build_app};
 use service::config::ConfigFile;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use system::{closed_port, cookie_of, csrf_tokens};
 use tower::ServiceExt;
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -29,7 +29,7 @@ const TOKEN: &str = "correct-horse-battery-staple-42";
 fn config(auth_token: Option<&str>) -> DashboardConfig {
     DashboardConfig {
         auth_token: auth_token.map(SecretString::from),
-        ..common::offline_config(SocketAddr::from(([127, 0, 0, 1], 0)))
+        ..system::offline_config(SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 }
 

@@ -107,8 +107,61 @@ async fn metrics_endpoint_counts_handled_requests_and_reports_lag() {
         .await
         .unwrap();
     assert!(healthz.status().is_success());
+    // Joined is reported from the statistics, which may lag the first reply by a second.
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    test_support::wait_for(
+        "the worker to report ready",
+        Duration::from_secs(30),
+        || async {
+            let answer = reqwest::get(&readyz).await.ok()?;
+            (answer.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(text.contains("worker_group_joined 1"), "{text}");
 
     worker.stop().await;
+}
+
+/// A worker whose broker does not answer is alive but not ready: an orchestrator (and the
+/// container smoke test) must not count it as serving while it is still connecting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_without_a_broker_is_alive_but_not_ready() {
+    let topics = test_support::unique_topics();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = closed.local_addr().unwrap();
+    drop(closed);
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = test_support::worker_config(&topics, "invoices");
+    config.responder.kafka =
+        request_reply::config::KafkaSettings::for_bootstrap(&nowhere.to_string());
+    config.metrics_listen = Some(([127, 0, 0, 1], metrics_port).into());
+    let worker = tokio::spawn(invoice_generator::run(config, std::future::pending()));
+
+    let base = format!("http://127.0.0.1:{metrics_port}");
+    let healthz =
+        test_support::wait_for("the worker's /healthz", Duration::from_secs(30), || async {
+            reqwest::get(format!("{base}/healthz")).await.ok()
+        })
+        .await;
+    assert_eq!(healthz.status(), 200);
+    let readyz = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), 503);
+    let why = readyz.text().await.unwrap();
+    assert!(why.contains("has not joined its group"), "{why}");
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("worker_group_joined 0"), "{text}");
+    worker.abort();
 }
 
 /// A replica started next to a running one (`docker exec ... --reset`) finds the metrics port

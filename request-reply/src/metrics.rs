@@ -48,6 +48,9 @@ pub struct WorkerMetrics {
     pub producer_replacements: Counter,
     /// The consumer lost its group for good (see the responder's `group_watch`) and was replaced.
     pub consumer_replacements: Counter,
+    /// 1 while the consumer is a settled member of its group (joined, partitions handed out),
+    /// else 0: what a worker's readiness check reports, since before that it reads nothing.
+    pub group_joined: Gauge,
 }
 
 impl WorkerMetrics {
@@ -62,6 +65,7 @@ impl WorkerMetrics {
             consumer_recoveries: Counter::default(),
             producer_replacements: Counter::default(),
             consumer_replacements: Counter::default(),
+            group_joined: Gauge::default(),
         };
         let worker = registry.sub_registry_with_prefix("worker");
         worker.register(
@@ -104,7 +108,28 @@ impl WorkerMetrics {
             "Times the consumer had no group for 5 s while the brokers answered and was replaced",
             metrics.consumer_replacements.clone(),
         );
+        worker.register(
+            "group_joined",
+            "1 while the consumer is a settled member of its consumer group, else 0",
+            metrics.group_joined.clone(),
+        );
         metrics
+    }
+
+    /// Whether the consumer counts as joined: librdkafka's statistics say its group handler is
+    /// up and its join is settled (`steady`); anything else (looking for the coordinator,
+    /// joining, rebalancing) counts as not joined.
+    pub fn record_group(&self, statistics: &rdkafka::statistics::Statistics) {
+        let joined = statistics
+            .cgrp
+            .as_ref()
+            .is_some_and(|group| group.state == "up" && group.join_state == "steady");
+        self.group_joined.set(i64::from(joined));
+    }
+
+    /// Whether the last statistics said the consumer is a settled member of its group.
+    pub fn is_group_joined(&self) -> bool {
+        self.group_joined.get() == 1
     }
 
     /// Updates the lag gauges from librdkafka's statistics (partition -1 is librdkafka's

@@ -4,20 +4,20 @@
 //! start-up, promptly, with an error that says authentication failed; a client that does not
 //! trust the broker's certificate is refused; and no password shows up in an error or a log line.
 
+mod common;
+
+use common::routes;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use request_reply::admin::ensure_request_and_reply_topics;
-use request_reply::codec::{ReplyBody, Validate, ValidationError};
+use request_reply::codec::ReplyBody;
 use request_reply::config::{KafkaSettings, TopicSettings};
-use request_reply::envelope::{Outcome, Reply};
 use request_reply::headers::{self, CorrelationId};
 use request_reply::kafka::Outgoing;
-use request_reply::requester::{
-    Client, ReplyListener, RequestError, Requester, SingleRoute, StartAt,
-};
-use request_reply::responder::{Origin, Service, WorkerConfig, WorkerError, run};
-use request_reply::route::{Route, Routes};
-use serde::{Deserialize, Serialize};
+use request_reply::requester::{Client, ReplyListener, RequestError, Requester, StartAt};
+use request_reply::responder::{WorkerConfig, WorkerError, run};
+use request_reply::route::Routes;
+use request_reply::testing::EchoService;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -84,58 +84,6 @@ fn security_log_lines() -> String {
         .join("\n")
 }
 
-/// A request for a customer's score.
-#[derive(Debug, Serialize, Deserialize)]
-struct ScoreRequest {
-    customer: String,
-}
-
-impl Validate for ScoreRequest {
-    fn validate(&self) -> Result<(), ValidationError> {
-        Ok(())
-    }
-}
-
-/// A customer's score.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Score {
-    customer: String,
-    score: u32,
-    explanation: String,
-}
-
-/// The one kind of request these tests send, its replies read as [`Score`]s.
-type Topics = SingleRoute<Score>;
-
-/// The topics of the score requests under `topics`' prefix.
-fn routes(topics: &TopicSettings) -> Topics {
-    Topics::new(Route::new(
-        format!("{}calculate-score", topics.prefix),
-        format!("{}score-calculated", topics.prefix),
-    ))
-}
-
-/// A worker that scores everyone 42 and names who asked: enough to prove a round trip over an
-/// authenticated listener.
-struct Echo;
-
-impl Service for Echo {
-    type Request = ScoreRequest;
-    type Response = Score;
-
-    fn handle(&self, request: ScoreRequest, origin: Origin) -> Score {
-        Score {
-            customer: request.customer,
-            score: 42,
-            explanation: format!("answered from partition {}", origin.partition),
-        }
-    }
-
-    fn handle_text(&self, text: &str, _origin: Origin) -> String {
-        text.to_owned()
-    }
-}
-
 fn unique_topics() -> TopicSettings {
     let id = request_reply::headers::CorrelationId::generate().key();
     TopicSettings {
@@ -158,12 +106,6 @@ fn worker_config(kafka: KafkaSettings, topics: &TopicSettings) -> WorkerConfig {
     }
 }
 
-fn score_request(customer: &str) -> ScoreRequest {
-    ScoreRequest {
-        customer: customer.into(),
-    }
-}
-
 /// The error and every error it wraps, one per line.
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -183,7 +125,7 @@ async fn round_trip(kafka: KafkaSettings, customer: &str) {
     let route = routes(&topics).route(());
     let config = worker_config(kafka.clone(), &topics);
     let worker = tokio::spawn(async move {
-        run(Echo, &route, config, async {
+        run(EchoService, &route, config, async {
             let _ = stopped.await;
         })
         .await
@@ -192,18 +134,10 @@ async fn round_trip(kafka: KafkaSettings, customer: &str) {
         .await
         .unwrap_or_else(|error| panic!("requester over {kafka:?}: {}", chain(&error)));
     let reply = client
-        .call((), &score_request(customer), Duration::from_secs(60))
+        .call((), &common::echo_request(customer), Duration::from_secs(60))
         .await
         .unwrap_or_else(|error| panic!("no reply over {kafka:?}: {}", chain(&error)));
-    match &reply.content {
-        Ok(ReplyBody::Json(Reply {
-            outcome: Outcome::Ok(score),
-            ..
-        })) => {
-            assert_eq!((score.customer.as_str(), score.score), (customer, 42));
-        }
-        other => panic!("expected the echo worker's score, got {other:?}"),
-    }
+    common::expect_echo(&reply, customer);
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(60), worker)
         .await
@@ -313,7 +247,7 @@ async fn failing_worker(kafka: KafkaSettings) -> (String, Duration) {
     let outcome = tokio::time::timeout(
         FAIL_FAST,
         run(
-            Echo,
+            EchoService,
             &routes(&topics).route(()),
             worker_config(kafka, &topics),
             std::future::pending(),

@@ -61,7 +61,7 @@ impl WorkerArgs {
 pub struct WorkerConfig {
     /// What the responder loop needs.
     pub responder: responder::WorkerConfig,
-    /// Where to serve `GET /metrics` and `GET /healthz`; none when unset.
+    /// Where to serve `GET /metrics`, `GET /healthz` and `GET /readyz`; none when unset.
     pub metrics_listen: Option<SocketAddr>,
 }
 
@@ -161,7 +161,7 @@ pub async fn run<S: Service>(
         None => None,
         Some(listener) => {
             tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics");
-            let app = crate::metrics::router(Arc::new(registry));
+            let app = crate::metrics::router(Arc::new(registry), metrics.clone());
             Some(tokio::spawn(
                 async move { axum::serve(listener, app).await },
             ))

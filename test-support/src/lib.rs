@@ -9,6 +9,8 @@ pub mod groups;
 mod process;
 pub mod relay;
 pub mod secure_broker;
+#[cfg(feature = "system")]
+pub mod system;
 mod worker;
 
 pub use process::ChildGuard;

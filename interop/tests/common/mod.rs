@@ -1,9 +1,7 @@
-//! What the interop tests share: the dashboard and both workers in-process (the dashboard's own
-//! end-to-end harness, `dashboard/tests/common`, used as it is) and the peers in other languages.
-
-#[path = "../../../dashboard/tests/common/mod.rs"]
-mod system;
+//! What the interop tests share: the dashboard and both workers in-process (the system harness
+//! of `test_support`, which the dashboard's end-to-end tests use too) and the peers in other
+//! languages.
 
 pub mod peers;
 
-pub use system::*;
+pub use test_support::system::*;

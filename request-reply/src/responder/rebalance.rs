@@ -26,6 +26,7 @@ pub(super) struct WorkerContext {
 impl ClientContext for WorkerContext {
     fn stats(&self, statistics: rdkafka::statistics::Statistics) {
         self.metrics.record_lag(&statistics);
+        self.metrics.record_group(&statistics);
         let up = statistics.cgrp.is_some_and(|group| group.state == "up");
         *self
             .group_up
@@ -94,8 +95,10 @@ impl ConsumerContext for WorkerContext {
 
 impl WorkerContext {
     /// A context for a consumer made in place of `previous`: partitions `--reset` rewound
-    /// already stay as they are.
+    /// already stay as they are, and the worker counts as out of its group until the new
+    /// consumer has joined.
     pub(super) fn successor(previous: &WorkerContext) -> WorkerContext {
+        previous.metrics.group_joined.set(0);
         let already_reset = previous
             .already_reset
             .lock()

@@ -1,6 +1,6 @@
-//! Starts the real services in-process against the test broker: the dashboard on a port-0
-//! listener and, when asked, both workers. Also what several tests read out of the dashboard's
-//! pages: the anti-forgery cookie and tokens.
+//! (Feature `system`.) Starts the real services in-process against the test broker: the
+//! dashboard on a port-0 listener and, when asked, both workers. Also what several tests read
+//! out of the dashboard's pages: the anti-forgery cookie and tokens.
 
 use dashboard::DashboardConfig;
 use request_reply::config::{KafkaSettings, TopicSettings};
@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A service running in a task, stopped through its shutdown future.
+#[derive(Debug)]
 pub struct Running {
     stop: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -42,7 +43,7 @@ pub async fn until(stopped: oneshot::Receiver<()>) {
     let _ = stopped.await;
 }
 
-pub use test_support::closed_port;
+pub use crate::closed_port;
 
 /// A dashboard's settings for tests without a broker: Kafka is a closed port, so a request that
 /// passes every HTTP check ends in 503 (Kafka unreachable), which tells it apart from the
@@ -74,6 +75,7 @@ pub fn cookie_of(set_cookie: &str) -> String {
 }
 
 /// One dashboard, reachable at `base`.
+#[derive(Debug)]
 pub struct Dashboard {
     pub base: String,
     running: Running,
@@ -151,7 +153,7 @@ impl Dashboard {
     /// Waits for `/readyz` to say the reply listener is assigned and the broker reachable.
     pub async fn wait_ready(&self, http: &reqwest::Client) {
         let url = self.url("/readyz");
-        test_support::wait_for(
+        crate::wait_for(
             "the dashboard to be ready",
             Duration::from_secs(60),
             || async {
@@ -168,6 +170,7 @@ impl Dashboard {
 }
 
 /// Dashboard plus both workers on topics of their own.
+#[derive(Debug)]
 pub struct System {
     pub topics: TopicSettings,
     pub dashboard: Dashboard,
@@ -181,22 +184,22 @@ impl System {
     }
 
     pub async fn start_with(workers: bool, request_timeout: Duration) -> Self {
-        Self::start_on(test_support::unique_topics(), workers, request_timeout).await
+        Self::start_on(crate::unique_topics(), workers, request_timeout).await
     }
 
     /// Like [`System::start_with`], on topics an earlier system may have used.
     pub async fn start_on(topics: TopicSettings, workers: bool, request_timeout: Duration) -> Self {
         let http = http_client();
-        let dashboard = Dashboard::start(test_support::kafka(), &topics, request_timeout).await;
+        let dashboard = Dashboard::start(crate::kafka(), &topics, request_timeout).await;
         dashboard.wait_ready(&http).await;
         let workers = if workers {
             vec![
                 Running::spawn(|stopped| {
-                    let config = test_support::worker_config(&topics, "invoices");
+                    let config = crate::worker_config(&topics, "invoices");
                     async move { Ok(invoice_generator::run(config, until(stopped)).await?) }
                 }),
                 Running::spawn(|stopped| {
-                    let config = test_support::worker_config(&topics, "scores");
+                    let config = crate::worker_config(&topics, "scores");
                     async move { Ok(score_calculator::run(config, until(stopped)).await?) }
                 }),
             ]
