@@ -373,7 +373,7 @@ proptest! {
     #[test]
     fn plan_answers_or_dead_letters_and_stays_within_its_topics(request in inbound()) {
         let routing = routing();
-        let caused = plan(&EchoService, &routing, &request);
+        let caused = plan(&EchoService, &routing, &request, std::time::SystemTime::now()).caused;
         let allowed: HashSet<&str> = routing
             .allowed_reply_topics
             .iter()

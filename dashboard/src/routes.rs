@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use contract::{InvoiceRequest, RequestKind, ScoreRequest};
 use futures::{Stream, StreamExt};
+use request_reply::deadline::Deadline;
 use request_reply::headers::{CorrelationId, TraceContext};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -95,9 +96,13 @@ async fn submit<T: Serialize>(
     let correlation_id = CorrelationId::generate();
     let id = correlation_id.key();
     let trace = TraceContext::new_root();
-    let message = state
-        .requester()
-        .request_message(kind, &correlation_id, request, &trace);
+    let message = state.requester().request_message(
+        kind,
+        &correlation_id,
+        request,
+        &trace,
+        Some(Deadline::after(state.config().request_timeout)),
+    );
     state.store().insert_pending(&id, kind, &message.payload);
     let span =
         tracing::info_span!("request", correlation_id = %id, trace_id = %trace.trace_id_hex());

@@ -38,8 +38,11 @@ pub enum ErrorCode {
     InvalidRequest,
     /// The payload names a schema version this worker does not know.
     UnsupportedSchemaVersion,
-    /// The headers are unusable (reply partition, reply topic).
+    /// The headers are unusable (reply partition, reply topic, deadline).
     InvalidHeaders,
+    /// The request's deadline had passed when a worker picked it up, so it was not handled:
+    /// nobody was waiting for the answer any more.
+    DeadlineExceeded,
 }
 
 /// A reply payload: the schema version plus either `"ok": {...}` or `"error": {...}`.

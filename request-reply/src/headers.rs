@@ -22,6 +22,10 @@ pub const DEAD_LETTER_SOURCE: &str = "dlq-source";
 /// On a dead-lettered message cut down to fit the dead-letter topic: what was cut.
 pub const DEAD_LETTER_TRUNCATED: &str = "dlq-truncated";
 
+/// When the requester stops waiting for the reply, as milliseconds since the Unix epoch; see
+/// [`Deadline`](crate::deadline::Deadline). A worker does not handle a request past it.
+pub const DEADLINE: &str = "request-deadline";
+
 /// W3C trace context, so one trace spans dashboard → worker → dashboard.
 pub const TRACEPARENT: &str = "traceparent";
 

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod codec;
 pub mod config;
+pub mod deadline;
 pub mod envelope;
 pub mod headers;
 pub mod history;

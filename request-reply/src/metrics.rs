@@ -51,6 +51,8 @@ pub struct WorkerMetrics {
     /// 1 while the consumer is a settled member of its group (joined, partitions handed out),
     /// else 0: what a worker's readiness check reports, since before that it reads nothing.
     pub group_joined: Gauge,
+    /// Requests not handled because their deadline had passed when they were picked up.
+    pub deadline_exceeded: Counter,
 }
 
 impl WorkerMetrics {
@@ -66,6 +68,7 @@ impl WorkerMetrics {
             producer_replacements: Counter::default(),
             consumer_replacements: Counter::default(),
             group_joined: Gauge::default(),
+            deadline_exceeded: Counter::default(),
         };
         let worker = registry.sub_registry_with_prefix("worker");
         worker.register(
@@ -112,6 +115,11 @@ impl WorkerMetrics {
             "group_joined",
             "1 while the consumer is a settled member of its consumer group, else 0",
             metrics.group_joined.clone(),
+        );
+        worker.register(
+            "deadline_exceeded",
+            "Requests not handled because their deadline had passed when they were picked up",
+            metrics.deadline_exceeded.clone(),
         );
         metrics
     }

@@ -18,6 +18,7 @@ pub use reply::{IncomingReply, SingleRoute};
 
 use crate::admin::ensure_request_and_reply_topics;
 use crate::config::{KafkaSettings, TopicSettings};
+use crate::deadline::Deadline;
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::{Outgoing, set_default};
 use crate::route::Routes;
@@ -88,29 +89,41 @@ impl<R: Routes> Requester<R> {
         correlation_id: &CorrelationId,
         request: &T,
     ) -> Result<SentRequest, RequestError> {
-        let message =
-            self.request_message(kind, correlation_id, request, &TraceContext::new_root());
+        let message = self.request_message(
+            kind,
+            correlation_id,
+            request,
+            &TraceContext::new_root(),
+            None,
+        );
         self.send_outgoing(&message).await
     }
 
     /// The message [`Requester::send`] produces: JSON payload, correlation ID, reply topic,
-    /// content type and the W3C trace context, for callers that record what they sent.
+    /// content type and the W3C trace context, for callers that record what they sent; with
+    /// `deadline`, also the time the caller stops waiting (header
+    /// [`DEADLINE`](headers::DEADLINE)), so no worker handles the request after it.
     pub fn request_message<T: Serialize>(
         &self,
         kind: R::Kind,
         correlation_id: &CorrelationId,
         request: &T,
         trace: &TraceContext,
+        deadline: Option<Deadline>,
     ) -> Outgoing {
         // Serializing fails only for types JSON cannot express (maps with non-string keys); the
         // payload is then empty, and the worker refuses it with an error reply.
         let payload = serde_json::to_vec(request).unwrap_or_default();
         let route = self.routes.route(kind);
-        Outgoing::new(route.request_topic, payload)
+        let message = Outgoing::new(route.request_topic, payload)
             .header(headers::CORRELATION_ID, correlation_id.as_bytes())
             .header(headers::REPLY_TOPIC, route.reply_topic)
             .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE)
-            .header(headers::TRACEPARENT, trace.header_value())
+            .header(headers::TRACEPARENT, trace.header_value());
+        match deadline {
+            Some(deadline) => message.header(headers::DEADLINE, deadline.header_value()),
+            None => message,
+        }
     }
 
     /// Produces an arbitrary message (plain-text requests, tests) and waits for its acknowledgement.
@@ -182,7 +195,8 @@ impl<R: Routes> Client<R> {
         &self.requester
     }
 
-    /// Sends `request` and waits up to `timeout` for its reply.
+    /// Sends `request` and waits up to `timeout` for its reply; the request carries the end of
+    /// that wait as its deadline, so no worker handles it once nobody waits.
     pub async fn call<T: Serialize>(
         &self,
         kind: R::Kind,
@@ -191,7 +205,14 @@ impl<R: Routes> Client<R> {
     ) -> Result<IncomingReply<R>, RequestError> {
         let correlation_id = CorrelationId::generate();
         let reply = self.expect_reply(&correlation_id);
-        if let Err(error) = self.requester.send(kind, &correlation_id, request).await {
+        let message = self.requester.request_message(
+            kind,
+            &correlation_id,
+            request,
+            &TraceContext::new_root(),
+            Some(Deadline::after(timeout)),
+        );
+        if let Err(error) = self.requester.send_outgoing(&message).await {
             self.lock_waiters().remove(&correlation_id.key());
             return Err(error);
         }

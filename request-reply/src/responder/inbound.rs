@@ -1,6 +1,8 @@
 //! A consumed request, copied out of the consumer, and the dead-letter copies made of it when it
 //! cannot be answered.
 
+use crate::codec::{MAX_QUOTED_CHARS, excerpt};
+use crate::deadline::Deadline;
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::{HeaderList, Outgoing};
 use rdkafka::message::Message;
@@ -45,6 +47,21 @@ impl Inbound {
         self.headers
             .last(headers::TRACEPARENT)
             .and_then(TraceContext::parse)
+    }
+
+    /// The requester's deadline: none when the request carries none, an error (saying why) when
+    /// its value is not one.
+    pub(super) fn deadline(&self) -> Result<Option<Deadline>, String> {
+        match self.headers.last(headers::DEADLINE) {
+            None => Ok(None),
+            Some(value) => Deadline::parse(value).map(Some).ok_or_else(|| {
+                format!(
+                    "header {} is {:?}, not milliseconds since the Unix epoch",
+                    headers::DEADLINE,
+                    excerpt(&String::from_utf8_lossy(value), MAX_QUOTED_CHARS)
+                )
+            }),
+        }
     }
 
     pub(super) fn correlation_id(&self) -> Option<CorrelationId> {

@@ -21,7 +21,7 @@ mod routing;
 mod run;
 
 pub use inbound::Inbound;
-pub use plan::plan;
+pub use plan::{Plan, Verdict, plan};
 pub use routing::Routing;
 pub use run::{run, run_with_metrics};
 

@@ -1,5 +1,6 @@
-//! What one consumed request causes (its reply, or a dead-letter copy and an error reply),
-//! decided by a pure function so every rule is unit-tested without a broker.
+//! What one consumed request causes (its reply, or a dead-letter copy and an error reply, or for
+//! a request past its deadline an error reply alone), decided by a pure function so every rule
+//! is unit-tested without a broker.
 
 use super::inbound::Inbound;
 use super::routing::{ReplyTarget, Routing, reply_target};
@@ -9,13 +10,44 @@ use crate::envelope::{ErrorCode, Outcome, Reply};
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::Outgoing;
 use serde::Serialize;
+use std::time::SystemTime;
 
 /// Longest reason, in characters, put in `dlq-reason` and error replies: reasons quote header
 /// values and parser messages, which a hostile request can make as large as itself.
 const MAX_REASON_CHARS: usize = 1000;
-/// Decides what one consumed request causes: its reply, or for a bad request a dead-letter copy
-/// and (when the requester can be told) an error reply. Pure, so every case is unit-tested.
-pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Vec<Outgoing> {
+/// What a request came to, for the worker's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The service handled it; `caused` holds the reply.
+    Answered,
+    /// It was bad; `caused` holds its dead-letter copy and, when the requester can be told, an
+    /// error reply.
+    Rejected,
+    /// Its deadline had passed: not handled, only an error reply saying so (when the requester
+    /// can be told), no dead letter (nothing is wrong with it).
+    Expired,
+}
+
+/// What one consumed request causes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The messages to produce, in order; the request's offset may be stored once all of them
+    /// are acknowledged.
+    pub caused: Vec<Outgoing>,
+    /// Which of the three it came to.
+    pub verdict: Verdict,
+}
+
+/// Decides what one consumed request causes at `now`: its reply; for a bad request a
+/// dead-letter copy and (when the requester can be told) an error reply; for a request whose
+/// deadline passed before `now`, a `deadline_exceeded` error reply without calling the service.
+/// Pure, so every case is unit-tested.
+pub fn plan<S: Service>(
+    service: &S,
+    routing: &Routing,
+    inbound: &Inbound,
+    now: SystemTime,
+) -> Plan {
     let correlation_id = inbound.correlation_id();
     let origin = Origin {
         partition: inbound.partition,
@@ -53,17 +85,35 @@ pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Ve
             &reason,
         );
     }
+    match inbound.deadline() {
+        Err(reason) => {
+            return reject::<S>(
+                routing,
+                inbound,
+                &target,
+                correlation_id,
+                ErrorCode::InvalidHeaders,
+                &reason,
+            );
+        }
+        Ok(Some(deadline)) => {
+            if let Some(overdue) = deadline.overdue(now) {
+                return expired::<S>(inbound, &target, correlation_id, overdue);
+            }
+        }
+        Ok(None) => {}
+    }
     let content_type = inbound.headers.last(headers::CONTENT_TYPE);
     match decode_request::<S::Request>(inbound.payload.as_deref(), content_type) {
         Ok(RequestBody::Json(request)) => {
             let reply = Reply::ok(service.handle(request, origin));
             tracing::info!("answered request");
-            vec![json_reply(
+            answered(vec![json_reply(
                 &target,
                 inbound,
                 correlation_id.as_ref(),
                 &reply,
-            )]
+            )])
         }
         Ok(RequestBody::Text(text)) => {
             let answer = service.handle_text(&text, origin);
@@ -83,7 +133,7 @@ pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Ve
                     .header(headers::CONTENT_TYPE, headers::TEXT_CONTENT_TYPE)
                     .header(headers::NEST_IS_DISPOSED, headers::NEST_IS_DISPOSED_VALUE);
             }
-            vec![reply]
+            answered(vec![reply])
         }
         Err(error) => reject::<S>(
             routing,
@@ -93,6 +143,13 @@ pub fn plan<S: Service>(service: &S, routing: &Routing, inbound: &Inbound) -> Ve
             error.code(),
             &error.to_string(),
         ),
+    }
+}
+
+fn answered(caused: Vec<Outgoing>) -> Plan {
+    Plan {
+        caused,
+        verdict: Verdict::Answered,
     }
 }
 
@@ -134,7 +191,7 @@ fn reject<S: Service>(
     correlation_id: Option<CorrelationId>,
     code: ErrorCode,
     reason: &str,
-) -> Vec<Outgoing> {
+) -> Plan {
     let bounded = excerpt(reason, MAX_REASON_CHARS);
     let reason: &str = &bounded;
     tracing::warn!(reason, "rejected request; copied to the dead-letter topic");
@@ -143,5 +200,35 @@ fn reject<S: Service>(
         let reply: Reply<S::Response> = Reply::error(code, reason);
         caused.push(json_reply(target, inbound, Some(&id), &reply));
     }
-    caused
+    Plan {
+        caused,
+        verdict: Verdict::Rejected,
+    }
+}
+
+fn expired<S: Service>(
+    inbound: &Inbound,
+    target: &ReplyTarget,
+    correlation_id: Option<CorrelationId>,
+    overdue: std::time::Duration,
+) -> Plan {
+    let overdue_ms = overdue.as_millis();
+    tracing::info!(overdue_ms, "request past its deadline; not handled");
+    let caused = correlation_id
+        .map(|id| {
+            let reply: Reply<S::Response> = Reply::error(
+                ErrorCode::DeadlineExceeded,
+                format!(
+                    "the request's deadline had passed {overdue_ms} ms before a worker picked it \
+                     up; it was not handled"
+                ),
+            );
+            json_reply(target, inbound, Some(&id), &reply)
+        })
+        .into_iter()
+        .collect();
+    Plan {
+        caused,
+        verdict: Verdict::Expired,
+    }
 }

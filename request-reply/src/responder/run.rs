@@ -4,7 +4,7 @@
 use super::delivery::{deliver, enqueue};
 use super::group_watch::{BLIND_AFTER, GroupWatch};
 use super::inbound::Inbound;
-use super::plan::plan;
+use super::plan::{Plan, Verdict, plan};
 use super::rebalance::WorkerContext;
 use super::recovery::{ConsumerWatch, Tick, undecodable_dead_letter};
 use super::routing::Routing;
@@ -23,7 +23,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::{Instrument, info_span};
 
 /// Most requests whose replies may be awaiting acknowledgement at once (backpressure).
@@ -260,16 +260,19 @@ fn planned<S: Service>(
         partition = inbound.partition,
         offset = inbound.offset
     );
-    let caused = span.in_scope(|| plan(service, routing, inbound));
-    let dead_letters = caused
-        .iter()
-        .filter(|outgoing| outgoing.topic == routing.dead_letter_topic)
-        .count();
-    if dead_letters == 0 {
-        metrics.handled.inc();
-    } else {
-        metrics.errors.inc();
-        metrics.dead_lettered.inc_by(dead_letters as u64);
+    let Plan { caused, verdict } =
+        span.in_scope(|| plan(service, routing, inbound, SystemTime::now()));
+    match verdict {
+        Verdict::Answered => {
+            metrics.handled.inc();
+        }
+        Verdict::Rejected => {
+            metrics.errors.inc();
+            metrics.dead_lettered.inc();
+        }
+        Verdict::Expired => {
+            metrics.deadline_exceeded.inc();
+        }
     }
     (caused, span)
 }

@@ -3,12 +3,14 @@
 use super::delivery::undeliverable;
 use super::*;
 use crate::codec::MAX_REQUEST_BYTES;
+use crate::deadline::Deadline;
 use crate::envelope::{ErrorCode, Outcome, Reply, SCHEMA_VERSION};
 use crate::headers;
 use crate::kafka::Outgoing;
 use crate::route::Route;
 use crate::testing::{Echo, EchoLine, EchoRequest, EchoService, consumed, last_header as header};
 use rdkafka::types::RDKafkaErrorCode;
+use std::time::SystemTime;
 
 const EXTRA_REPLY_TOPIC: &str = "t.custom-replies";
 /// What the original system's dashboard sends as an invoice request and a score request.
@@ -102,7 +104,7 @@ fn valid_json_gets_one_correlated_reply_on_the_default_topic() {
             Some(&valid_payload("ACME")),
             &[(headers::CORRELATION_ID, id)],
         );
-        let caused = plan(&EchoService, &routing(), &request);
+        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 1, "{caused:?}");
         let reply = &caused[0];
         assert_eq!(reply.topic, "t.invoice-generated");
@@ -140,7 +142,7 @@ fn allowed_reply_topics_are_honoured() {
                 (headers::REPLY_TOPIC, topic.as_bytes()),
             ],
         );
-        let caused = plan(&EchoService, &routing(), &request);
+        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 1, "{caused:?}");
         assert_eq!(caused[0].topic, topic);
         assert!(matches!(decode(&caused[0]).outcome, Outcome::Ok(_)));
@@ -163,7 +165,7 @@ fn disallowed_reply_topic_is_dead_lettered_with_an_error_reply() {
                 (headers::REPLY_TOPIC, topic),
             ],
         );
-        let caused = plan(&EchoService, &routing(), &request);
+        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 2, "{caused:?}");
         assert_dead_letter(&caused[0], &request, reason);
         let reply = &caused[1];
@@ -185,7 +187,7 @@ fn reply_partition_is_read_in_both_encodings() {
                 (headers::REPLY_PARTITION, encoded),
             ],
         );
-        let caused = plan(&EchoService, &routing(), &request);
+        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 1, "{caused:?}");
         assert_eq!(caused[0].partition, Some(2));
     }
@@ -203,7 +205,7 @@ fn invalid_reply_partition_is_dead_lettered_with_an_error_reply() {
                 (headers::REPLY_PARTITION, encoded),
             ],
         );
-        let caused = plan(&EchoService, &routing(), &request);
+        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 2, "{encoded:?}: {caused:?}");
         assert_dead_letter(&caused[0], &request, headers::REPLY_PARTITION);
         assert_eq!(caused[1].topic, "t.invoice-generated");
@@ -323,7 +325,7 @@ fn bad_payloads_with_a_correlation_id_get_a_dead_letter_and_an_error_reply() {
             request_headers.push((headers::CONTENT_TYPE, content_type.as_bytes()));
         }
         let request = inbound(case.payload.as_deref(), &request_headers);
-        let caused = plan(&EchoService, &routing(), &request);
+        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 2, "{}: {caused:?}", case.name);
         let reason = assert_dead_letter(&caused[0], &request, case.reason);
         let reply = &caused[1];
@@ -352,7 +354,7 @@ fn bad_payloads_without_a_correlation_id_are_only_dead_lettered() {
             .into_iter()
             .collect();
         let request = inbound(case.payload.as_deref(), &content_type);
-        let caused = plan(&EchoService, &routing(), &request);
+        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 1, "{}: {caused:?}", case.name);
         assert_dead_letter(&caused[0], &request, case.reason);
     }
@@ -363,7 +365,7 @@ fn bad_payloads_without_a_correlation_id_are_only_dead_lettered() {
 #[test]
 fn header_less_plain_text_gets_a_bare_plain_text_reply() {
     let request = inbound(Some(INVOICE_REQUEST_TEXT.as_bytes()), &[]);
-    let caused = plan(&EchoService, &routing(), &request);
+    let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "{caused:?}");
     let reply = &caused[0];
     assert_eq!(reply.topic, "t.invoice-generated");
@@ -388,7 +390,7 @@ fn replies_carry_what_a_nestjs_client_needs() {
             (headers::REPLY_PARTITION, b"0"),
         ],
     );
-    let caused = plan(&EchoService, &routing(), &good);
+    let caused = plan(&EchoService, &routing(), &good, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "{caused:?}");
     assert_eq!(header(&caused[0], headers::NEST_IS_DISPOSED), disposed);
     assert_eq!(header(&caused[0], headers::NEST_ERR), None);
@@ -397,7 +399,7 @@ fn replies_carry_what_a_nestjs_client_needs() {
         Some(br#"{"customer":"ACME"}"#),
         &[(headers::CORRELATION_ID, b"nest-2")],
     );
-    let caused = plan(&EchoService, &routing(), &bad);
+    let caused = plan(&EchoService, &routing(), &bad, SystemTime::now()).caused;
     assert_eq!(caused.len(), 2, "{caused:?}");
     assert_eq!(header(&caused[0], headers::NEST_IS_DISPOSED), None);
     assert_eq!(header(&caused[0], headers::NEST_ERR), None);
@@ -412,7 +414,7 @@ fn replies_carry_what_a_nestjs_client_needs() {
         Some(SCORE_REQUEST_TEXT.as_bytes()),
         &[(headers::CORRELATION_ID, b"nest-3")],
     );
-    let caused = plan(&EchoService, &routing(), &text);
+    let caused = plan(&EchoService, &routing(), &text, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "{caused:?}");
     assert_eq!(header(&caused[0], headers::NEST_IS_DISPOSED), disposed);
 }
@@ -428,7 +430,7 @@ fn undeliverable_replies_become_nest_errors() {
             (headers::REPLY_PARTITION, b"7"),
         ],
     );
-    let caused = plan(&EchoService, &routing(), &request);
+    let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "{caused:?}");
     let error = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownPartition);
     let instead = undeliverable(&caused[0], &error, &request, &routing());
@@ -457,7 +459,7 @@ fn correlated_plain_text_keeps_the_correlation_id() {
             (headers::REPLY_PARTITION, b"1"),
         ],
     );
-    let caused = plan(&EchoService, &routing(), &request);
+    let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "{caused:?}");
     let reply = &caused[0];
     assert_eq!(reply.topic, "t.generate-invoice.reply");
@@ -481,7 +483,7 @@ fn repeated_correlation_headers_answer_with_the_last() {
             (headers::CORRELATION_ID, b"second"),
         ],
     );
-    let caused = plan(&EchoService, &routing(), &request);
+    let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
     assert_eq!(caused.len(), 2, "{caused:?}");
     assert_dead_letter(&caused[0], &request, "JSON");
     assert_eq!(
@@ -519,7 +521,7 @@ fn reasons_quote_huge_header_values_only_in_part() {
             Some(&payload),
             &[(headers::CORRELATION_ID, b"id-6"), (name, value)],
         );
-        let caused = plan(&EchoService, &routing(), &request);
+        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 2, "{name}");
         let reason = assert_dead_letter(&caused[0], &request, reason);
         assert!(reason.len() < 400, "{name}: {} bytes", reason.len());
@@ -545,7 +547,7 @@ fn a_dead_letter_too_large_for_its_topic_is_sent_cut_down() {
         .collect();
     headers_in.push((headers::DEAD_LETTER_TRUNCATED, b"forged"));
     let request = inbound(Some(&payload), &headers_in);
-    let caused = plan(&EchoService, &routing(), &request);
+    let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "uncorrelated: only the dead letter");
     let too_large = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
     let instead = undeliverable(&caused[0], &too_large, &request, &routing());
@@ -575,4 +577,89 @@ fn a_dead_letter_too_large_for_its_topic_is_sent_cut_down() {
     assert!(undeliverable(cut, &too_large, &request, &routing()).is_empty());
     let unknown = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopic);
     assert!(undeliverable(&caused[0], &unknown, &request, &routing()).is_empty());
+}
+
+/// A request whose deadline has passed is not handled: its requester gets a
+/// `deadline_exceeded` error reply saying by how much, and nothing is dead-lettered, since
+/// nothing is wrong with the request.
+#[test]
+fn a_request_past_its_deadline_is_answered_deadline_exceeded_without_handling() {
+    let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
+    let passed = Deadline::at(now - std::time::Duration::from_millis(1500));
+    let request = inbound(
+        Some(&valid_payload("Late Ltd")),
+        &[
+            (headers::CORRELATION_ID, b"late-1"),
+            (headers::DEADLINE, passed.header_value().as_bytes()),
+        ],
+    );
+    let planned = plan(&EchoService, &routing(), &request, now);
+    assert_eq!(planned.verdict, Verdict::Expired);
+    assert_eq!(planned.caused.len(), 1, "{:?}", planned.caused);
+    let reply = &planned.caused[0];
+    assert_eq!(reply.topic, "t.invoice-generated");
+    assert_eq!(header(reply, headers::CORRELATION_ID), Some(&b"late-1"[..]));
+    let Outcome::Error(body) = decode(reply).outcome else {
+        panic!("expected an error reply");
+    };
+    assert_eq!(body.code, ErrorCode::DeadlineExceeded);
+    assert!(body.message.contains("1500 ms"), "{}", body.message);
+    // A NestJS client fails its call with the error, as for any error reply.
+    assert!(header(reply, headers::NEST_ERR).is_some());
+}
+
+/// Before its deadline (and at it, to the millisecond) a request is handled as usual.
+#[test]
+fn a_request_before_its_deadline_is_handled() {
+    let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
+    for deadline in [now + std::time::Duration::from_secs(30), now] {
+        let request = inbound(
+            Some(&valid_payload("On Time Ltd")),
+            &[
+                (headers::CORRELATION_ID, b"on-time"),
+                (
+                    headers::DEADLINE,
+                    Deadline::at(deadline).header_value().as_bytes(),
+                ),
+            ],
+        );
+        let planned = plan(&EchoService, &routing(), &request, now);
+        assert_eq!(planned.verdict, Verdict::Answered);
+        assert!(matches!(
+            decode(&planned.caused[0]).outcome,
+            Outcome::Ok(Echo { ref customer, .. }) if customer == "On Time Ltd"
+        ));
+    }
+}
+
+/// Past its deadline with no correlation ID, nobody can be told: nothing is produced, and the
+/// request still counts as expired (its offset is stored like any other).
+#[test]
+fn an_uncorrelated_request_past_its_deadline_causes_nothing() {
+    let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
+    let passed = Deadline::at(now - std::time::Duration::from_secs(1));
+    let request = inbound(
+        Some(&valid_payload("Nobody")),
+        &[(headers::DEADLINE, passed.header_value().as_bytes())],
+    );
+    let planned = plan(&EchoService, &routing(), &request, now);
+    assert_eq!(planned.verdict, Verdict::Expired);
+    assert!(planned.caused.is_empty(), "{:?}", planned.caused);
+}
+
+/// A deadline that is not one is a bad header: dead-lettered with the reason, and an
+/// `invalid_headers` error reply, as for a bad reply partition.
+#[test]
+fn a_malformed_deadline_is_rejected_as_an_invalid_header() {
+    for bad in [&b"soon"[..], b"-1", b"2026-11-30T12:00:00Z", b""] {
+        let request = inbound(
+            Some(&valid_payload("Odd Ltd")),
+            &[(headers::CORRELATION_ID, b"odd"), (headers::DEADLINE, bad)],
+        );
+        let planned = plan(&EchoService, &routing(), &request, SystemTime::now());
+        assert_eq!(planned.verdict, Verdict::Rejected, "{bad:?}");
+        assert_eq!(planned.caused.len(), 2, "{bad:?}: {:?}", planned.caused);
+        assert_dead_letter(&planned.caused[0], &request, headers::DEADLINE);
+        assert_eq!(error_code(&planned.caused[1]), ErrorCode::InvalidHeaders);
+    }
 }
