@@ -219,6 +219,43 @@ async fn requests_without_a_worker_time_out() {
     system.stop().await;
 }
 
+/// A request that timed out while no worker ran carries its deadline: the worker that starts
+/// later does not score it, it answers `deadline_exceeded`, and the dashboard shows the timed-out
+/// request as failed, late, with that reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_read_after_its_deadline_is_answered_deadline_exceeded() {
+    let system = System::start_with(false, Duration::from_millis(1500)).await;
+    let id = system
+        .post_api("/api/scores", &json!({"customer": "Too Late Ltd"}))
+        .await;
+    let state = system.wait_api(&id).await;
+    assert_eq!(state["status"], "timed_out", "{state}");
+
+    let config = test_support::worker_config(&system.topics, "scores");
+    let worker =
+        test_support::InProcessWorker::spawn(|shutdown| score_calculator::run(config, shutdown));
+    let state = test_support::wait_for(
+        "the late deadline_exceeded reply",
+        Duration::from_secs(60),
+        || async {
+            let state = system.get_json(&format!("/api/requests/{id}")).await;
+            (state["status"] == "failed").then_some(state)
+        },
+    )
+    .await;
+    assert_eq!(state["late"], true, "{state}");
+    assert_eq!(
+        state["reply"]["error"]["code"], "deadline_exceeded",
+        "{state}"
+    );
+    assert!(
+        state["error"].as_str().unwrap().contains("deadline"),
+        "{state}"
+    );
+    worker.stop().await;
+    system.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_a_4xx_that_names_the_field() {
     let system = System::start_with(false, Duration::from_secs(30)).await;
