@@ -178,16 +178,13 @@ async fn over_scram_a_request_goes_round_and_the_password_shows_nowhere() {
     kafka
         .consumer
         .insert("group.id".into(), format!("{prefix}score-calculator"));
-    let config = WorkerConfig {
+    let config = WorkerConfig::new(
         kafka,
-        topics: TopicSettings {
+        TopicSettings {
             prefix: prefix.clone(),
             ..TopicSettings::default()
         },
-        reset: false,
-        extra_reply_topics: Vec::new(),
-        group_id: None,
-    };
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(score_calculator::run(config.into(), async {
         let _ = stopped.await;

@@ -3,7 +3,7 @@
 //! `request_reply::responder`, start-up is `service::worker`.
 
 use contract::{Invoice, InvoiceLine, InvoiceRequest, RequestKind, legacy};
-use request_reply::responder::{Origin, Service};
+use request_reply::responder::{Failure, Origin, Service};
 use service::worker::{self, WorkerConfig, WorkerError};
 use std::future::Future;
 
@@ -55,13 +55,13 @@ impl Service for InvoiceGenerator {
     type Request = InvoiceRequest;
     type Response = Invoice;
 
-    fn handle(&self, request: InvoiceRequest, origin: Origin) -> Invoice {
-        generate_invoice(request, origin)
+    async fn handle(&self, request: InvoiceRequest, origin: Origin) -> Result<Invoice, Failure> {
+        Ok(generate_invoice(request, origin))
     }
 
     /// `Gerar Nota fiscal` (or any text): `Invoice number: #N generated.`
-    fn handle_text(&self, _text: &str, origin: Origin) -> String {
-        legacy::invoice_reply_text(invoice_number(origin))
+    async fn handle_text(&self, _text: &str, origin: Origin) -> Result<String, Failure> {
+        Ok(legacy::invoice_reply_text(invoice_number(origin)))
     }
 }
 
@@ -140,8 +140,8 @@ mod tests {
     #[test]
     fn plain_text_requests_get_the_original_reply_form() {
         assert_eq!(
-            InvoiceGenerator.handle_text("Gerar Nota fiscal", ORIGIN),
-            "Invoice number: #42002 generated."
+            futures::executor::block_on(InvoiceGenerator.handle_text("Gerar Nota fiscal", ORIGIN)),
+            Ok("Invoice number: #42002 generated.".to_owned())
         );
     }
 }

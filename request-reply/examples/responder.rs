@@ -2,10 +2,10 @@
 
 use request_reply::codec::{Validate, ValidationError};
 use request_reply::config::KafkaSettings;
-use request_reply::responder::{self, Origin, Service, WorkerConfig, WorkerError};
+use request_reply::responder::{self, Failure, Origin, Service, WorkerConfig, WorkerError};
 use request_reply::route::Route;
 
-#[derive(serde::Deserialize)]
+#[derive(Clone, serde::Deserialize)]
 struct Greet {
     name: String,
 }
@@ -22,11 +22,11 @@ struct Greeter;
 impl Service for Greeter {
     type Request = Greet;
     type Response = String;
-    fn handle(&self, request: Greet, _origin: Origin) -> String {
-        format!("Hello, {}!", request.name)
+    async fn handle(&self, request: Greet, _origin: Origin) -> Result<String, Failure> {
+        Ok(format!("Hello, {}!", request.name))
     }
-    fn handle_text(&self, text: &str, _origin: Origin) -> String {
-        format!("Hello, {text}!")
+    async fn handle_text(&self, text: &str, _origin: Origin) -> Result<String, Failure> {
+        Ok(format!("Hello, {text}!"))
     }
 }
 

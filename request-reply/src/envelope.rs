@@ -43,6 +43,9 @@ pub enum ErrorCode {
     /// The request's deadline had passed when a worker picked it up, so it was not handled:
     /// nobody was waiting for the answer any more.
     DeadlineExceeded,
+    /// The service could not answer the request: it failed for good, or kept failing after
+    /// every retry its worker allows.
+    HandlingFailed,
 }
 
 /// A reply payload: the schema version plus either `"ok": {...}` or `"error": {...}`.

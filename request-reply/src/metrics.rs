@@ -53,6 +53,8 @@ pub struct WorkerMetrics {
     pub group_joined: Gauge,
     /// Requests not handled because their deadline had passed when they were picked up.
     pub deadline_exceeded: Counter,
+    /// Times the service was tried again after a transient failure.
+    pub handler_retries: Counter,
 }
 
 impl WorkerMetrics {
@@ -69,6 +71,7 @@ impl WorkerMetrics {
             consumer_replacements: Counter::default(),
             group_joined: Gauge::default(),
             deadline_exceeded: Counter::default(),
+            handler_retries: Counter::default(),
         };
         let worker = registry.sub_registry_with_prefix("worker");
         worker.register(
@@ -120,6 +123,11 @@ impl WorkerMetrics {
             "deadline_exceeded",
             "Requests not handled because their deadline had passed when they were picked up",
             metrics.deadline_exceeded.clone(),
+        );
+        worker.register(
+            "handler_retries",
+            "Times the service was tried again after a transient failure",
+            metrics.handler_retries.clone(),
         );
         metrics
     }

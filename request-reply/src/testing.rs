@@ -6,7 +6,7 @@
 use crate::codec::{Validate, ValidationError};
 use crate::envelope::SCHEMA_VERSION;
 use crate::kafka::Outgoing;
-use crate::responder::{Inbound, Origin, Service};
+use crate::responder::{Failure, Inbound, Origin, Service};
 use rdkafka::Timestamp;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use serde::{Deserialize, Serialize};
@@ -90,16 +90,16 @@ impl Service for EchoService {
     type Request = EchoRequest;
     type Response = Echo;
 
-    fn handle(&self, request: EchoRequest, origin: Origin) -> Echo {
-        Echo {
+    async fn handle(&self, request: EchoRequest, origin: Origin) -> Result<Echo, Failure> {
+        Ok(Echo {
             customer: request.customer,
             partition: origin.partition,
             offset: origin.offset,
-        }
+        })
     }
 
-    fn handle_text(&self, text: &str, origin: Origin) -> String {
-        format!("{text} at {}/{}", origin.partition, origin.offset)
+    async fn handle_text(&self, text: &str, origin: Origin) -> Result<String, Failure> {
+        Ok(format!("{text} at {}/{}", origin.partition, origin.offset))
     }
 }
 

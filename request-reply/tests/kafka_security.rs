@@ -97,13 +97,7 @@ fn worker_config(kafka: KafkaSettings, topics: &TopicSettings) -> WorkerConfig {
     kafka
         .consumer
         .insert("group.id".into(), format!("{}echo", topics.prefix));
-    WorkerConfig {
-        kafka,
-        topics: topics.clone(),
-        reset: false,
-        extra_reply_topics: Vec::new(),
-        group_id: None,
-    }
+    WorkerConfig::new(kafka, topics.clone())
 }
 
 /// The error and every error it wraps, one per line.

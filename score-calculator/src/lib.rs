@@ -3,7 +3,7 @@
 //! `request_reply::responder`, start-up is `service::worker`.
 
 use contract::{RequestKind, Score, ScoreRequest, legacy};
-use request_reply::responder::{Origin, Service};
+use request_reply::responder::{Failure, Origin, Service};
 use service::worker::{self, WorkerConfig, WorkerError};
 use std::future::Future;
 
@@ -57,14 +57,14 @@ impl Service for ScoreCalculator {
     type Request = ScoreRequest;
     type Response = Score;
 
-    fn handle(&self, request: ScoreRequest, _origin: Origin) -> Score {
-        calculate_score(request)
+    async fn handle(&self, request: ScoreRequest, _origin: Origin) -> Result<Score, Failure> {
+        Ok(calculate_score(request))
     }
 
     /// `Calcular score` (or any text, scored as if it were the customer name):
     /// `Calculated score: N.`
-    fn handle_text(&self, text: &str, _origin: Origin) -> String {
-        legacy::score_reply_text(score_of(text))
+    async fn handle_text(&self, text: &str, _origin: Origin) -> Result<String, Failure> {
+        Ok(legacy::score_reply_text(score_of(text)))
     }
 }
 
@@ -123,10 +123,11 @@ mod tests {
             partition: 0,
             offset: 0,
         };
-        let text = ScoreCalculator.handle_text("Calcular score", origin);
+        let text =
+            futures::executor::block_on(ScoreCalculator.handle_text("Calcular score", origin));
         assert_eq!(
             text,
-            format!("Calculated score: {}.", score_of("Calcular score"))
+            Ok(format!("Calculated score: {}.", score_of("Calcular score")))
         );
     }
 }

@@ -8,13 +8,14 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use contract::{RequestKind, Topics};
 use prometheus_client::registry::Registry;
 use request_reply::metrics::WorkerMetrics;
-use request_reply::responder::{self, Service};
+use request_reply::responder::{self, DEFAULT_MAX_IN_FLIGHT, RetryPolicy, Service};
 use serde::Deserialize;
 use serde_with::{DisplayFromStr, serde_as};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Environment variables a worker reads besides the common ones.
 pub const WORKER_ENV_OVERRIDES: &[EnvOverride] = &[EnvOverride {
@@ -95,21 +96,47 @@ impl WorkerConfig {
                 reset,
                 extra_reply_topics,
                 group_id: None,
+                max_in_flight: section.max_in_flight,
+                retry: RetryPolicy {
+                    max_retries: section.max_retries,
+                    first_backoff: Duration::from_millis(section.retry_backoff_ms),
+                    ..RetryPolicy::default()
+                },
             },
             metrics_listen,
         })
     }
 }
 
-/// `[worker]`: what the responder allows besides its defaults, and where its metrics are served.
+/// `[worker]`: what the responder allows besides its defaults, how many requests it handles at
+/// once, how it retries, and where its metrics are served.
 #[serde_as]
-#[derive(Default, Deserialize)]
+#[derive(Deserialize)]
 #[serde(default)]
 struct WorkerSection {
     /// Further reply topics a request may name, comma-separated.
     reply_topics: String,
     #[serde_as(as = "Option<DisplayFromStr>")]
     metrics_listen: Option<SocketAddr>,
+    #[serde_as(as = "DisplayFromStr")]
+    max_in_flight: usize,
+    #[serde_as(as = "DisplayFromStr")]
+    max_retries: u32,
+    #[serde_as(as = "DisplayFromStr")]
+    retry_backoff_ms: u64,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        let retry = RetryPolicy::default();
+        WorkerSection {
+            reply_topics: String::new(),
+            metrics_listen: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_retries: retry.max_retries,
+            retry_backoff_ms: u64::try_from(retry.first_backoff.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 /// Why a worker stopped.

@@ -121,6 +121,12 @@ async fn wait_for_group(
 /// The sum of the offsets `group` has committed on `topic` (no commit counts as 0): on a fresh
 /// topic, how many of its messages the group has finished with.
 pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    committed_offsets(group, topic, partitions).iter().sum()
+}
+
+/// The offset `group` has committed on each of the first `partitions` partitions of `topic`
+/// (no commit counts as 0).
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let mut wanted = TopicPartitionList::new();
     for partition in 0..partitions {
         wanted.add_partition(topic, partition);
@@ -128,14 +134,17 @@ pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
     let committed = observer(group)
         .committed_offsets(wanted, Duration::from_secs(10))
         .expect("read committed offsets");
-    committed
-        .elements()
-        .iter()
-        .map(|element| match element.offset() {
-            Offset::Offset(offset) => offset,
-            _ => 0,
-        })
-        .sum()
+    let mut offsets = vec![0; usize::try_from(partitions).unwrap_or_default()];
+    for element in committed.elements() {
+        if let (Offset::Offset(offset), Ok(index)) =
+            (element.offset(), usize::try_from(element.partition()))
+        {
+            if let Some(slot) = offsets.get_mut(index) {
+                *slot = offset;
+            }
+        }
+    }
+    offsets
 }
 
 /// How many messages `topic` holds now (no transactions here, so offsets are contiguous).

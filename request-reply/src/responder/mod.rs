@@ -5,23 +5,30 @@
 //! it serves;
 //! everything about Kafka lives here.
 //!
-//! Pipeline: messages are consumed in order, each is turned into the messages it causes (a reply,
-//! and for a bad request a dead-letter copy plus an error reply) by the pure function [`plan`],
-//! those are queued in the producer at once, and the deliveries are awaited in consumption order.
-//! A request's offset is stored only when everything it caused is acknowledged by the broker, so a
-//! crash at any point leads to redelivery, never to a lost reply.
+//! Pipeline: messages are consumed in order; each is handled as soon as the earlier requests with
+//! its Kafka key are (requests with other keys, or none, run alongside it, up to
+//! [`WorkerConfig::max_in_flight`]); [`plan`] turns it into the messages it causes (a reply, and
+//! for a bad request a dead-letter copy plus an error reply), which are queued in the producer
+//! and awaited. A request's offset is stored only when it and every request consumed before it
+//! in its partition are acknowledged by the broker (the lowest unfinished offset bounds the
+//! commit), so a crash at any point leads to redelivery, never to a lost reply.
 
 mod delivery;
 mod group_watch;
 mod inbound;
+mod order;
+mod pipeline;
 mod plan;
+mod progress;
 mod rebalance;
 mod recovery;
+mod retry;
 mod routing;
 mod run;
 
 pub use inbound::Inbound;
 pub use plan::{Plan, Verdict, plan};
+pub use retry::{Failure, RetryPolicy};
 pub use routing::Routing;
 pub use run::{run, run_with_metrics};
 
@@ -31,6 +38,7 @@ use crate::config::{KafkaSettings, TopicSettings};
 use rdkafka::error::KafkaError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::future::Future;
 
 /// A worker's business function, and how it answers plain-text requests.
 ///
@@ -40,18 +48,32 @@ use serde::de::DeserializeOwned;
 pub trait Service: Send + Sync + 'static {
     /// What a valid request deserializes into. Its [`Validate`] implementation is the
     /// validation hook: the responder refuses a request that fails it, and the service never
-    /// sees it.
-    type Request: DeserializeOwned + Validate;
+    /// sees it. Cloned for each retry.
+    type Request: DeserializeOwned + Validate + Clone + Send + Sync;
     /// What a valid request is answered with, as the `ok` of the reply
     /// [`envelope`](crate::envelope).
-    type Response: Serialize;
+    type Response: Serialize + Send;
 
     /// Answers a valid request. Must be deterministic: redelivery must give the same reply.
-    fn handle(&self, request: Self::Request, origin: Origin) -> Self::Response;
+    ///
+    /// It may wait (on a database, another service): requests with other Kafka keys are handled
+    /// meanwhile, up to the worker's `max_in_flight`. A [`Failure::transient`] is retried as the
+    /// worker's [`RetryPolicy`] says; a [`Failure::permanent`] (or a transient one past the last
+    /// retry) is answered with a `handling_failed` error and dead-lettered.
+    fn handle(
+        &self,
+        request: Self::Request,
+        origin: Origin,
+    ) -> impl Future<Output = Result<Self::Response, Failure>> + Send;
 
     /// Answers a plain-text request (one without a JSON content type that does not look like
-    /// JSON) with plain text: how peers that predate JSON are served.
-    fn handle_text(&self, text: &str, origin: Origin) -> String;
+    /// JSON) with plain text: how peers that predate JSON are served. Fails as
+    /// [`Service::handle`] does.
+    fn handle_text(
+        &self,
+        text: &str,
+        origin: Origin,
+    ) -> impl Future<Output = Result<String, Failure>> + Send;
 }
 
 /// Where a request sits in the log; stable across redeliveries, unique within a topic.
@@ -62,6 +84,11 @@ pub struct Origin {
     /// The request's offset.
     pub offset: i64,
 }
+
+/// The default [`WorkerConfig::max_in_flight`]: enough to keep replies pipelined at full speed
+/// and a waiting service busy, small enough that requests of at most 64 KiB stay within a few
+/// hundred MiB.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 
 /// Everything a worker needs to run (the services read it from their config.ini).
 #[derive(Clone, Debug)]
@@ -81,6 +108,12 @@ pub struct WorkerConfig {
     /// none: the request topic's name. Replicas of one worker share it, so each request is
     /// answered once.
     pub group_id: Option<String>,
+    /// Most requests in flight at once (being handled, or their replies awaiting
+    /// acknowledgement); the worker reads no more until one is done. Bounds memory, and is the
+    /// concurrency a waiting service gets.
+    pub max_in_flight: usize,
+    /// How a service's transient failures are retried.
+    pub retry: RetryPolicy,
 }
 
 impl WorkerConfig {
@@ -93,6 +126,8 @@ impl WorkerConfig {
             reset: false,
             extra_reply_topics: Vec::new(),
             group_id: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            retry: RetryPolicy::default(),
         }
     }
 }

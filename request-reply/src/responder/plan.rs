@@ -1,8 +1,10 @@
 //! What one consumed request causes (its reply, or a dead-letter copy and an error reply, or for
-//! a request past its deadline an error reply alone), decided by a pure function so every rule
-//! is unit-tested without a broker.
+//! a request past its deadline an error reply alone), decided by a function that touches no
+//! broker, so every rule is unit-tested without one: it depends only on the request, the time
+//! and what the service answers (retries wait on tokio's clock, which tests pause and advance).
 
 use super::inbound::Inbound;
+use super::retry::{Failure, RetryPolicy};
 use super::routing::{ReplyTarget, Routing, reply_target};
 use super::{Origin, Service};
 use crate::codec::{MAX_QUOTED_CHARS, RequestBody, decode_request, excerpt, loggable};
@@ -20,8 +22,8 @@ const MAX_REASON_CHARS: usize = 1000;
 pub enum Verdict {
     /// The service handled it; `caused` holds the reply.
     Answered,
-    /// It was bad; `caused` holds its dead-letter copy and, when the requester can be told, an
-    /// error reply.
+    /// It was bad, or the service failed on it for good; `caused` holds its dead-letter copy
+    /// and, when the requester can be told, an error reply.
     Rejected,
     /// Its deadline had passed: not handled, only an error reply saying so (when the requester
     /// can be told), no dead letter (nothing is wrong with it).
@@ -36,17 +38,21 @@ pub struct Plan {
     pub caused: Vec<Outgoing>,
     /// Which of the three it came to.
     pub verdict: Verdict,
+    /// How often the service was tried again after a transient failure.
+    pub retries: u32,
 }
 
-/// Decides what one consumed request causes at `now`: its reply; for a bad request a
+/// Decides what one consumed request causes, handled at `now`: its reply; for a bad request a
 /// dead-letter copy and (when the requester can be told) an error reply; for a request whose
-/// deadline passed before `now`, a `deadline_exceeded` error reply without calling the service.
-/// Pure, so every case is unit-tested.
-pub fn plan<S: Service>(
+/// deadline passed before `now`, a `deadline_exceeded` error reply without calling the service;
+/// for a request the service fails on, after `retry`'s tries for a transient failure, a
+/// dead-letter copy and a `handling_failed` error reply.
+pub async fn plan<S: Service>(
     service: &S,
     routing: &Routing,
     inbound: &Inbound,
     now: SystemTime,
+    retry: &RetryPolicy,
 ) -> Plan {
     let correlation_id = inbound.correlation_id();
     let origin = Origin {
@@ -106,17 +112,34 @@ pub fn plan<S: Service>(
     let content_type = inbound.headers.last(headers::CONTENT_TYPE);
     match decode_request::<S::Request>(inbound.payload.as_deref(), content_type) {
         Ok(RequestBody::Json(request)) => {
-            let reply = Reply::ok(service.handle(request, origin));
-            tracing::info!("answered request");
-            answered(vec![json_reply(
-                &target,
-                inbound,
-                correlation_id.as_ref(),
-                &reply,
-            )])
+            let (answer, retries) =
+                with_retries(retry, || service.handle(request.clone(), origin)).await;
+            let mut plan = match answer {
+                Ok(response) => {
+                    tracing::info!("answered request");
+                    answered(vec![json_reply(
+                        &target,
+                        inbound,
+                        correlation_id.as_ref(),
+                        &Reply::ok(response),
+                    )])
+                }
+                Err(failure) => failed::<S>(routing, inbound, &target, correlation_id, &failure),
+            };
+            plan.retries = retries;
+            plan
         }
         Ok(RequestBody::Text(text)) => {
-            let answer = service.handle_text(&text, origin);
+            let (answer, retries) =
+                with_retries(retry, || service.handle_text(&text, origin)).await;
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(failure) => {
+                    let mut plan = failed::<S>(routing, inbound, &target, correlation_id, &failure);
+                    plan.retries = retries;
+                    return plan;
+                }
+            };
             tracing::info!(
                 request = %loggable(&text, MAX_QUOTED_CHARS),
                 reply = %loggable(&answer, MAX_QUOTED_CHARS),
@@ -133,7 +156,9 @@ pub fn plan<S: Service>(
                     .header(headers::CONTENT_TYPE, headers::TEXT_CONTENT_TYPE)
                     .header(headers::NEST_IS_DISPOSED, headers::NEST_IS_DISPOSED_VALUE);
             }
-            answered(vec![reply])
+            let mut plan = answered(vec![reply]);
+            plan.retries = retries;
+            plan
         }
         Err(error) => reject::<S>(
             routing,
@@ -150,7 +175,60 @@ fn answered(caused: Vec<Outgoing>) -> Plan {
     Plan {
         caused,
         verdict: Verdict::Answered,
+        retries: 0,
     }
+}
+
+/// Calls `attempt` until it succeeds, fails for good, or fails transiently once more than
+/// `retry` allows; returns the last outcome and how many retries it took.
+async fn with_retries<T, F, Fut>(retry: &RetryPolicy, mut attempt: F) -> (Result<T, Failure>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let mut retries = 0;
+    loop {
+        match attempt().await {
+            Err(failure) if failure.transient => match retry.backoff(retries + 1) {
+                Some(pause) => {
+                    retries += 1;
+                    tracing::info!(
+                        retry = retries,
+                        pause_ms = pause.as_millis(),
+                        error = %failure.message,
+                        "transient failure; trying again"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                None => return (Err(failure), retries),
+            },
+            outcome => return (outcome, retries),
+        }
+    }
+}
+
+/// The service failed on the request for good (or transiently once too often): dead-lettered
+/// with the reason, and a `handling_failed` error reply.
+fn failed<S: Service>(
+    routing: &Routing,
+    inbound: &Inbound,
+    target: &ReplyTarget,
+    correlation_id: Option<CorrelationId>,
+    failure: &Failure,
+) -> Plan {
+    let reason = if failure.transient {
+        format!("the service kept failing: {}", failure.message)
+    } else {
+        format!("the service failed: {}", failure.message)
+    };
+    reject::<S>(
+        routing,
+        inbound,
+        target,
+        correlation_id,
+        ErrorCode::HandlingFailed,
+        &reason,
+    )
 }
 
 pub(super) fn json_reply<T: Serialize>(
@@ -203,6 +281,7 @@ fn reject<S: Service>(
     Plan {
         caused,
         verdict: Verdict::Rejected,
+        retries: 0,
     }
 }
 
@@ -230,5 +309,6 @@ fn expired<S: Service>(
     Plan {
         caused,
         verdict: Verdict::Expired,
+        retries: 0,
     }
 }

@@ -1,33 +1,33 @@
-//! The responder loop: consume in order, plan, queue, await deliveries in consumption order,
-//! and store each request's offset only once everything it caused is acknowledged.
+//! The responder loop: consume in order, hand each request to the pipeline (handled in its
+//! key's order, alongside other keys), and store offsets as requests finish, never past one
+//! whose replies are not yet acknowledged.
 
-use super::delivery::{deliver, enqueue};
 use super::group_watch::{BLIND_AFTER, GroupWatch};
 use super::inbound::Inbound;
-use super::plan::{Plan, Verdict, plan};
+use super::order::KeyOrder;
+use super::pipeline::{Finished, Pipeline};
+use super::progress::Progress;
 use super::rebalance::WorkerContext;
 use super::recovery::{ConsumerWatch, Tick, undecodable_dead_letter};
 use super::routing::Routing;
 use super::{Service, WorkerConfig, WorkerError};
 use crate::admin::ensure_topics;
-use crate::codec::{MAX_QUOTED_CHARS, loggable};
-use crate::kafka::{HeaderList, Outgoing, set_default};
+use crate::kafka::{HeaderList, set_default};
 use crate::metrics::WorkerMetrics;
 use crate::producer::RenewingProducer as ReplyProducer;
 use crate::route::Route;
 use futures::StreamExt;
-use futures::stream::FuturesOrdered;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use prometheus_client::registry::Registry;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
-use tracing::{Instrument, info_span};
+use std::time::{Duration, Instant};
+use tracing::info_span;
 
-/// Most requests whose replies may be awaiting acknowledgement at once (backpressure).
-const MAX_IN_FLIGHT: usize = 4096;
 /// How long shutdown waits for in-flight replies before leaving them to redelivery.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// The worker's default `message.timeout.ms`: a reply not acknowledged within this long means
@@ -133,14 +133,27 @@ pub async fn run_with_metrics<S: Service>(
         "worker started"
     );
 
-    let mut in_flight = FuturesOrdered::new();
+    let pipeline = Pipeline {
+        service: Arc::new(service),
+        routing: Arc::clone(&routing),
+        producer: Arc::clone(&producer),
+        metrics: metrics.clone(),
+        retry: config.retry,
+    };
+    let max_in_flight = config.max_in_flight.max(1);
+    let mut order = KeyOrder::default();
+    let mut progress = Progress::default();
+    let mut in_flight: FuturesUnordered<BoxFuture<'static, Finished>> = FuturesUnordered::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let has_room = in_flight.len() < MAX_IN_FLIGHT;
+        let has_room = in_flight.len() < max_in_flight;
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => store_offset(&consumer, &done),
+            Some(finished) = in_flight.next(), if !in_flight.is_empty() => {
+                order.forget(&finished.turn);
+                store_progress(&consumer, &mut progress, &finished);
+            }
             // A worker held back by its own in-flight bound is not stalled: not judged then.
             tick = watch.tick(has_room) => match tick {
                 Tick::Due => watch.start_lookup(&consumer),
@@ -173,7 +186,9 @@ pub async fn run_with_metrics<S: Service>(
                             payload: None,
                             headers: HeaderList::default(),
                         };
-                        in_flight.push_back(dispatch(&producer, &routing, &metrics, inbound, (vec![copy], span)).await);
+                        let turn = order.take_turn(inbound.partition, None);
+                        let epoch = progress.started(&inbound.topic, inbound.partition, inbound.offset);
+                        in_flight.push(pipeline.send(inbound, turn, epoch, vec![copy], span));
                     }
                 }
             },
@@ -193,8 +208,9 @@ pub async fn run_with_metrics<S: Service>(
                     watch.read(&(message.topic().to_owned(), message.partition()), message.offset());
                     let inbound = Inbound::from_message(&message);
                     drop(message);
-                    let caused = planned(&service, &routing, &metrics, &inbound);
-                    in_flight.push_back(dispatch(&producer, &routing, &metrics, inbound, caused).await);
+                    let turn = order.take_turn(inbound.partition, inbound.key.as_deref());
+                    let epoch = progress.started(&inbound.topic, inbound.partition, inbound.offset);
+                    in_flight.push(pipeline.handle(inbound, turn, epoch));
                 }
             },
         }
@@ -205,8 +221,8 @@ pub async fn run_with_metrics<S: Service>(
         "shutting down: finishing in-flight requests"
     );
     let drain = async {
-        while let Some(done) = in_flight.next().await {
-            store_offset(&consumer, &done);
+        while let Some(finished) = in_flight.next().await {
+            store_progress(&consumer, &mut progress, &finished);
         }
     };
     if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
@@ -237,79 +253,23 @@ fn replace_consumer(
     Ok(fresh)
 }
 
-/// Plans everything one request causes, in the request's span (which carries its correlation
-/// ID), and counts it.
-fn planned<S: Service>(
-    service: &S,
-    routing: &Routing,
-    metrics: &WorkerMetrics,
-    inbound: &Inbound,
-) -> (Vec<Outgoing>, tracing::Span) {
-    // Bounded: every log line of the request carries it, and a hostile one can be huge.
-    let correlation_id = inbound.correlation_id().map_or_else(
-        || "-".to_owned(),
-        |id| loggable(&id.key(), MAX_QUOTED_CHARS),
-    );
-    let trace_id = inbound
-        .trace_context()
-        .map_or_else(|| "-".to_owned(), |trace| trace.trace_id_hex());
-    let span = info_span!(
-        "request",
-        correlation_id = %correlation_id,
-        trace_id = %trace_id,
-        partition = inbound.partition,
-        offset = inbound.offset
-    );
-    let Plan { caused, verdict } =
-        span.in_scope(|| plan(service, routing, inbound, SystemTime::now()));
-    match verdict {
-        Verdict::Answered => {
-            metrics.handled.inc();
-        }
-        Verdict::Rejected => {
-            metrics.errors.inc();
-            metrics.dead_lettered.inc();
-        }
-        Verdict::Expired => {
-            metrics.deadline_exceeded.inc();
-        }
-    }
-    (caused, span)
-}
-
-/// Queues everything a request caused; the returned future resolves with the request once all
-/// of it is acknowledged, when its offset may be stored.
-async fn dispatch(
-    producer: &Arc<ReplyProducer>,
-    routing: &Arc<Routing>,
-    metrics: &WorkerMetrics,
-    inbound: Inbound,
-    (caused, span): (Vec<Outgoing>, tracing::Span),
-) -> impl Future<Output = Inbound> + use<> {
-    let received = std::time::Instant::now();
-    let mut queued = Vec::with_capacity(caused.len());
-    for outgoing in caused {
-        let delivery = enqueue(producer, &outgoing).await;
-        queued.push((outgoing, delivery));
-    }
-    let producer = Arc::clone(producer);
-    let routing = Arc::clone(routing);
-    let metrics = metrics.clone();
-    async move {
-        for (outgoing, delivery) in queued {
-            deliver(&producer, outgoing, delivery, &inbound, &routing, &metrics).await;
-        }
-        metrics
-            .handling_seconds
-            .observe(received.elapsed().as_secs_f64());
-        inbound
-    }
-    .instrument(span)
-}
-
-fn store_offset(consumer: &StreamConsumer<WorkerContext>, done: &Inbound) {
-    if let Err(error) = consumer.store_offset(&done.topic, done.partition, done.offset) {
+/// Stores the offset `progress` allows now that `finished` is done: never past a request of the
+/// partition that is still unfinished.
+fn store_progress(
+    consumer: &StreamConsumer<WorkerContext>,
+    progress: &mut Progress,
+    finished: &Finished,
+) {
+    let Inbound {
+        topic, partition, ..
+    } = &finished.inbound;
+    let Some(offset) =
+        progress.finished(topic, *partition, finished.inbound.offset, finished.epoch)
+    else {
+        return;
+    };
+    if let Err(error) = consumer.store_offset(topic, *partition, offset) {
         // The partition was revoked meanwhile; its new owner will redo this request.
-        tracing::debug!(%error, partition = done.partition, offset = done.offset, "offset not stored");
+        tracing::debug!(%error, partition, offset, "offset not stored");
     }
 }

@@ -21,6 +21,18 @@ fn route() -> Route {
     Route::new("t.generate-invoice", "t.invoice-generated")
 }
 
+/// [`plan`] with the echo service, which answers at once and never fails (so no retry waits on
+/// a clock), driven to completion here.
+fn planned(request: &Inbound, now: SystemTime) -> Plan {
+    futures::executor::block_on(plan(
+        &EchoService,
+        &routing(),
+        request,
+        now,
+        &RetryPolicy::default(),
+    ))
+}
+
 fn routing() -> Routing {
     Routing::new(&route(), &[EXTRA_REPLY_TOPIC.to_owned()])
 }
@@ -104,7 +116,7 @@ fn valid_json_gets_one_correlated_reply_on_the_default_topic() {
             Some(&valid_payload("ACME")),
             &[(headers::CORRELATION_ID, id)],
         );
-        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+        let caused = planned(&request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 1, "{caused:?}");
         let reply = &caused[0];
         assert_eq!(reply.topic, "t.invoice-generated");
@@ -142,7 +154,7 @@ fn allowed_reply_topics_are_honoured() {
                 (headers::REPLY_TOPIC, topic.as_bytes()),
             ],
         );
-        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+        let caused = planned(&request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 1, "{caused:?}");
         assert_eq!(caused[0].topic, topic);
         assert!(matches!(decode(&caused[0]).outcome, Outcome::Ok(_)));
@@ -165,7 +177,7 @@ fn disallowed_reply_topic_is_dead_lettered_with_an_error_reply() {
                 (headers::REPLY_TOPIC, topic),
             ],
         );
-        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+        let caused = planned(&request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 2, "{caused:?}");
         assert_dead_letter(&caused[0], &request, reason);
         let reply = &caused[1];
@@ -187,7 +199,7 @@ fn reply_partition_is_read_in_both_encodings() {
                 (headers::REPLY_PARTITION, encoded),
             ],
         );
-        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+        let caused = planned(&request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 1, "{caused:?}");
         assert_eq!(caused[0].partition, Some(2));
     }
@@ -205,7 +217,7 @@ fn invalid_reply_partition_is_dead_lettered_with_an_error_reply() {
                 (headers::REPLY_PARTITION, encoded),
             ],
         );
-        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+        let caused = planned(&request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 2, "{encoded:?}: {caused:?}");
         assert_dead_letter(&caused[0], &request, headers::REPLY_PARTITION);
         assert_eq!(caused[1].topic, "t.invoice-generated");
@@ -325,7 +337,7 @@ fn bad_payloads_with_a_correlation_id_get_a_dead_letter_and_an_error_reply() {
             request_headers.push((headers::CONTENT_TYPE, content_type.as_bytes()));
         }
         let request = inbound(case.payload.as_deref(), &request_headers);
-        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+        let caused = planned(&request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 2, "{}: {caused:?}", case.name);
         let reason = assert_dead_letter(&caused[0], &request, case.reason);
         let reply = &caused[1];
@@ -354,7 +366,7 @@ fn bad_payloads_without_a_correlation_id_are_only_dead_lettered() {
             .into_iter()
             .collect();
         let request = inbound(case.payload.as_deref(), &content_type);
-        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+        let caused = planned(&request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 1, "{}: {caused:?}", case.name);
         assert_dead_letter(&caused[0], &request, case.reason);
     }
@@ -365,7 +377,7 @@ fn bad_payloads_without_a_correlation_id_are_only_dead_lettered() {
 #[test]
 fn header_less_plain_text_gets_a_bare_plain_text_reply() {
     let request = inbound(Some(INVOICE_REQUEST_TEXT.as_bytes()), &[]);
-    let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+    let caused = planned(&request, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "{caused:?}");
     let reply = &caused[0];
     assert_eq!(reply.topic, "t.invoice-generated");
@@ -390,7 +402,7 @@ fn replies_carry_what_a_nestjs_client_needs() {
             (headers::REPLY_PARTITION, b"0"),
         ],
     );
-    let caused = plan(&EchoService, &routing(), &good, SystemTime::now()).caused;
+    let caused = planned(&good, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "{caused:?}");
     assert_eq!(header(&caused[0], headers::NEST_IS_DISPOSED), disposed);
     assert_eq!(header(&caused[0], headers::NEST_ERR), None);
@@ -399,7 +411,7 @@ fn replies_carry_what_a_nestjs_client_needs() {
         Some(br#"{"customer":"ACME"}"#),
         &[(headers::CORRELATION_ID, b"nest-2")],
     );
-    let caused = plan(&EchoService, &routing(), &bad, SystemTime::now()).caused;
+    let caused = planned(&bad, SystemTime::now()).caused;
     assert_eq!(caused.len(), 2, "{caused:?}");
     assert_eq!(header(&caused[0], headers::NEST_IS_DISPOSED), None);
     assert_eq!(header(&caused[0], headers::NEST_ERR), None);
@@ -414,7 +426,7 @@ fn replies_carry_what_a_nestjs_client_needs() {
         Some(SCORE_REQUEST_TEXT.as_bytes()),
         &[(headers::CORRELATION_ID, b"nest-3")],
     );
-    let caused = plan(&EchoService, &routing(), &text, SystemTime::now()).caused;
+    let caused = planned(&text, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "{caused:?}");
     assert_eq!(header(&caused[0], headers::NEST_IS_DISPOSED), disposed);
 }
@@ -430,7 +442,7 @@ fn undeliverable_replies_become_nest_errors() {
             (headers::REPLY_PARTITION, b"7"),
         ],
     );
-    let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+    let caused = planned(&request, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "{caused:?}");
     let error = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownPartition);
     let instead = undeliverable(&caused[0], &error, &request, &routing());
@@ -459,7 +471,7 @@ fn correlated_plain_text_keeps_the_correlation_id() {
             (headers::REPLY_PARTITION, b"1"),
         ],
     );
-    let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+    let caused = planned(&request, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "{caused:?}");
     let reply = &caused[0];
     assert_eq!(reply.topic, "t.generate-invoice.reply");
@@ -483,7 +495,7 @@ fn repeated_correlation_headers_answer_with_the_last() {
             (headers::CORRELATION_ID, b"second"),
         ],
     );
-    let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+    let caused = planned(&request, SystemTime::now()).caused;
     assert_eq!(caused.len(), 2, "{caused:?}");
     assert_dead_letter(&caused[0], &request, "JSON");
     assert_eq!(
@@ -521,7 +533,7 @@ fn reasons_quote_huge_header_values_only_in_part() {
             Some(&payload),
             &[(headers::CORRELATION_ID, b"id-6"), (name, value)],
         );
-        let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+        let caused = planned(&request, SystemTime::now()).caused;
         assert_eq!(caused.len(), 2, "{name}");
         let reason = assert_dead_letter(&caused[0], &request, reason);
         assert!(reason.len() < 400, "{name}: {} bytes", reason.len());
@@ -547,7 +559,7 @@ fn a_dead_letter_too_large_for_its_topic_is_sent_cut_down() {
         .collect();
     headers_in.push((headers::DEAD_LETTER_TRUNCATED, b"forged"));
     let request = inbound(Some(&payload), &headers_in);
-    let caused = plan(&EchoService, &routing(), &request, SystemTime::now()).caused;
+    let caused = planned(&request, SystemTime::now()).caused;
     assert_eq!(caused.len(), 1, "uncorrelated: only the dead letter");
     let too_large = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
     let instead = undeliverable(&caused[0], &too_large, &request, &routing());
@@ -593,7 +605,7 @@ fn a_request_past_its_deadline_is_answered_deadline_exceeded_without_handling() 
             (headers::DEADLINE, passed.header_value().as_bytes()),
         ],
     );
-    let planned = plan(&EchoService, &routing(), &request, now);
+    let planned = planned(&request, now);
     assert_eq!(planned.verdict, Verdict::Expired);
     assert_eq!(planned.caused.len(), 1, "{:?}", planned.caused);
     let reply = &planned.caused[0];
@@ -623,7 +635,7 @@ fn a_request_before_its_deadline_is_handled() {
                 ),
             ],
         );
-        let planned = plan(&EchoService, &routing(), &request, now);
+        let planned = planned(&request, now);
         assert_eq!(planned.verdict, Verdict::Answered);
         assert!(matches!(
             decode(&planned.caused[0]).outcome,
@@ -642,7 +654,7 @@ fn an_uncorrelated_request_past_its_deadline_causes_nothing() {
         Some(&valid_payload("Nobody")),
         &[(headers::DEADLINE, passed.header_value().as_bytes())],
     );
-    let planned = plan(&EchoService, &routing(), &request, now);
+    let planned = planned(&request, now);
     assert_eq!(planned.verdict, Verdict::Expired);
     assert!(planned.caused.is_empty(), "{:?}", planned.caused);
 }
@@ -656,10 +668,146 @@ fn a_malformed_deadline_is_rejected_as_an_invalid_header() {
             Some(&valid_payload("Odd Ltd")),
             &[(headers::CORRELATION_ID, b"odd"), (headers::DEADLINE, bad)],
         );
-        let planned = plan(&EchoService, &routing(), &request, SystemTime::now());
+        let planned = planned(&request, SystemTime::now());
         assert_eq!(planned.verdict, Verdict::Rejected, "{bad:?}");
         assert_eq!(planned.caused.len(), 2, "{bad:?}: {:?}", planned.caused);
         assert_dead_letter(&planned.caused[0], &request, headers::DEADLINE);
         assert_eq!(error_code(&planned.caused[1]), ErrorCode::InvalidHeaders);
     }
+}
+
+/// A service that fails `failures` times (transiently or for good), then echoes; counts calls.
+struct Flaky {
+    failures: u32,
+    transient: bool,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+impl Flaky {
+    fn new(failures: u32, transient: bool) -> Self {
+        Flaky {
+            failures,
+            transient,
+            calls: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    fn calls(&self) -> u32 {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn attempt(&self) -> Result<(), Failure> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match (call < self.failures, self.transient) {
+            (false, _) => Ok(()),
+            (true, true) => Err(Failure::transient(format!("database busy ({call})"))),
+            (true, false) => Err(Failure::permanent("no such customer")),
+        }
+    }
+}
+
+impl Service for Flaky {
+    type Request = EchoRequest;
+    type Response = Echo;
+
+    async fn handle(&self, request: EchoRequest, origin: Origin) -> Result<Echo, Failure> {
+        self.attempt()?;
+        EchoService.handle(request, origin).await
+    }
+
+    async fn handle_text(&self, text: &str, origin: Origin) -> Result<String, Failure> {
+        self.attempt()?;
+        EchoService.handle_text(text, origin).await
+    }
+}
+
+fn correlated_request() -> Inbound {
+    inbound(
+        Some(&valid_payload("Retry Ltd")),
+        &[(headers::CORRELATION_ID, b"retry-1")],
+    )
+}
+
+/// Transient failures are retried after 100 ms, then 200 ms (the default policy), and the
+/// third try's answer is the reply.
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_with_growing_pauses_until_the_service_answers() {
+    let service = Flaky::new(2, true);
+    let started = tokio::time::Instant::now();
+    let planned = plan(
+        &service,
+        &routing(),
+        &correlated_request(),
+        SystemTime::now(),
+        &RetryPolicy::default(),
+    )
+    .await;
+    assert_eq!(service.calls(), 3);
+    assert_eq!(planned.retries, 2);
+    assert_eq!(planned.verdict, Verdict::Answered);
+    assert_eq!(started.elapsed(), std::time::Duration::from_millis(300));
+    assert!(matches!(decode(&planned.caused[0]).outcome, Outcome::Ok(_)));
+}
+
+/// Past the last retry a transient failure is given up like a permanent one: dead-lettered
+/// with the last error, and a `handling_failed` reply.
+#[tokio::test(start_paused = true)]
+async fn a_service_that_keeps_failing_is_given_up_after_the_last_retry() {
+    let service = Flaky::new(u32::MAX, true);
+    let request = correlated_request();
+    let retry = RetryPolicy {
+        max_retries: 2,
+        ..RetryPolicy::default()
+    };
+    let planned = plan(&service, &routing(), &request, SystemTime::now(), &retry).await;
+    assert_eq!(service.calls(), 3, "the first try and two retries");
+    assert_eq!(planned.retries, 2);
+    assert_eq!(planned.verdict, Verdict::Rejected);
+    assert_eq!(planned.caused.len(), 2, "{:?}", planned.caused);
+    let reason = assert_dead_letter(&planned.caused[0], &request, "kept failing");
+    assert!(
+        reason.contains("database busy (2)"),
+        "the last error: {reason}"
+    );
+    assert_eq!(error_code(&planned.caused[1]), ErrorCode::HandlingFailed);
+}
+
+/// A permanent failure is answered at once: no retry, no wait.
+#[tokio::test(start_paused = true)]
+async fn a_permanent_failure_is_not_retried() {
+    let service = Flaky::new(1, false);
+    let request = correlated_request();
+    let started = tokio::time::Instant::now();
+    let planned = plan(
+        &service,
+        &routing(),
+        &request,
+        SystemTime::now(),
+        &RetryPolicy::default(),
+    )
+    .await;
+    assert_eq!(service.calls(), 1);
+    assert_eq!(planned.retries, 0);
+    assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+    assert_dead_letter(&planned.caused[0], &request, "no such customer");
+    assert_eq!(error_code(&planned.caused[1]), ErrorCode::HandlingFailed);
+}
+
+/// A plain-text request the service fails on has no one to tell (no correlation ID): it is
+/// dead-lettered with the reason and nothing else is sent.
+#[tokio::test(start_paused = true)]
+async fn a_failed_plain_text_request_is_dead_lettered() {
+    let service = Flaky::new(1, false);
+    let request = inbound(Some(INVOICE_REQUEST_TEXT.as_bytes()), &[]);
+    let planned = plan(
+        &service,
+        &routing(),
+        &request,
+        SystemTime::now(),
+        &RetryPolicy::default(),
+    )
+    .await;
+    assert_eq!(planned.verdict, Verdict::Rejected);
+    assert_eq!(planned.caused.len(), 1, "{:?}", planned.caused);
+    assert_dead_letter(&planned.caused[0], &request, "no such customer");
 }

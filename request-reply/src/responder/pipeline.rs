@@ -1,0 +1,180 @@
+//! One request's way through the worker once consumed: its turn behind the earlier requests of
+//! its key, [`plan`] (which calls the service), the producer queue, and the acknowledgements.
+//! The worker runs these futures side by side and, as each finishes, stores the offsets that
+//! `progress` allows (up to the lowest unfinished request of the partition).
+
+use super::Service;
+use super::delivery::{deliver, enqueue};
+use super::inbound::Inbound;
+use super::order::Turn;
+use super::plan::{Plan, Verdict, plan};
+use super::progress::Epoch;
+use super::recovery::Queued;
+use super::retry::RetryPolicy;
+use super::routing::Routing;
+use crate::codec::{MAX_QUOTED_CHARS, loggable};
+use crate::kafka::Outgoing;
+use crate::metrics::WorkerMetrics;
+use crate::producer::RenewingProducer as ReplyProducer;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tracing::{Instrument, info_span};
+
+/// A request whose replies are all acknowledged (or given up on, see `delivery`), with the turn
+/// it held in its key's order.
+pub(super) struct Finished {
+    /// The request: its offset may now be stored.
+    pub(super) inbound: Inbound,
+    /// Its turn, so the worker can forget the key once no later request of it is in flight.
+    pub(super) turn: Turn,
+    /// The epoch of its partition it was consumed in (see `progress`).
+    pub(super) epoch: Epoch,
+}
+
+/// What every request's future shares.
+pub(super) struct Pipeline<S> {
+    pub(super) service: Arc<S>,
+    pub(super) routing: Arc<Routing>,
+    pub(super) producer: Arc<ReplyProducer>,
+    pub(super) metrics: WorkerMetrics,
+    pub(super) retry: RetryPolicy,
+}
+
+/// Not derived: that would ask for `S: Clone`, and the service is shared, not copied.
+impl<S> Clone for Pipeline<S> {
+    fn clone(&self) -> Self {
+        Pipeline {
+            service: Arc::clone(&self.service),
+            routing: Arc::clone(&self.routing),
+            producer: Arc::clone(&self.producer),
+            metrics: self.metrics.clone(),
+            retry: self.retry,
+        }
+    }
+}
+
+impl<S: Service> Pipeline<S> {
+    /// Handles `inbound` once `turn` comes, queues what it causes, ends the turn (so the key's
+    /// next request may be handled, and its replies queued after these), then waits for the
+    /// acknowledgements.
+    pub(super) fn handle(
+        &self,
+        inbound: Inbound,
+        mut turn: Turn,
+        epoch: Epoch,
+    ) -> BoxFuture<'static, Finished> {
+        let pipeline = self.clone();
+        let span = request_span(&inbound);
+        async move {
+            let received = Instant::now();
+            turn.wait().await;
+            let planned = plan(
+                &*pipeline.service,
+                &pipeline.routing,
+                &inbound,
+                SystemTime::now(),
+                &pipeline.retry,
+            )
+            .await;
+            count(&pipeline.metrics, &planned);
+            let queued = pipeline.enqueue(planned.caused).await;
+            turn.end();
+            pipeline.deliver(queued, &inbound, received).await;
+            Finished {
+                inbound,
+                turn,
+                epoch,
+            }
+        }
+        .instrument(span)
+        .boxed()
+    }
+
+    /// Produces `caused` for a request the service never saw (one the consumer could not
+    /// decode); its offset counts like any other's.
+    pub(super) fn send(
+        &self,
+        inbound: Inbound,
+        turn: Turn,
+        epoch: Epoch,
+        caused: Vec<Outgoing>,
+        span: tracing::Span,
+    ) -> BoxFuture<'static, Finished> {
+        let pipeline = self.clone();
+        async move {
+            let received = Instant::now();
+            let queued = pipeline.enqueue(caused).await;
+            pipeline.deliver(queued, &inbound, received).await;
+            Finished {
+                inbound,
+                turn,
+                epoch,
+            }
+        }
+        .instrument(span)
+        .boxed()
+    }
+
+    async fn enqueue(&self, caused: Vec<Outgoing>) -> Vec<(Outgoing, Queued)> {
+        let mut queued = Vec::with_capacity(caused.len());
+        for outgoing in caused {
+            let delivery = enqueue(&self.producer, &outgoing).await;
+            queued.push((outgoing, delivery));
+        }
+        queued
+    }
+
+    async fn deliver(&self, queued: Vec<(Outgoing, Queued)>, inbound: &Inbound, received: Instant) {
+        for (outgoing, delivery) in queued {
+            deliver(
+                &self.producer,
+                outgoing,
+                delivery,
+                inbound,
+                &self.routing,
+                &self.metrics,
+            )
+            .await;
+        }
+        self.metrics
+            .handling_seconds
+            .observe(received.elapsed().as_secs_f64());
+    }
+}
+
+/// The span every log line about the request carries: its correlation ID (bounded: a hostile
+/// one can be huge), trace ID and place in the log.
+fn request_span(inbound: &Inbound) -> tracing::Span {
+    let correlation_id = inbound.correlation_id().map_or_else(
+        || "-".to_owned(),
+        |id| loggable(&id.key(), MAX_QUOTED_CHARS),
+    );
+    let trace_id = inbound
+        .trace_context()
+        .map_or_else(|| "-".to_owned(), |trace| trace.trace_id_hex());
+    info_span!(
+        "request",
+        correlation_id = %correlation_id,
+        trace_id = %trace_id,
+        partition = inbound.partition,
+        offset = inbound.offset
+    )
+}
+
+fn count(metrics: &WorkerMetrics, planned: &Plan) {
+    metrics.handler_retries.inc_by(u64::from(planned.retries));
+    match planned.verdict {
+        Verdict::Answered => {
+            metrics.handled.inc();
+        }
+        Verdict::Rejected => {
+            metrics.errors.inc();
+            metrics.dead_lettered.inc();
+        }
+        Verdict::Expired => {
+            metrics.deadline_exceeded.inc();
+        }
+    }
+}
