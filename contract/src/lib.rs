@@ -167,6 +167,26 @@ pub struct ScoreRequest {
     pub customer: String,
 }
 
+/// What a request is keyed by in Kafka: its customer, so that one customer's requests land in
+/// one partition and are answered in the order they were sent, while other customers' requests
+/// are handled alongside them.
+pub trait CustomerKey {
+    /// The request's Kafka key.
+    fn kafka_key(&self) -> &[u8];
+}
+
+impl CustomerKey for InvoiceRequest {
+    fn kafka_key(&self) -> &[u8] {
+        self.customer.as_bytes()
+    }
+}
+
+impl CustomerKey for ScoreRequest {
+    fn kafka_key(&self) -> &[u8] {
+        self.customer.as_bytes()
+    }
+}
+
 /// The invoice a worker generated (`invoice-generated`, success case).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Invoice {

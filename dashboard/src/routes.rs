@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use contract::{InvoiceRequest, RequestKind, ScoreRequest};
+use contract::{CustomerKey, InvoiceRequest, RequestKind, ScoreRequest};
 use futures::{Stream, StreamExt};
 use request_reply::deadline::Deadline;
 use request_reply::headers::{CorrelationId, TraceContext};
@@ -84,7 +84,7 @@ async fn index(
 }
 
 /// Records the request, sends it, and returns its correlation ID once the broker has it.
-async fn submit<T: Serialize>(
+async fn submit<T: Serialize + CustomerKey>(
     state: &AppState,
     kind: RequestKind,
     request: &T,
@@ -96,13 +96,15 @@ async fn submit<T: Serialize>(
     let correlation_id = CorrelationId::generate();
     let id = correlation_id.key();
     let trace = TraceContext::new_root();
-    let message = state.requester().request_message(
+    let mut message = state.requester().request_message(
         kind,
         &correlation_id,
         request,
         &trace,
         Some(Deadline::after(state.config().request_timeout)),
     );
+    // Keyed by customer: one customer's requests are answered in order, others alongside.
+    message.key = Some(request.kafka_key().to_vec());
     state.store().insert_pending(&id, kind, &message.payload);
     let span =
         tracing::info_span!("request", correlation_id = %id, trace_id = %trace.trace_id_hex());
@@ -172,7 +174,7 @@ async fn submit_score_form(
 
 /// Sends a valid form's request and redirects to its page; shows the home page again, with the
 /// form as it was posted (`refill`) and what is wrong with it, when it is not valid.
-async fn answer_form<T: Serialize>(
+async fn answer_form<T: Serialize + CustomerKey>(
     state: &AppState,
     nonce: &str,
     kind: RequestKind,
@@ -231,7 +233,7 @@ async fn read_for_page(
     }
 }
 
-async fn accept<T: Serialize>(
+async fn accept<T: Serialize + CustomerKey>(
     state: &AppState,
     kind: RequestKind,
     request: &T,
