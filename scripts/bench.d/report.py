@@ -127,6 +127,25 @@ def main():
         add("Backlog drain", f"ours: {rust['rate']:,.0f}/s" if rust else why("drain_rust"),
             ">= 20x Python", why("drain_python") if not python else "", "MISSED")
 
+    # A service that waits on I/O.
+    concurrent, serial = get("iobound_concurrent"), get("iobound_serial")
+    if concurrent:
+        kept = concurrent["order_violations"] == 0 and concurrent["errors"] == 0
+        ratio = f"{concurrent['throughput'] / serial['throughput']:.0f}x serial" if serial and serial["throughput"] else ""
+        add(f"I/O-bound service ({concurrent['wait_ms']:.0f} ms wait), {concurrent['concurrency']} in flight, "
+            f"{concurrent['partitions']} partitions, one worker, keyed",
+            f"{concurrent['throughput']:,.0f}/s, {concurrent['order_violations']} per-key order violations"
+            + problems(concurrent),
+            ">= 5,000/s, per-key order kept", ratio, verdict(concurrent["throughput"] >= 5000 and kept))
+    else:
+        add("I/O-bound service, keyed", why("iobound_concurrent"), ">= 5,000/s", "", "MISSED")
+    if serial:
+        add(f"same, one request at a time per partition (as NestJS, Spring without concurrency)",
+            f"{serial['throughput']:,.0f}/s" + problems(serial),
+            f"<= {serial['partitions'] * 1000 / serial['wait_ms']:.0f}/s (partitions / wait)", "", "baseline")
+    else:
+        add("I/O-bound service, serial per partition", why("iobound_serial"), "baseline")
+
     # Scaling.
     scale = [(n, get(f"scale_{n}")) for n in (1, 2, 4)]
     base = scale[0][1]

@@ -6,6 +6,7 @@
 //! bench backlog --bootstrap 127.0.0.1:9092 --prefix b1. --count 20000      # plain-text requests
 //! bench drain   --bootstrap 127.0.0.1:9092 --prefix b1. --count 20000      # waits for the replies
 //! bench e2e     --bootstrap 127.0.0.1:9092 --count 10000                  # one-way baseline
+//! bench io-bound --bootstrap 127.0.0.1:9092 --concurrency 256 [--serial]  # a service that waits
 //! bench startup --bootstrap 127.0.0.1:9092 --prefix s1. -- target/release/invoice-generator w.ini
 //! ```
 //!
@@ -24,6 +25,7 @@
 mod backlog;
 mod e2e;
 mod flood;
+mod iobound;
 mod load;
 mod procs;
 mod target;
@@ -68,6 +70,9 @@ enum Command {
     /// Put what a hostile writer could on the topics of a dashboard: near-megabyte uncorrelated
     /// replies, garbage replies, requests and replies with huge correlation IDs.
     Flood(flood::FloodArgs),
+    /// Round trips through an in-process worker whose service waits on I/O (20 ms), keyed
+    /// requests handled alongside each other (or `--serial`: one at a time per partition).
+    IoBound(iobound::IoBoundArgs),
 }
 
 /// How to reach Kafka; shared by every subcommand.
@@ -224,6 +229,7 @@ fn main() -> anyhow::Result<()> {
             Command::Startup(args) => backlog::startup(args).await,
             Command::Flood(args) => flood::flood(args).await,
             Command::E2e(args) => e2e::e2e(args).await,
+            Command::IoBound(args) => iobound::io_bound(args).await,
         }
     })
 }
