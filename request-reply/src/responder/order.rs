@@ -9,8 +9,6 @@
 //! it waits for nothing. The map holds only keys with a request in flight, so it is bounded by
 //! the worker's in-flight limit.
 
-use futures::FutureExt;
-use futures::future::Shared;
 use std::collections::HashMap;
 use tokio::sync::oneshot;
 
@@ -18,8 +16,9 @@ use tokio::sync::oneshot;
 pub(super) type Ticket = u64;
 /// A Kafka key within its partition.
 type PartitionKey = (i32, Vec<u8>);
-/// Resolves when a turn ends; shared by the one turn that waits for it.
-type TurnEnded = Shared<oneshot::Receiver<()>>;
+/// Resolves when a turn ends; held by the one turn that waits for it (or by the map until that
+/// turn is taken).
+type TurnEnded = oneshot::Receiver<()>;
 
 /// Which requests of each key are still in flight.
 #[derive(Debug, Default)]
@@ -54,7 +53,7 @@ impl KeyOrder {
         let key = (partition, key.to_vec());
         let after = self
             .last
-            .insert(key.clone(), (ticket, finished.shared()))
+            .insert(key.clone(), (ticket, finished))
             .map(|(_, previous)| previous);
         Turn {
             after,
@@ -82,11 +81,12 @@ impl KeyOrder {
 
 impl Turn {
     /// Resolves once every earlier request of the same key has ended its turn (or was dropped,
-    /// as on shutdown).
+    /// as on shutdown). Cancel-safe: a wait dropped before it resolved leaves the turn waiting.
     pub(super) async fn wait(&mut self) {
-        if let Some(after) = self.after.take() {
+        if let Some(after) = &mut self.after {
             // An error means the earlier turn was dropped without ending: it is over all the same.
             let _ = after.await;
+            self.after = None;
         }
     }
 

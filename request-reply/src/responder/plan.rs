@@ -8,6 +8,7 @@ use super::retry::{Failure, RetryPolicy};
 use super::routing::{ReplyTarget, Routing, reply_target};
 use super::{Origin, Service};
 use crate::codec::{MAX_QUOTED_CHARS, RequestBody, decode_request, excerpt, loggable};
+use crate::deadline::Deadline;
 use crate::envelope::{ErrorCode, Outcome, Reply};
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::Outgoing;
@@ -91,7 +92,7 @@ pub async fn plan<S: Service>(
             &reason,
         );
     }
-    match inbound.deadline() {
+    let deadline = match inbound.deadline() {
         Err(reason) => {
             return reject::<S>(
                 routing,
@@ -106,14 +107,21 @@ pub async fn plan<S: Service>(
             if let Some(overdue) = deadline.overdue(now) {
                 return expired::<S>(inbound, &target, correlation_id, overdue);
             }
+            Some(deadline)
         }
-        Ok(None) => {}
-    }
+        Ok(None) => None,
+    };
+    // Retries stop where the requester stops waiting.
+    let retry = Retry {
+        policy: retry,
+        started: now,
+        deadline,
+    };
     let content_type = inbound.headers.last(headers::CONTENT_TYPE);
     match decode_request::<S::Request>(inbound.payload.as_deref(), content_type) {
         Ok(RequestBody::Json(request)) => {
             let (answer, retries) =
-                with_retries(retry, || service.handle(request.clone(), origin)).await;
+                with_retries(&retry, || service.handle(request.clone(), origin)).await;
             let mut plan = match answer {
                 Ok(response) => {
                     tracing::info!("answered request");
@@ -131,7 +139,7 @@ pub async fn plan<S: Service>(
         }
         Ok(RequestBody::Text(text)) => {
             let (answer, retries) =
-                with_retries(retry, || service.handle_text(&text, origin)).await;
+                with_retries(&retry, || service.handle_text(&text, origin)).await;
             let answer = match answer {
                 Ok(answer) => answer,
                 Err(failure) => {
@@ -179,29 +187,45 @@ fn answered(caused: Vec<Outgoing>) -> Plan {
     }
 }
 
+/// How a request's transient failures are retried: by `policy`, but never past `deadline`.
+struct Retry<'a> {
+    policy: &'a RetryPolicy,
+    /// When handling began.
+    started: SystemTime,
+    deadline: Option<Deadline>,
+}
+
 /// Calls `attempt` until it succeeds, fails for good, or fails transiently once more than
-/// `retry` allows; returns the last outcome and how many retries it took.
-async fn with_retries<T, F, Fut>(retry: &RetryPolicy, mut attempt: F) -> (Result<T, Failure>, u32)
+/// `retry` allows (or when the next try would come after the requester's deadline); returns the
+/// last outcome and how many retries it took.
+async fn with_retries<T, F, Fut>(retry: &Retry<'_>, mut attempt: F) -> (Result<T, Failure>, u32)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
 {
+    let clock = tokio::time::Instant::now();
     let mut retries = 0;
     loop {
         match attempt().await {
-            Err(failure) if failure.transient => match retry.backoff(retries + 1) {
-                Some(pause) => {
-                    retries += 1;
-                    tracing::info!(
-                        retry = retries,
-                        pause_ms = pause.as_millis(),
-                        error = %failure.message,
-                        "transient failure; trying again"
-                    );
-                    tokio::time::sleep(pause).await;
-                }
-                None => return (Err(failure), retries),
-            },
+            Err(failure) if failure.transient => {
+                let next_try = retry.policy.backoff(retries + 1).filter(|pause| {
+                    let at = retry.started + clock.elapsed() + *pause;
+                    retry
+                        .deadline
+                        .is_none_or(|deadline| deadline.overdue(at).is_none())
+                });
+                let Some(pause) = next_try else {
+                    return (Err(failure), retries);
+                };
+                retries += 1;
+                tracing::info!(
+                    retry = retries,
+                    pause_ms = pause.as_millis(),
+                    error = %failure.message,
+                    "transient failure; trying again"
+                );
+                tokio::time::sleep(pause).await;
+            }
             outcome => return (outcome, retries),
         }
     }

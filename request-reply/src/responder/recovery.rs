@@ -69,6 +69,8 @@ pub(crate) struct ConsumerWatch {
     next_lookup: tokio::time::Instant,
     /// The consumer reported a message it could not decode since the last look-up.
     undecodable: bool,
+    /// The worker stopped reading at its in-flight limit since the last look-up was judged.
+    held_back: bool,
     recoveries: Counter,
 }
 
@@ -120,6 +122,7 @@ impl ConsumerWatch {
             lookup: None,
             next_lookup: tokio::time::Instant::now() + crate::watchdog::CHECK_INTERVAL,
             undecodable: false,
+            held_back: false,
             recoveries,
         })
     }
@@ -127,6 +130,13 @@ impl ConsumerWatch {
     /// Records a consumer error.
     pub(crate) fn error(&mut self, error: &KafkaError) {
         self.undecodable |= is_undecodable(error);
+    }
+
+    /// Records that the worker stopped reading because its in-flight limit was full. A partition
+    /// left unread meanwhile is not stalled: the next look-up is not judged, and watching starts
+    /// afresh, so slow requests can never make the watchdog seek or skip.
+    pub(crate) fn held_back(&mut self) {
+        self.held_back = true;
     }
 
     /// Records a request read from `key` at `offset`.
@@ -210,6 +220,12 @@ impl ConsumerWatch {
         lookup: Lookup,
         consumer: &impl Consumer<C>,
     ) -> Vec<Stall> {
+        if std::mem::take(&mut self.held_back) {
+            for key in self.stalls.positions().keys() {
+                self.stalls.forget(key);
+            }
+            return Vec::new();
+        }
         for (key, start) in lookup.starts {
             self.stalls.watch(key, start);
         }

@@ -147,6 +147,9 @@ pub async fn run_with_metrics<S: Service>(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let has_room = in_flight.len() < max_in_flight;
+        if !has_room {
+            watch.held_back();
+        }
         tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -154,7 +157,8 @@ pub async fn run_with_metrics<S: Service>(
                 order.forget(&finished.turn);
                 store_progress(&consumer, &mut progress, &finished);
             }
-            // A worker held back by its own in-flight bound is not stalled: not judged then.
+            // A worker held back by its own in-flight bound is not stalled: no look-up starts
+            // then, and one that was running is not judged (see `held_back`).
             tick = watch.tick(has_room) => match tick {
                 Tick::Due => watch.start_lookup(&consumer),
                 Tick::LookedUp(found) => {

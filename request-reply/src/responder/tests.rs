@@ -811,3 +811,27 @@ async fn a_failed_plain_text_request_is_dead_lettered() {
     assert_eq!(planned.caused.len(), 1, "{:?}", planned.caused);
     assert_dead_letter(&planned.caused[0], &request, "no such customer");
 }
+
+/// Retries stop where the requester stops waiting: with 250 ms left, the retries after 100 and
+/// 200 ms would end past the deadline after the first, so the request is given up then.
+#[tokio::test(start_paused = true)]
+async fn no_retry_is_tried_after_the_requesters_deadline() {
+    let service = Flaky::new(u32::MAX, true);
+    let now = SystemTime::now();
+    let deadline = Deadline::at(now + std::time::Duration::from_millis(250));
+    let request = inbound(
+        Some(&valid_payload("Hurry Ltd")),
+        &[
+            (headers::CORRELATION_ID, b"hurry"),
+            (headers::DEADLINE, deadline.header_value().as_bytes()),
+        ],
+    );
+    let planned = plan(&service, &routing(), &request, now, &RetryPolicy::default()).await;
+    assert_eq!(
+        service.calls(),
+        2,
+        "the first try and the retry after 100 ms"
+    );
+    assert_eq!(planned.retries, 1);
+    assert_eq!(error_code(&planned.caused[1]), ErrorCode::HandlingFailed);
+}
