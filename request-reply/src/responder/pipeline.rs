@@ -9,7 +9,6 @@ use super::inbound::Inbound;
 use super::order::Turn;
 use super::plan::{Plan, Verdict, plan};
 use super::progress::Epoch;
-use super::recovery::Queued;
 use super::retry::RetryPolicy;
 use super::routing::Routing;
 use crate::codec::{MAX_QUOTED_CHARS, loggable};
@@ -79,14 +78,9 @@ impl<S: Service> Pipeline<S> {
             )
             .await;
             count(&pipeline.metrics, &planned);
-            let queued = pipeline.enqueue(planned.caused).await;
-            turn.end();
-            pipeline.deliver(queued, &inbound, received).await;
-            Finished {
-                inbound,
-                turn,
-                epoch,
-            }
+            pipeline
+                .produce(inbound, turn, epoch, planned.caused, received)
+                .await
         }
         .instrument(span)
         .boxed()
@@ -104,35 +98,36 @@ impl<S: Service> Pipeline<S> {
     ) -> BoxFuture<'static, Finished> {
         let pipeline = self.clone();
         async move {
-            let received = Instant::now();
-            let queued = pipeline.enqueue(caused).await;
-            pipeline.deliver(queued, &inbound, received).await;
-            Finished {
-                inbound,
-                turn,
-                epoch,
-            }
+            pipeline
+                .produce(inbound, turn, epoch, caused, Instant::now())
+                .await
         }
         .instrument(span)
         .boxed()
     }
 
-    async fn enqueue(&self, caused: Vec<Outgoing>) -> Vec<(Outgoing, Queued)> {
+    /// Queues `caused`, ends `turn` (the key's next request may now queue its replies after
+    /// these), and waits for the acknowledgements.
+    async fn produce(
+        &self,
+        inbound: Inbound,
+        mut turn: Turn,
+        epoch: Epoch,
+        caused: Vec<Outgoing>,
+        received: Instant,
+    ) -> Finished {
         let mut queued = Vec::with_capacity(caused.len());
         for outgoing in caused {
             let delivery = enqueue(&self.producer, &outgoing).await;
             queued.push((outgoing, delivery));
         }
-        queued
-    }
-
-    async fn deliver(&self, queued: Vec<(Outgoing, Queued)>, inbound: &Inbound, received: Instant) {
+        turn.end();
         for (outgoing, delivery) in queued {
             deliver(
                 &self.producer,
                 outgoing,
                 delivery,
-                inbound,
+                &inbound,
                 &self.routing,
                 &self.metrics,
             )
@@ -141,6 +136,11 @@ impl<S: Service> Pipeline<S> {
         self.metrics
             .handling_seconds
             .observe(received.elapsed().as_secs_f64());
+        Finished {
+            inbound,
+            turn,
+            epoch,
+        }
     }
 }
 
