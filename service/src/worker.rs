@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_with::{DisplayFromStr, serde_as};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,7 +120,7 @@ struct WorkerSection {
     #[serde_as(as = "Option<DisplayFromStr>")]
     metrics_listen: Option<SocketAddr>,
     #[serde_as(as = "DisplayFromStr")]
-    max_in_flight: usize,
+    max_in_flight: NonZeroUsize,
     #[serde_as(as = "DisplayFromStr")]
     max_retries: u32,
     #[serde_as(as = "DisplayFromStr")]
@@ -200,4 +201,40 @@ pub async fn run<S: Service>(
         server.abort();
     }
     Ok(result?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker_section(key: &str, value: &str) -> Result<WorkerConfig, ConfigError> {
+        let mut file = ConfigFile::default();
+        file.set("worker", key, value);
+        WorkerConfig::from_file(&file, false)
+    }
+
+    #[test]
+    fn worker_section_sets_concurrency_and_retries() {
+        let mut file = ConfigFile::default();
+        file.set("worker", "max_in_flight", "8");
+        file.set("worker", "max_retries", "1");
+        file.set("worker", "retry_backoff_ms", "250");
+        let config = WorkerConfig::from_file(&file, false).unwrap().responder;
+        assert_eq!(config.max_in_flight.get(), 8);
+        assert_eq!(config.retry.max_retries, 1);
+        assert_eq!(config.retry.first_backoff, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn zero_in_flight_is_refused_not_rounded_up() {
+        let error = worker_section("max_in_flight", "0").unwrap_err();
+        let ConfigError::Invalid { section, key, .. } = &error else {
+            panic!("expected an invalid value, got {error}");
+        };
+        assert_eq!(
+            (section.as_str(), key.as_str()),
+            ("worker", "max_in_flight")
+        );
+        assert!(worker_section("max_in_flight", "-3").is_err());
+    }
 }

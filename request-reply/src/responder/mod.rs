@@ -39,6 +39,7 @@ use rdkafka::error::KafkaError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
+use std::num::NonZeroUsize;
 
 /// A worker's business function, and how it answers plain-text requests.
 ///
@@ -88,7 +89,7 @@ pub struct Origin {
 /// The default [`WorkerConfig::max_in_flight`]: enough to keep replies pipelined at full speed
 /// and a waiting service busy, small enough that requests of at most 64 KiB stay within a few
 /// hundred MiB.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+pub const DEFAULT_MAX_IN_FLIGHT: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
 
 /// Everything a worker needs to run (the services read it from their config.ini).
 #[derive(Clone, Debug)]
@@ -111,7 +112,7 @@ pub struct WorkerConfig {
     /// Most requests in flight at once (being handled, or their replies awaiting
     /// acknowledgement); the worker reads no more until one is done. Bounds memory, and is the
     /// concurrency a waiting service gets.
-    pub max_in_flight: usize,
+    pub max_in_flight: NonZeroUsize,
     /// How a service's transient failures are retried.
     pub retry: RetryPolicy,
 }

@@ -140,7 +140,7 @@ pub async fn run_with_metrics<S: Service>(
         metrics: metrics.clone(),
         retry: config.retry,
     };
-    let max_in_flight = config.max_in_flight.max(1);
+    let max_in_flight = config.max_in_flight.get();
     let mut order = KeyOrder::default();
     let mut progress = Progress::default();
     let mut in_flight: FuturesUnordered<BoxFuture<'static, Finished>> = FuturesUnordered::new();
