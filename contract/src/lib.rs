@@ -259,49 +259,77 @@ fn validate_schema_version(version: u32) -> Result<(), ValidationError> {
     Ok(())
 }
 
-impl Validate for InvoiceRequest {
-    fn validate(&self) -> Result<(), ValidationError> {
-        validate_schema_version(self.schema_version)?;
-        validate_text("customer", &self.customer, MAX_CUSTOMER_CHARS)?;
+impl InvoiceRequest {
+    /// Every problem with the request, in field order, so a form can show them all at once;
+    /// [`Validate::validate`] reports the first.
+    pub fn problems(&self) -> Vec<ValidationError> {
+        let mut problems: Vec<ValidationError> = [
+            validate_schema_version(self.schema_version),
+            validate_text("customer", &self.customer, MAX_CUSTOMER_CHARS),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
         if self.lines.is_empty() {
-            return Err(ValidationError::new(
+            problems.push(ValidationError::new(
                 "lines",
                 "must have at least one line item",
             ));
         }
         if self.lines.len() > MAX_LINES {
-            return Err(ValidationError::new(
+            problems.push(ValidationError::new(
                 "lines",
                 format!("must have at most {MAX_LINES} line items"),
             ));
+            return problems;
         }
         for (index, line) in self.lines.iter().enumerate() {
-            validate_text(
+            if let Err(problem) = validate_text(
                 &format!("lines[{index}].description"),
                 &line.description,
                 MAX_DESCRIPTION_CHARS,
-            )?;
+            ) {
+                problems.push(problem);
+            }
             if line.quantity == 0 || line.quantity > MAX_QUANTITY {
-                return Err(ValidationError::new(
+                problems.push(ValidationError::new(
                     format!("lines[{index}].quantity"),
                     format!("must be between 1 and {MAX_QUANTITY}"),
                 ));
             }
             if line.unit_price_cents > MAX_UNIT_PRICE_CENTS {
-                return Err(ValidationError::new(
+                problems.push(ValidationError::new(
                     format!("lines[{index}].unit_price_cents"),
                     format!("must be at most {MAX_UNIT_PRICE_CENTS}"),
                 ));
             }
         }
-        Ok(())
+        problems
+    }
+}
+
+impl Validate for InvoiceRequest {
+    fn validate(&self) -> Result<(), ValidationError> {
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+}
+
+impl ScoreRequest {
+    /// Every problem with the request, in field order; [`Validate::validate`] reports the first.
+    pub fn problems(&self) -> Vec<ValidationError> {
+        [
+            validate_schema_version(self.schema_version),
+            validate_text("customer", &self.customer, MAX_CUSTOMER_CHARS),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
     }
 }
 
 impl Validate for ScoreRequest {
     fn validate(&self) -> Result<(), ValidationError> {
-        validate_schema_version(self.schema_version)?;
-        validate_text("customer", &self.customer, MAX_CUSTOMER_CHARS)
+        self.problems().into_iter().next().map_or(Ok(()), Err)
     }
 }
 
@@ -505,6 +533,36 @@ mod tests {
             customer: "x".repeat(MAX_CUSTOMER_CHARS + 1),
         };
         assert!(long.validate().unwrap_err().problem.contains("at most"));
+    }
+
+    #[test]
+    fn problems_lists_every_field_and_validate_the_first() {
+        let mut request = sample_invoice_request();
+        assert!(request.problems().is_empty());
+        request.customer = " ".into();
+        request.lines.push(LineItem {
+            description: String::new(),
+            quantity: MAX_QUANTITY + 1,
+            unit_price_cents: MAX_UNIT_PRICE_CENTS + 1,
+        });
+        let fields: Vec<String> = request.problems().into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "customer",
+                "lines[1].description",
+                "lines[1].quantity",
+                "lines[1].unit_price_cents"
+            ]
+        );
+        assert_eq!(request.validate().unwrap_err().field, "customer");
+        request.lines = vec![request.lines[0].clone(); MAX_LINES + 1];
+        let fields: Vec<String> = request.problems().into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            ["customer", "lines"],
+            "too many lines: the lines themselves are not listed"
+        );
     }
 
     #[test]

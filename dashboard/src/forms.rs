@@ -71,15 +71,50 @@ impl FieldError {
         }
     }
 
-    /// Places a contract validation error (`lines[1].unit_price_cents`) on the form's input.
-    fn from_validation(form: &str, error: &ValidationError) -> Self {
+    /// Why a valid form was not sent (Kafka could not take it), placed on the form itself: the
+    /// page keeps what was typed, so it can be sent again as it is.
+    pub fn not_sent(form: &str, reason: &str) -> Self {
+        FieldError {
+            input_id: format!("{form}-form"),
+            label: "not sent".into(),
+            problem: format!("{reason} The form keeps what you typed."),
+        }
+    }
+
+    /// Where the page shows the field: the fields above the rows first (row 0), then row by row,
+    /// column by column, so the error summary reads in the order a person fixes the form.
+    fn form_order(&self) -> (usize, usize) {
+        const COLUMNS: [&str; 3] = ["description", "quantity", "unit_price"];
+        match self
+            .input_id
+            .strip_prefix("line-")
+            .and_then(|rest| rest.split_once('-'))
+        {
+            Some((row, column)) => (
+                row.parse().unwrap_or(usize::MAX),
+                COLUMNS
+                    .iter()
+                    .position(|name| *name == column)
+                    .unwrap_or(COLUMNS.len()),
+            ),
+            None => (0, 0),
+        }
+    }
+
+    /// Places a contract validation error (`lines[1].unit_price_cents`) on the form's input,
+    /// in the row that line was typed in (`row_numbers[1]`).
+    fn from_validation(form: &str, error: &ValidationError, row_numbers: &[usize]) -> Self {
         let line = error
             .field
             .strip_prefix("lines[")
             .and_then(|rest| rest.split_once("]."));
         match (error.field.as_str(), line) {
             (_, Some((index, name))) => {
-                let number = index.parse::<usize>().map_or(0, |index| index + 1);
+                let number = index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|index| row_numbers.get(index).copied())
+                    .unwrap_or(0);
                 let column = name.strip_suffix("_cents").unwrap_or(name);
                 FieldError::line(number, column, error.problem.clone())
             }
@@ -165,22 +200,28 @@ impl InvoiceForm {
         Ok(())
     }
 
-    /// The request, or every problem found, each naming its field.
+    /// The request, or every problem found in one pass (a quantity that is not a number and a
+    /// customer left empty are reported together), each placed on the row it was typed in.
     pub fn to_request(&self) -> Result<InvoiceRequest, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut lines = Vec::new();
+        // The form row number of each line sent: blank rows are skipped, so line 1 of the
+        // request may have been typed in row 2.
+        let mut row_numbers = Vec::new();
         for (index, input) in self.lines.iter().enumerate() {
             if input.is_blank() {
                 continue;
             }
             let number = index + 1;
+            // A field that does not parse is reported here and stands in as a valid value, so
+            // the contract's checks below report the row's other fields but not this one twice.
             let quantity = input.quantity.trim().parse::<u32>().unwrap_or_else(|_| {
                 errors.push(FieldError::line(
                     number,
                     "quantity",
                     "must be a whole number",
                 ));
-                0
+                1
             });
             let unit_price_cents = parse_price_cents(&input.unit_price).unwrap_or_else(|problem| {
                 errors.push(FieldError::line(number, "unit_price", problem));
@@ -191,19 +232,25 @@ impl InvoiceForm {
                 quantity,
                 unit_price_cents,
             });
-        }
-        if !errors.is_empty() {
-            return Err(errors);
+            row_numbers.push(number);
         }
         let request = InvoiceRequest {
             schema_version: SCHEMA_VERSION,
             customer: self.customer.trim().to_owned(),
             lines,
         };
-        request
-            .validate()
-            .map_err(|error| vec![FieldError::from_validation("invoice", &error)])?;
-        Ok(request)
+        errors.extend(
+            request
+                .problems()
+                .iter()
+                .map(|problem| FieldError::from_validation("invoice", problem, &row_numbers)),
+        );
+        if errors.is_empty() {
+            Ok(request)
+        } else {
+            errors.sort_by_key(FieldError::form_order);
+            Err(errors)
+        }
     }
 
     /// Rows to show: what was typed, padded with blank rows up to the form's size.
@@ -233,10 +280,15 @@ impl ScoreForm {
             schema_version: SCHEMA_VERSION,
             customer: self.customer.trim().to_owned(),
         };
-        request
-            .validate()
-            .map_err(|error| vec![FieldError::from_validation("score", &error)])?;
-        Ok(request)
+        let problems = request.problems();
+        if problems.is_empty() {
+            Ok(request)
+        } else {
+            Err(problems
+                .iter()
+                .map(|problem| FieldError::from_validation("score", problem, &[]))
+                .collect())
+        }
     }
 }
 
@@ -306,8 +358,8 @@ mod tests {
         );
         assert_eq!(
             placed(zero.to_request().unwrap_err()),
-            ["line-1-quantity => line 1 quantity: must be between 1 and 1000000"],
-            "contract errors count only the lines sent, so a blank first row shifts them"
+            ["line-2-quantity => line 2 quantity: must be between 1 and 1000000"],
+            "a contract error is placed in the row it was typed in, past the blank first row"
         );
         let pricey =
             InvoiceForm::from_body(b"customer=A&description=W&quantity=1&unit_price=999999999999");
@@ -319,6 +371,32 @@ mod tests {
         assert_eq!(
             placed(nameless.to_request().unwrap_err()),
             ["invoice-customer => customer: must not be empty"]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_one_pass_in_page_order() {
+        let form = InvoiceForm::from_body(
+            b"customer=+&description=&quantity=0&unit_price=abc&description=&quantity=&unit_price=&description=W&quantity=x&unit_price=999999999999",
+        );
+        assert_eq!(
+            placed(form.to_request().unwrap_err()),
+            [
+                "invoice-customer => customer: must not be empty",
+                "line-1-description => line 1 description: must not be empty",
+                "line-1-quantity => line 1 quantity: must be between 1 and 1000000",
+                "line-1-unit_price => line 1 unit price: must be an amount such as 12.50",
+                "line-3-quantity => line 3 quantity: must be a whole number",
+                "line-3-unit_price => line 3 unit price: must be at most 10000000000",
+            ],
+            "format errors do not hide range errors, nor the customer's"
+        );
+        let score = ScoreForm {
+            customer: "\u{7}".into(),
+        };
+        assert_eq!(
+            placed(score.to_request().unwrap_err()),
+            ["score-customer => customer: must not contain control characters"]
         );
     }
 

@@ -30,7 +30,8 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tower_http::timeout::RequestBodyDeadlineLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 pub use config::{DashboardConfig, ENV_OVERRIDES};
 pub use secrecy::{ExposeSecret, SecretString};
@@ -56,8 +57,11 @@ pub fn build_app(state: AppState) -> Router {
             state.clone(),
             security::require_auth,
         ));
+    // A 5xx is not an error in itself: a 503 says Kafka is unreachable or not ready yet (the
+    // broker status task logs that once), and a 500 was logged by `AppError` with its cause.
+    let trace = TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG));
     security::with_security_headers(routes)
-        .layer(TraceLayer::new_for_http())
+        .layer(trace)
         .with_state(state)
 }
 

@@ -172,8 +172,9 @@ async fn submit_score_form(
     .await
 }
 
-/// Sends a valid form's request and redirects to its page; shows the home page again, with the
-/// form as it was posted (`refill`) and what is wrong with it, when it is not valid.
+/// Sends a valid form's request and redirects to its page. Shows the home page again, with the
+/// form as it was posted (`refill`), when the form is not valid (400, what is wrong with it)
+/// and when Kafka cannot take the request (503, why), so nothing typed is lost.
 async fn answer_form<T: Serialize + CustomerKey>(
     state: &AppState,
     nonce: &str,
@@ -181,17 +182,20 @@ async fn answer_form<T: Serialize + CustomerKey>(
     request: Result<T, Vec<FieldError>>,
     refill: impl FnOnce(IndexPage, Vec<FieldError>) -> IndexPage,
 ) -> Result<Response, AppError> {
-    match request {
-        Ok(request) => {
-            let id = submit(state, kind, &request).await?;
-            Ok(Redirect::to(&format!("/requests/{id}")).into_response())
-        }
-        Err(errors) => {
-            let page = home_page(state, Filter::default())
-                .with_csrf_token(state.security().csrf_token(nonce));
-            Ok((StatusCode::BAD_REQUEST, refill(page, errors)).into_response())
-        }
-    }
+    let (status, errors) = match request {
+        Ok(request) => match submit(state, kind, &request).await {
+            Ok(id) => return Ok(Redirect::to(&format!("/requests/{id}")).into_response()),
+            Err(AppError::Unavailable(reason)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![FieldError::not_sent(kind.as_str(), &reason)],
+            ),
+            Err(other) => return Err(other),
+        },
+        Err(errors) => (StatusCode::BAD_REQUEST, errors),
+    };
+    let page =
+        home_page(state, Filter::default()).with_csrf_token(state.security().csrf_token(nonce));
+    Ok((status, refill(page, errors)).into_response())
 }
 
 /// The detail page: what the store knows, and the request and reply messages in full, read

@@ -248,9 +248,19 @@ async fn form_posts_with_the_pages_token_are_accepted() {
         .header("sec-fetch-site", "same-origin")
         .body(Body::from(format!("customer=ACME&csrf_token={token}")))
         .unwrap();
-    send(&app, same_origin)
+    let refused = send(&app, same_origin)
         .await
         .expect(StatusCode::SERVICE_UNAVAILABLE);
+    // The 503 is the home page again, saying why, with the form as typed and postable again.
+    assert!(
+        refused
+            .body
+            .contains(r##"<a href="#score-form">not sent: "##),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains(r#"value="ACME""#), "{}", refused.body);
+    assert_eq!(csrf_tokens(&refused.body), [token.clone(), token.clone()]);
 }
 
 #[tokio::test]

@@ -342,7 +342,7 @@ try {
     await noScript.close();
   });
 
-  await step('a bad quantity: the error next to the field, aria-invalid, a summary link that focuses it', async () => {
+  await step('a bad quantity and a price too high, found in one pass: each error next to its field, aria-invalid, summary links that focus them', async () => {
     const page = await desktop.newPage();
     await page.goto('/');
     const form = page.locator('#invoice-form');
@@ -351,6 +351,11 @@ try {
     await line.getByLabel('Description', { exact: true }).fill('Gadget');
     await line.getByLabel('Quantity', { exact: true }).fill('lots');
     await line.getByLabel('Unit price', { exact: true }).fill('1.00');
+    // A format error in one row does not hide a range error in the next.
+    const line2 = form.getByRole('group', { name: 'Line 2', exact: true });
+    await line2.getByLabel('Description', { exact: true }).fill('Gold bar');
+    await line2.getByLabel('Quantity', { exact: true }).fill('1');
+    await line2.getByLabel('Unit price', { exact: true }).fill('999999999999');
     expectedErrors.add('POST /invoices 400');
     const answer = page.waitForResponse((response) => response.request().method() === 'POST');
     await line.getByLabel('Quantity', { exact: true }).press('Enter');
@@ -369,6 +374,12 @@ try {
     const summary = page.getByRole('alert', { name: 'Problems with the invoice' });
     const link = summary.locator('a[href="#line-1-quantity"]');
     assert.match(await link.textContent(), /line 1 quantity: must be a whole number/);
+    assert.deepEqual(
+      (await summary.locator('a').allTextContents()).map((text) => text.trim()),
+      ['line 1 quantity: must be a whole number', 'line 2 unit price: must be at most 10000000000'],
+      'every problem at once, in the order of the fields');
+    assert.equal((await page.locator('#line-2-unit_price-error').textContent()).trim(), 'must be at most 10000000000');
+    assert.equal(await page.locator('#line-2-unit_price').inputValue(), '999999999999', 'what was typed is kept');
     await shot(page, 'desktop-form-error.png', { fullPage: false });
     // Following the link with the keyboard puts the focus on the field.
     await link.focus();

@@ -1,27 +1,34 @@
 //! Logging set-up shared by the binaries: the services' and the tools'.
 
+mod repeats;
+
+pub use repeats::{REPEAT_WINDOW, RepeatFilter, RepeatLimiter};
+
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: `info`, librdkafka's own chatter at warn),
 /// as text or, with `LOG_FORMAT=json`, one JSON object per line. Spans carry the correlation ID
-/// and trace ID, so every line about a request names them.
+/// and trace ID, so every line about a request names them. A librdkafka message is logged once
+/// per [`REPEAT_WINDOW`] of its kind (see [`RepeatFilter`]).
 pub fn init_logging() {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"))
+        .and(RepeatFilter::new(REPEAT_WINDOW));
     // Colours only for a terminal: escape codes in a log file cost CPU on every line.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry();
     if std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json")) {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init();
+        let layer = layer.json().with_current_span(true).with_span_list(false);
+        registry.with(layer.with_filter(filter)).init();
     } else {
-        builder.init();
+        registry.with(layer.with_filter(filter)).init();
     }
 }
 
