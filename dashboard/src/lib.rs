@@ -10,6 +10,7 @@ pub mod api;
 mod background;
 mod body;
 mod config;
+mod dead_letters;
 pub mod error;
 mod feed;
 pub mod forms;

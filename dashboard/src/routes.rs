@@ -39,6 +39,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/invoices", post(submit_invoice_form))
         .route("/scores", post(submit_score_form))
         .route("/requests/{id}", get(request_page))
+        .route("/dead-letters", get(crate::dead_letters::dead_letters_page))
         .route("/events", get(live_updates))
         .route("/api/invoices", post(api_invoice))
         .route("/api/scores", post(api_score))

@@ -707,3 +707,70 @@ async fn the_detail_page_says_when_kafka_no_longer_has_the_messages() {
     assert!(html.contains(&topics.reply(RequestKind::Score)), "{html}");
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dead_letter_page_shows_what_a_worker_could_not_handle_and_where_it_was() {
+    let system = System::start().await;
+    let empty = system
+        .dashboard
+        .get_text(&system.http, "/dead-letters")
+        .await;
+    assert!(
+        empty.contains("No dead letters: every invoice request so far could be handled."),
+        "{empty}"
+    );
+    // A request that is not JSON, with a correlation ID: the worker dead-letters it.
+    let topics = test_support::topics(&system.topics);
+    let requester = Requester::new(
+        &test_support::kafka(),
+        topics.clone(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let sent = requester
+        .send_outgoing(
+            &Outgoing::new(topics.request(RequestKind::Invoice), "{not json")
+                .header(request_reply::headers::CORRELATION_ID, "bad-request-1")
+                .header(
+                    request_reply::headers::CONTENT_TYPE,
+                    request_reply::headers::JSON_CONTENT_TYPE,
+                )
+                .header(
+                    request_reply::headers::REPLY_TOPIC,
+                    topics.reply(RequestKind::Invoice),
+                ),
+        )
+        .await
+        .unwrap();
+    let source = format!(
+        "{}/{}/{}",
+        topics.request(RequestKind::Invoice),
+        sent.partition,
+        sent.offset
+    );
+    let http = &system.http;
+    let page = test_support::wait_for(
+        "the dead letter on the page",
+        Duration::from_secs(30),
+        || {
+            let dashboard = &system.dashboard;
+            let source = source.clone();
+            async move {
+                let html = dashboard.get_text(http, "/dead-letters").await;
+                html.contains(&source).then_some(html)
+            }
+        },
+    )
+    .await;
+    assert!(page.contains("bad-request-1"), "{page}");
+    assert!(page.contains("{not json"), "the payload's start: {page}");
+    assert!(
+        page.contains(&topics.dead_letter(RequestKind::Invoice)),
+        "{page}"
+    );
+    assert!(
+        page.contains("No dead letters: every score request so far could be handled."),
+        "the other kind's topic is listed too: {page}"
+    );
+    system.stop().await;
+}

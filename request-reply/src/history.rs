@@ -5,14 +5,14 @@
 use crate::config::KafkaSettings;
 use crate::headers::{self, CorrelationId};
 use crate::kafka::{HeaderList, set_default};
-use crate::offsets::{Positions, partition_watermarks};
+use crate::offsets::{Positions, partition_watermarks, try_partition_watermarks};
 use crate::requester::{IncomingReply, RequestError};
 use crate::route::Routes;
 use crate::watchdog::{CHECK_INTERVAL, DEFAULT_STALL_AFTER, Stalls};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -302,7 +302,16 @@ pub enum ReadError {
     Kafka(#[source] KafkaError),
 }
 
-/// Reads single messages back by their position, for programs that remember only where a
+/// What [`RecordReader::read_last`] found.
+#[derive(Clone, Debug)]
+pub struct LastMessages<T> {
+    /// What the caller kept of each message, in the order read (per partition, oldest first).
+    pub messages: Vec<T>,
+    /// False when the deadline passed before every partition's end was read.
+    pub complete: bool,
+}
+
+/// Reads messages back by their position (one, or the last few of a topic), for programs that remember only where a
 /// message is and show it in full on demand (the dashboard's detail page) instead of keeping
 /// every payload in memory.
 ///
@@ -350,6 +359,74 @@ impl RecordReader {
         Ok(RecordReader {
             consumer: std::sync::Mutex::new(consumer),
         })
+    }
+
+    /// The last `per_partition` messages of every partition of `topic`, each turned into a `T`
+    /// by `keep` as it is read (so what is held is what the caller keeps, not the messages),
+    /// waiting at most `timeout` in all. Blocks: call it from `spawn_blocking`. A topic that
+    /// does not exist is an error; one without messages is empty.
+    pub fn read_last<T>(
+        &self,
+        topic: &str,
+        per_partition: i64,
+        timeout: Duration,
+        mut keep: impl FnMut(&BorrowedMessage<'_>) -> T,
+    ) -> Result<LastMessages<T>, ReadError> {
+        let consumer = self
+            .consumer
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut assignment = TopicPartitionList::new();
+        // The end of each partition as looked up: later messages are not waited for.
+        let mut ends = HashMap::new();
+        for (partition, low, high) in
+            try_partition_watermarks(&*consumer, topic).map_err(ReadError::Kafka)?
+        {
+            if high > low {
+                let from = high.saturating_sub(per_partition.max(1)).max(low);
+                assignment
+                    .add_partition_offset(topic, partition, Offset::Offset(from))
+                    .map_err(ReadError::Kafka)?;
+                ends.insert(partition, high);
+            }
+        }
+        let mut last = LastMessages {
+            messages: Vec::new(),
+            complete: true,
+        };
+        if ends.is_empty() {
+            return Ok(last);
+        }
+        consumer.assign(&assignment).map_err(ReadError::Kafka)?;
+        let deadline = Instant::now() + timeout;
+        while !ends.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                last.complete = false;
+                break;
+            }
+            match consumer.poll(left) {
+                Some(Ok(message)) if message.topic() == topic => {
+                    let Some(&end) = ends.get(&message.partition()) else {
+                        continue;
+                    };
+                    if message.offset() < end {
+                        last.messages.push(keep(&message));
+                    }
+                    if message.offset() + 1 >= end {
+                        ends.remove(&message.partition());
+                    }
+                }
+                // Retention removed the start meanwhile, or connection trouble librdkafka
+                // retries: what was read is kept, and the deadline bounds the wait.
+                Some(Err(error)) => tracing::debug!(%error, topic, "reading the last messages"),
+                Some(Ok(_)) | None => {}
+            }
+        }
+        if let Err(error) = consumer.unassign() {
+            tracing::debug!(%error, "unassigning the message reader");
+        }
+        Ok(last)
     }
 
     /// The message at `offset` of `topic`/`partition`, waiting at most `timeout`. Blocks: call

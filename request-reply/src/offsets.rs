@@ -27,8 +27,8 @@ pub(crate) fn partition_watermarks(
     }
 }
 
-fn try_partition_watermarks(
-    consumer: &StreamConsumer,
+pub(crate) fn try_partition_watermarks(
+    consumer: &impl Consumer,
     topic: &str,
 ) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
     let metadata = consumer.fetch_metadata(Some(topic), LOOKUP_TIMEOUT)?;

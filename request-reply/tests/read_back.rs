@@ -1,0 +1,71 @@
+//! Reading messages back by position against a real broker: the last few of every partition of
+//! a topic (what the dashboard's dead-letter page shows), and what a topic without them gives.
+
+mod common;
+
+use rdkafka::message::Message;
+use request_reply::history::RecordReader;
+use request_reply::kafka::Outgoing;
+use std::time::Duration;
+
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_messages_of_each_partition_are_read_oldest_first() {
+    let topics = test_support::unique_topics();
+    common::create_topics(&topics).await;
+    let topic = common::route(&topics).dead_letter_topic;
+    let reader = RecordReader::new(&test_support::kafka(), "read-back-test").unwrap();
+
+    let empty = reader
+        .read_last(&topic, 3, READ_TIMEOUT, |message| message.offset())
+        .unwrap();
+    assert!(empty.messages.is_empty() && empty.complete);
+
+    let client = common::connect(&topics).await;
+    for number in 0..5 {
+        let mut message = Outgoing::new(&topic, format!("letter {number}"));
+        message.partition = Some(0);
+        client.requester().send_outgoing(&message).await.unwrap();
+    }
+    let mut last = Outgoing::new(&topic, "the only one on partition 1");
+    last.partition = Some(1);
+    client.requester().send_outgoing(&last).await.unwrap();
+
+    let read = |per_partition| {
+        reader
+            .read_last(&topic, per_partition, READ_TIMEOUT, |message| {
+                let text = String::from_utf8_lossy(message.payload().unwrap_or_default());
+                (message.partition(), message.offset(), text.into_owned())
+            })
+            .unwrap()
+    };
+    let three = read(3);
+    assert!(three.complete);
+    let mut positions: Vec<_> = three.messages.clone();
+    positions.sort();
+    assert_eq!(
+        positions,
+        [
+            (0, 2, "letter 2".to_owned()),
+            (0, 3, "letter 3".to_owned()),
+            (0, 4, "letter 4".to_owned()),
+            (1, 0, "the only one on partition 1".to_owned()),
+        ]
+    );
+    let partition_0: Vec<i64> = three
+        .messages
+        .iter()
+        .filter(|(partition, ..)| *partition == 0)
+        .map(|(_, offset, _)| *offset)
+        .collect();
+    assert_eq!(partition_0, [2, 3, 4], "each partition oldest first");
+    assert_eq!(read(100).messages.len(), 6, "fewer than asked: all of them");
+
+    assert!(
+        reader
+            .read_last(&format!("{topic}.missing"), 3, READ_TIMEOUT, |_| ())
+            .is_err(),
+        "a topic that does not exist is an error"
+    );
+}
