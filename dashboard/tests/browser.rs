@@ -93,10 +93,30 @@ async fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<Exi
     }
 }
 
+/// Sends the invoice worker a request that is not JSON, for the dead-letter page to show; returns
+/// where it is (`topic/partition/offset`, as the dead letter's `dlq-source` names it).
+async fn send_a_request_to_dead_letter(system: &System) -> String {
+    use request_reply::headers;
+    let topics = test_support::topics(&system.topics);
+    let requester = request_reply::requester::Requester::new(
+        &test_support::kafka(),
+        topics.clone(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let topic = topics.request(contract::RequestKind::Invoice);
+    let message = request_reply::kafka::Outgoing::new(&topic, "{not json")
+        .header(headers::CORRELATION_ID, "browser-dead-letter")
+        .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE);
+    let sent = requester.send_outgoing(&message).await.unwrap();
+    format!("{topic}/{}/{}", sent.partition, sent.offset)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_works_in_headless_chromium() {
     check_prerequisites();
     let system = System::start().await;
+    let dead_letter_source = send_a_request_to_dead_letter(&system).await;
     let screenshots = screenshot_dir();
     std::fs::create_dir_all(&screenshots).expect("create target/screenshots");
 
@@ -105,6 +125,7 @@ async fn the_dashboard_works_in_headless_chromium() {
         .arg(browser_dir().join("e2e.mjs"))
         .arg(&system.dashboard.base)
         .arg(&screenshots)
+        .arg(&dead_letter_source)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -2,7 +2,7 @@
 // The dashboard in a real browser: headless Chromium (Debian's /usr/bin/chromium, or
 // $CHROMIUM_PATH) driven by playwright-core, against a running dashboard with both workers.
 //
-//   node e2e.mjs <base-url> <screenshot-dir>
+//   node e2e.mjs <base-url> <screenshot-dir> [<dead-letter-source>]
 //
 // Run by dashboard/tests/browser.rs, which starts the whole system in-process on the test broker.
 // Checks, each wait an explicit condition with a timeout (no fixed sleeps):
@@ -19,7 +19,10 @@
 //   7. screenshots: desktop home, a request page, an error page, the phone view, into
 //      <screenshot-dir>; with UPDATE_README_SCREENSHOT=1 the desktop home also goes to
 //      dashboard/docs/screenshot.png;
-//   8. throughout: every request any page makes goes to 127.0.0.1, no uncaught script error.
+//   8. throughout: every request any page makes goes to 127.0.0.1, no uncaught script error;
+//   9. the dead-letter page, reached by its link in the header, lists the request browser.rs
+//      made the invoice worker dead-letter (at <dead-letter-source>) with its reason, on a
+//      desktop and on a phone without horizontal scrolling.
 // Exits 0 when all pass, 1 with the reason (and failure-*.png screenshots) when one fails.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -28,7 +31,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
-const [base, shotDir] = process.argv.slice(2);
+const [base, shotDir, deadLetterSource] = process.argv.slice(2);
 if (!base || !shotDir) {
   console.error('usage: node e2e.mjs <base-url> <screenshot-dir>');
   process.exit(2);
@@ -456,6 +459,32 @@ try {
     assert.equal(await names.count(), 1);
     assert.ok(await names.isVisible(), 'the header names (the first column of the headers tables) are hidden on a phone');
     await shot(page, 'phone-request.png');
+    await phone.close();
+  });
+
+  await step('dead letters: the header link leads to the page, which lists the bad request with its reason and source, on a phone too', async () => {
+    assert.ok(deadLetterSource, 'browser.rs passes the dead letter\'s source position');
+    const page = await desktop.newPage();
+    await page.goto('/');
+    await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Dead letters' }).click();
+    await page.waitForURL(/\/dead-letters$/);
+    // The worker dead-letters it within moments; reload until the page lists it.
+    const row = page.locator('section[data-kind="invoice"] table.dead-letters tbody tr', { hasText: deadLetterSource });
+    const deadline = Date.now() + REPLY_TIMEOUT;
+    while ((await row.count()) === 0) {
+      assert.ok(Date.now() < deadline, `no dead letter from ${deadLetterSource} on the page`);
+      await page.reload();
+    }
+    assert.match(await row.locator('td.reason').textContent(), /\S/, 'the reason is shown');
+    assert.match(await row.textContent(), /browser-dead-letter/, 'the correlation ID is shown');
+    await shot(page, 'desktop-dead-letters.png', { fullPage: false });
+    await page.close();
+    const phone = await newContext(PHONE);
+    const small = await phone.newPage();
+    await small.goto('/dead-letters');
+    await small.locator('table.dead-letters tbody tr', { hasText: deadLetterSource }).waitFor();
+    await assertNoHorizontalOverflow(small, 'the dead-letter page on a phone');
+    await shot(small, 'phone-dead-letters.png');
     await phone.close();
   });
 
