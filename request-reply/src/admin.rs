@@ -147,7 +147,7 @@ impl ClientContext for SecurityWatch {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::error!("librdkafka: {error}: {reason}");
+        tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
         let what = match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
                 Some("authentication")
