@@ -4,7 +4,7 @@
 
 use crate::AppState;
 use crate::error::AppError;
-use crate::views::BannerView;
+use crate::views::{BannerView, clock};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
@@ -15,7 +15,7 @@ use request_reply::codec::excerpt;
 use request_reply::headers;
 use request_reply::history::ReadError;
 use request_reply::kafka::HeaderList;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// How many dead letters of each partition are read, and how many of each kind are shown.
 pub const DEAD_LETTERS_SHOWN: usize = 20;
@@ -50,11 +50,7 @@ impl DeadLetterView {
     /// What the page keeps of a dead letter: a bounded excerpt, never the whole payload.
     pub fn from_message(message: &BorrowedMessage<'_>) -> Self {
         let headers = HeaderList::from_message(message);
-        let text = |name: &str| {
-            headers.last(name).map(|value| {
-                excerpt(&String::from_utf8_lossy(value), PAYLOAD_EXCERPT_CHARS).into_owned()
-            })
-        };
+        let text = |name: &str| headers.last(name).map(excerpt_of);
         let timestamp_ms = match message.timestamp() {
             Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => ms,
             Timestamp::NotAvailable => 0,
@@ -73,26 +69,23 @@ impl DeadLetterView {
             correlation_id: text(headers::CORRELATION_ID),
             payload: message
                 .payload()
-                .map(|bytes| {
-                    excerpt(&String::from_utf8_lossy(bytes), PAYLOAD_EXCERPT_CHARS).into_owned()
-                })
-                .unwrap_or_else(|| "(no payload)".into()),
+                .map_or_else(|| "(no payload)".into(), excerpt_of),
             truncated: headers.last(headers::DEAD_LETTER_TRUNCATED).is_some(),
         }
     }
 }
 
+/// A Kafka timestamp as the pages show times; empty when the message has none.
 fn clock_of(timestamp_ms: i64) -> String {
-    if timestamp_ms <= 0 {
-        return String::new();
+    match u64::try_from(timestamp_ms) {
+        Ok(ms) if ms > 0 => clock(UNIX_EPOCH + Duration::from_millis(ms)),
+        _ => String::new(),
     }
-    let seconds = (timestamp_ms / 1000) % 86_400;
-    format!(
-        "{:02}:{:02}:{:02}",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    )
+}
+
+/// The start of a header value or payload, as text.
+fn excerpt_of(bytes: &[u8]) -> String {
+    excerpt(&String::from_utf8_lossy(bytes), PAYLOAD_EXCERPT_CHARS).into_owned()
 }
 
 /// One kind's dead-letter topic: its newest dead letters, or why they cannot be shown.

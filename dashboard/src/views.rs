@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const RECENT_ROWS: usize = 50;
 
 /// `HH:MM:SS` UTC, enough to tell requests apart on one screen.
-fn clock(time: SystemTime) -> String {
+pub(crate) fn clock(time: SystemTime) -> String {
     let seconds = time
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
