@@ -1,5 +1,6 @@
 //! What the dashboard does besides answering HTTP: rebuilding its history from the log,
-//! listening for replies, timing out requests and watching the broker.
+//! listening for replies, timing out requests and watching the broker (and, in `system`, the
+//! workers' groups).
 
 use crate::GROUP_ID;
 use crate::state::AppState;
@@ -24,11 +25,12 @@ const PROBE_RENEW_AFTER_CHECKS: u32 = 5;
 /// Pause between attempts to set up the reply listener while Kafka is unreachable.
 const CONNECT_RETRY: Duration = Duration::from_secs(2);
 
-/// Starts the reply listener, the request timeouts and the broker checks; they run until
-/// aborted.
-pub(crate) fn start(state: &AppState) -> [JoinHandle<()>; 3] {
+/// Starts the reply listener, the worker group checks, the request timeouts and the broker
+/// checks; they run until aborted.
+pub(crate) fn start(state: &AppState) -> [JoinHandle<()>; 4] {
     [
         tokio::spawn(listen_for_replies(state.clone())),
+        tokio::spawn(crate::system::watch_workers(state.clone())),
         tokio::spawn(expire_requests(state.clone())),
         tokio::spawn({
             let state = state.clone();

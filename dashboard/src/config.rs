@@ -4,6 +4,7 @@
 use crate::hosts::HostList;
 use crate::security;
 use crate::server::HttpSettings;
+use contract::RequestKind;
 use request_reply::config::{KafkaSettings, TopicSettings};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -70,6 +71,16 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         key: "max_event_streams",
     },
     EnvOverride {
+        var: "DASHBOARD_INVOICE_GROUP",
+        section: "dashboard",
+        key: "invoice_group",
+    },
+    EnvOverride {
+        var: "DASHBOARD_SCORE_GROUP",
+        section: "dashboard",
+        key: "score_group",
+    },
+    EnvOverride {
         var: "DASHBOARD_SHUTDOWN_GRACE_MS",
         section: "dashboard",
         key: "shutdown_grace_ms",
@@ -105,6 +116,8 @@ pub(crate) struct DashboardSection {
     pub(crate) max_event_streams: usize,
     #[serde_as(as = "DisplayFromStr")]
     pub(crate) shutdown_grace_ms: u64,
+    pub(crate) invoice_group: String,
+    pub(crate) score_group: String,
 }
 
 impl Default for DashboardSection {
@@ -124,6 +137,36 @@ impl Default for DashboardSection {
             max_connections: http.max_connections,
             max_event_streams: http.max_event_streams,
             shutdown_grace_ms: millis(http.shutdown_grace),
+            invoice_group: WorkerGroups::default().invoice,
+            score_group: WorkerGroups::default().score,
+        }
+    }
+}
+
+/// The consumer groups the workers answer in: the dashboard watches them to tell a learner why a
+/// request waits (no worker, a rebalance) and to turn its banner green only when both can
+/// answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerGroups {
+    pub invoice: String,
+    pub score: String,
+}
+
+impl Default for WorkerGroups {
+    /// The workers' own default: the group named after the original request topic.
+    fn default() -> Self {
+        WorkerGroups {
+            invoice: RequestKind::Invoice.base_request_topic().to_owned(),
+            score: RequestKind::Score.base_request_topic().to_owned(),
+        }
+    }
+}
+
+impl WorkerGroups {
+    pub fn of(&self, kind: RequestKind) -> &str {
+        match kind {
+            RequestKind::Invoice => &self.invoice,
+            RequestKind::Score => &self.score,
         }
     }
 }
@@ -146,6 +189,8 @@ pub struct DashboardConfig {
     /// The names requests may use, and the bounds on connections, headers, bodies, event
     /// streams and shutdown.
     pub http: HttpSettings,
+    /// Where the workers consume.
+    pub worker_groups: WorkerGroups,
 }
 
 impl DashboardConfig {
@@ -161,6 +206,10 @@ impl DashboardConfig {
             auth_token: auth_token(section.auth_token)?,
             allow_unauthenticated: section.allow_unauthenticated.0,
             http,
+            worker_groups: WorkerGroups {
+                invoice: non_empty(section.invoice_group, "invoice_group")?,
+                score: non_empty(section.score_group, "score_group")?,
+            },
         })
     }
 
@@ -172,6 +221,20 @@ impl DashboardConfig {
             self.allow_unauthenticated,
         )
     }
+}
+
+/// A group id, which must not be blank.
+fn non_empty(value: String, key: &str) -> Result<String, ConfigError> {
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        return Err(ConfigError::Invalid {
+            section: "dashboard".into(),
+            key: key.into(),
+            value,
+            problem: "must name the workers' consumer group".into(),
+        });
+    }
+    Ok(value)
 }
 
 /// `[dashboard] auth_token`: unset or blank means no authentication. Errors never quote it.

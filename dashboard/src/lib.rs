@@ -15,6 +15,7 @@ pub mod error;
 mod feed;
 pub mod forms;
 pub mod hosts;
+mod journey;
 mod metrics;
 mod records;
 mod routes;
@@ -22,6 +23,7 @@ pub mod security;
 mod server;
 mod state;
 pub mod store;
+mod system;
 mod views;
 
 use anyhow::Context;
@@ -34,7 +36,7 @@ use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
-pub use config::{DashboardConfig, ENV_OVERRIDES};
+pub use config::{DashboardConfig, ENV_OVERRIDES, WorkerGroups};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use server::HttpSettings;
 pub use state::{AppState, BrokerStatus};

@@ -51,7 +51,7 @@ pub async fn read_back(
         Ok(message) => Ok(ReadBack {
             headers: HeaderList::from_message(&message)
                 .iter()
-                .map(|(key, value)| (key.to_owned(), header_text(value)))
+                .map(|(key, value)| (key.to_owned(), text_or_hex(value)))
                 .collect(),
             message,
         }),
@@ -116,7 +116,8 @@ pub fn reply_value(kind: RequestKind, message: &OwnedMessage) -> serde_json::Val
     reply_body(&IncomingReply::decode(&Topics::default(), kind, message).content)
 }
 
-fn header_text(value: Option<&[u8]>) -> String {
+/// A header value or key as the pages show it: text, or `0x`-hex when it is binary.
+pub(crate) fn text_or_hex(value: Option<&[u8]>) -> String {
     match value {
         None => "(null)".into(),
         Some(bytes) => match std::str::from_utf8(bytes) {

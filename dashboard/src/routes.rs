@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/scores", post(submit_score_form))
         .route("/requests/{id}", get(request_page))
         .route("/dead-letters", get(crate::dead_letters::dead_letters_page))
+        .route("/system", get(crate::system::system_page))
         .route("/events", get(live_updates))
         .route("/api/invoices", post(api_invoice))
         .route("/api/scores", post(api_score))
@@ -57,11 +58,12 @@ fn banner(state: &AppState) -> BannerView {
 }
 
 fn home_page(state: &AppState, filter: Filter) -> IndexPage {
+    let status = state.broker_status();
     let rows = state
         .store()
         .recent(RECENT_ROWS, |kind, status| filter.matches(kind, status))
         .iter()
-        .map(RowView::from)
+        .map(|record| RowView::explained(record, &status))
         .collect();
     let uncorrelated = state
         .store()
@@ -219,7 +221,12 @@ async fn request_page(
         }
         None => None,
     };
-    Ok(RequestPage::new(banner(&state), &record, request, reply))
+    Ok(RequestPage::new(
+        state.broker_status(),
+        &record,
+        request,
+        reply,
+    ))
 }
 
 /// A message read back for the detail page, or why it is missing, for the page to say in its
@@ -348,7 +355,7 @@ async fn live_updates(
         BroadcastStream::new(state.store().subscribe()).filter_map(move |change| {
             let event = match change {
                 Ok(crate::store::Change::Request(id)) => state.store().get(&id).map(|record| {
-                    let row = RowView::from(&record);
+                    let row = RowView::explained(&record, &state.broker_status());
                     let html = RowFragment { row: &row }.render().unwrap_or_default();
                     let data =
                         serde_json::json!({ "id": row.id, "status": row.status, "html": html });
@@ -373,7 +380,8 @@ async fn live_updates(
         })
     };
     let broker_events = WatchStream::new(state.watch_broker()).map(|status| {
-        let data = serde_json::json!({ "healthy": status.healthy(), "message": status.message });
+        let banner = BannerView::from(status);
+        let data = serde_json::json!({ "green": banner.green, "message": banner.message });
         Ok(Event::default().event("broker").data(data.to_string()))
     });
     let mut stopping = state.watch_stopping();

@@ -8,7 +8,8 @@ use crate::security;
 use crate::server::HttpSettings;
 use crate::store::Store;
 use anyhow::Context;
-use contract::Topics;
+use contract::{RequestKind, Topics};
+use request_reply::groups::GroupObserver;
 use request_reply::history::RecordReader;
 use request_reply::requester::Requester;
 use std::sync::Arc;
@@ -27,11 +28,29 @@ pub struct BrokerStatus {
     pub listening: bool,
     /// For people: what is wrong, or where we are connected.
     pub message: String,
+    /// Why requests of a kind would wait although Kafka is reachable (no worker in its group, a
+    /// rebalance), from the last look at the workers' groups; empty when both can answer.
+    pub waiting: Vec<(RequestKind, String)>,
 }
 
 impl BrokerStatus {
+    /// The dashboard can send requests and will see every reply: `/readyz`, and whether the
+    /// forms are accepted.
     pub fn healthy(&self) -> bool {
         self.reachable && self.listening
+    }
+
+    /// Healthy, and a worker can answer each kind of request: the banner turns green.
+    pub fn green(&self) -> bool {
+        self.healthy() && self.waiting.is_empty()
+    }
+
+    /// Why a request of `kind` waits, when the dashboard knows.
+    pub fn waiting_because(&self, kind: RequestKind) -> Option<&str> {
+        self.waiting
+            .iter()
+            .find(|(waiting, _)| *waiting == kind)
+            .map(|(_, why)| why.as_str())
     }
 }
 
@@ -46,6 +65,8 @@ struct Shared {
     requester: Requester<Topics>,
     /// Reads requests and replies back from Kafka for the detail page and the API.
     reader: Arc<RecordReader>,
+    /// Reads the workers' groups and the topics' ends for the system page and the banner.
+    observer: Arc<GroupObserver>,
     broker: watch::Sender<BrokerStatus>,
     /// Flips to true when the server is shutting down, so live-update streams end.
     stopping: watch::Sender<bool>,
@@ -66,6 +87,8 @@ impl AppState {
         .context("cannot create the Kafka producer")?;
         let reader =
             RecordReader::new(&config.kafka, GROUP_ID).context("cannot create the Kafka reader")?;
+        let observer =
+            GroupObserver::new(&config.kafka).context("cannot create the group observer")?;
         let (broker, _) = watch::channel(BrokerStatus {
             reachable: false,
             listening: false,
@@ -73,6 +96,16 @@ impl AppState {
                 "Connecting to Kafka at {}…",
                 config.kafka.bootstrap_servers()
             ),
+            waiting: RequestKind::ALL
+                .iter()
+                .map(|kind| {
+                    let group = config.worker_groups.of(*kind);
+                    (
+                        *kind,
+                        format!("the consumer group {group} has not been looked at yet"),
+                    )
+                })
+                .collect(),
         });
         let (stopping, _) = watch::channel(false);
         let security = security::Keys::generate(config.auth_token.clone())?;
@@ -85,6 +118,7 @@ impl AppState {
             metrics: DashboardMetrics::default(),
             requester,
             reader: Arc::new(reader),
+            observer: Arc::new(observer),
             broker,
             stopping,
             event_slots: Arc::new(tokio::sync::Semaphore::new(config.http.max_event_streams)),
@@ -119,6 +153,10 @@ impl AppState {
 
     pub(crate) fn reader(&self) -> Arc<RecordReader> {
         Arc::clone(&self.0.reader)
+    }
+
+    pub(crate) fn observer(&self) -> Arc<GroupObserver> {
+        Arc::clone(&self.0.observer)
     }
 
     pub fn broker_status(&self) -> BrokerStatus {

@@ -2,11 +2,13 @@
 
 use crate::BrokerStatus;
 use crate::forms::{FieldError, InvoiceForm, ScoreForm};
+use crate::journey::{self, Journey};
 use crate::records::{self, ReadBack};
 use crate::store::{RequestRecord, Status, UncorrelatedReply};
 use askama::Template;
 use askama_web::WebTemplate;
 use contract::RequestKind;
+use rdkafka::message::Message;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How many requests the home page lists.
@@ -44,6 +46,19 @@ pub struct RowView {
     pub late: bool,
     pub duplicate_replies: u32,
     pub created: String,
+    /// For a pending request: why it waits, when the dashboard knows (no worker, a rebalance).
+    pub waiting_because: Option<String>,
+}
+
+impl RowView {
+    /// The row, saying why it waits when it is pending and `status` knows why.
+    pub fn explained(record: &RequestRecord, status: &BrokerStatus) -> Self {
+        let mut row = RowView::from(record);
+        if record.status == Status::Pending {
+            row.waiting_because = status.waiting_because(record.kind).map(str::to_owned);
+        }
+        row
+    }
 }
 
 impl From<&RequestRecord> for RowView {
@@ -65,6 +80,7 @@ impl From<&RequestRecord> for RowView {
             late: record.late,
             duplicate_replies: record.duplicate_replies,
             created: clock(record.created_at),
+            waiting_because: None,
         }
     }
 }
@@ -97,15 +113,20 @@ impl From<&UncorrelatedReply> for UncorrelatedView {
 /// The banner at the top of every page.
 #[derive(Clone, Debug)]
 pub struct BannerView {
-    pub healthy: bool,
+    /// Kafka is reachable and a worker can answer each kind of request.
+    pub green: bool,
     pub message: String,
 }
 
 impl From<BrokerStatus> for BannerView {
     fn from(status: BrokerStatus) -> Self {
+        let message = match crate::system::missing(&status.waiting) {
+            Some(missing) if status.healthy() => format!("{}. {missing}", status.message),
+            _ => status.message.clone(),
+        };
         BannerView {
-            healthy: status.healthy(),
-            message: status.message,
+            green: status.green(),
+            message,
         }
     }
 }
@@ -268,9 +289,51 @@ pub struct UncorrelatedFragment<'a> {
 /// A Kafka position and headers, for the detail page.
 #[derive(Clone, Debug)]
 pub struct KafkaMeta {
-    pub position: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The key as text (hex when binary), `None` when the message has none or was not read back.
+    pub key: Option<String>,
+    /// The record timestamp and its type, when the message was read back.
+    pub timestamp: Option<String>,
     /// Empty when the message could not be read back.
     pub headers: Vec<(String, String)>,
+}
+
+impl KafkaMeta {
+    fn new(topic: &str, partition: i32, offset: i64, read: Option<&ReadBack>) -> Self {
+        let message = read.map(|read| &read.message);
+        KafkaMeta {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            key: message
+                .and_then(|message| message.key())
+                .map(|key| records::text_or_hex(Some(key))),
+            timestamp: message.and_then(|message| match message.timestamp() {
+                rdkafka::Timestamp::CreateTime(ms) => Some(format!(
+                    "{} UTC (CreateTime: set by the producer)",
+                    precise_clock(ms)
+                )),
+                rdkafka::Timestamp::LogAppendTime(ms) => Some(format!(
+                    "{} UTC (LogAppendTime: set by the broker)",
+                    precise_clock(ms)
+                )),
+                rdkafka::Timestamp::NotAvailable => None,
+            }),
+            headers: read.map(|read| read.headers.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// `HH:MM:SS.mmm` UTC of a Kafka timestamp (milliseconds since the epoch).
+fn precise_clock(timestamp_ms: i64) -> String {
+    let ms = u64::try_from(timestamp_ms).unwrap_or_default();
+    format!(
+        "{}.{:03}",
+        clock(UNIX_EPOCH + Duration::from_millis(ms)),
+        ms % 1000
+    )
 }
 
 #[derive(Template, WebTemplate)]
@@ -286,6 +349,14 @@ pub struct RequestPage {
     pub reply_meta: Option<KafkaMeta>,
     /// Why the reply message is not shown, when it cannot be read back.
     pub reply_notice: Option<String>,
+    /// Where the time went, hop by hop.
+    pub journey: Journey,
+    /// Where the duplicate replies are (`topic/partition/offset`), as far as remembered.
+    pub duplicates: Vec<String>,
+    /// Duplicates counted beyond those listed.
+    pub duplicates_unlisted: u32,
+    /// How the invoice number was made, for an invoice with a reply.
+    pub invoice_number_note: Option<String>,
 }
 
 impl RequestPage {
@@ -293,7 +364,7 @@ impl RequestPage {
     /// `None` when there is none yet. A message that cannot be read falls back on the payload
     /// the store still holds for recent requests.
     pub fn new(
-        banner: BannerView,
+        status: BrokerStatus,
         record: &RequestRecord,
         request: Option<Result<ReadBack, String>>,
         reply: Option<Result<ReadBack, String>>,
@@ -304,56 +375,119 @@ impl RequestPage {
             json.as_deref()
                 .and_then(|json| serde_json::from_slice::<serde_json::Value>(json).ok())
         };
-        let (request_json, request_headers, request_notice) = match request {
-            Some(Ok(read)) => (
-                Some(pretty(&records::request_value(&read.message))),
-                read.headers,
-                None,
-            ),
-            Some(Err(notice)) => (
-                cached(&record.request_json).map(|json| pretty(&json)),
-                Vec::new(),
-                Some(notice),
-            ),
-            None => (
-                cached(&record.request_json).map(|json| pretty(&json)),
-                Vec::new(),
-                None,
-            ),
+        let (request_read, request_notice) = split(request);
+        let (reply_read, reply_notice) = split(reply);
+        let request_json = match &request_read {
+            Some(read) => Some(pretty(&records::request_value(&read.message))),
+            None => cached(&record.request_json).map(|json| pretty(&json)),
         };
         let reply_text = |body: serde_json::Value| match body.get("text") {
             Some(serde_json::Value::String(text)) => text.clone(),
             _ => pretty(&body),
         };
-        let (reply_body, reply_headers, reply_notice) = match (reply, &record.reply) {
-            (Some(Ok(read)), Some(meta)) => (
-                Some(reply_text(records::reply_value(meta.kind, &read.message))),
-                read.headers,
-                None,
-            ),
-            (Some(Err(notice)), _) => (
-                cached(&record.reply_json).map(reply_text),
-                Vec::new(),
-                Some(notice),
-            ),
-            _ => (None, Vec::new(), None),
+        let reply_body = match (&reply_read, &record.reply) {
+            (Some(read), Some(meta)) => {
+                Some(reply_text(records::reply_value(meta.kind, &read.message)))
+            }
+            (None, _) if reply_notice.is_some() => cached(&record.reply_json).map(reply_text),
+            _ => None,
         };
+        let invoice_number_note = match (&record.reply, record.kind) {
+            (Some(_), RequestKind::Invoice) => record.sent.as_ref().map(|sent| {
+                format!(
+                    "The invoice number is made from where the request sits in Kafka: offset {1} \
+                     and partition {0} give #{2} ((offset + 1) × 1000 + partition). A position \
+                     is unique in the topic, so two replicas never hand out the same number, and \
+                     a redelivered request keeps its place, so it gets the same number again.",
+                    sent.partition,
+                    sent.offset,
+                    contract::invoice_number(sent.partition, sent.offset)
+                )
+            }),
+            _ => None,
+        };
+        let journey = journey::journey(
+            record,
+            request_read.as_ref().map(|read| &read.message),
+            reply_read.as_ref().map(|read| &read.message),
+        );
+        let row = RowView::explained(record, &status);
         RequestPage {
-            banner,
-            row: RowView::from(record),
+            banner: BannerView::from(status),
+            row,
             request_json,
-            request_meta: record.sent.as_ref().map(|sent| KafkaMeta {
-                position: format!("{}/{}/{}", sent.topic, sent.partition, sent.offset),
-                headers: request_headers,
+            request_meta: record.sent.as_ref().map(|sent| {
+                KafkaMeta::new(
+                    &sent.topic,
+                    sent.partition,
+                    sent.offset,
+                    request_read.as_ref(),
+                )
             }),
             request_notice,
             reply_body,
-            reply_meta: record.reply.as_ref().map(|reply| KafkaMeta {
-                position: format!("{}/{}/{}", reply.topic, reply.partition, reply.offset),
-                headers: reply_headers,
+            reply_meta: record.reply.as_ref().map(|reply| {
+                KafkaMeta::new(
+                    &reply.topic,
+                    reply.partition,
+                    reply.offset,
+                    reply_read.as_ref(),
+                )
             }),
             reply_notice,
+            journey,
+            duplicates: record.duplicates.iter().map(ToString::to_string).collect(),
+            duplicates_unlisted: record
+                .duplicate_replies
+                .saturating_sub(u32::try_from(record.duplicates.len()).unwrap_or(u32::MAX)),
+            invoice_number_note,
         }
+    }
+}
+
+/// What a header is for, in a sentence a learner can follow; `None` for headers with no
+/// explanation.
+pub fn header_explanation(name: &str) -> Option<&'static str> {
+    use request_reply::headers;
+    Some(match name {
+        headers::CORRELATION_ID => {
+            "Ties the reply to its request: the worker copies it from the request onto the reply."
+        }
+        headers::REPLY_TOPIC => {
+            "Where the requester wants the reply: the worker writes its reply to this topic."
+        }
+        headers::REPLY_PARTITION => "Which partition of the reply topic to answer on.",
+        headers::TRACEPARENT => {
+            "W3C trace context: one trace ID follows the request through every service, so \
+             their logs and spans can be joined up."
+        }
+        headers::DEADLINE => {
+            "When the requester stops waiting (ms since 1970): a worker that gets the request \
+             later answers an error instead of doing the work."
+        }
+        headers::NEST_IS_DISPOSED => {
+            "For NestJS clients: marks the last reply to a request, so the call completes."
+        }
+        headers::NEST_ERR => "For NestJS clients: the error, when the reply is one.",
+        headers::CONTENT_TYPE => "How the payload is encoded.",
+        headers::WORKER_GROUP | headers::WORKER_CLIENT_ID | headers::WORKER_HOST => {
+            "Which worker answered: its consumer group, client id and host."
+        }
+        headers::WORKER_RECEIVED_AT => "When the worker read the request (ms since 1970).",
+        headers::WORKER_QUEUED_US => {
+            "How long the request waited behind earlier ones with the same key (µs)."
+        }
+        headers::WORKER_HANDLER_US => "How long the worker took to handle it (µs).",
+        _ => return None,
+    })
+}
+
+/// A message read back, or why it could not be (`None` for both when there is none yet).
+fn split(read: Option<Result<ReadBack, String>>) -> (Option<ReadBack>, Option<String>) {
+    match read {
+        Some(Ok(read)) => (Some(read), None),
+        Some(Err(notice)) => (None, Some(notice)),
+        None => (None, None),
     }
 }
 
@@ -373,6 +507,7 @@ mod tests {
             late: false,
             duplicate_replies: 0,
             created: "12:00:00".into(),
+            waiting_because: None,
         }
     }
 
@@ -405,7 +540,7 @@ mod tests {
     #[test]
     fn index_page_refills_forms_escaped_and_lists_errors() {
         let banner = BannerView {
-            healthy: false,
+            green: false,
             message: "Kafka <down>".into(),
         };
         let form = InvoiceForm::from_body(
@@ -448,7 +583,7 @@ mod tests {
             status: "timed_out".into(),
         };
         let banner = BannerView {
-            healthy: true,
+            green: true,
             message: String::new(),
         };
         let html = IndexPage::new(banner, filter.clone(), Vec::new(), Vec::new())

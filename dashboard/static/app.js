@@ -76,7 +76,7 @@
     var banner = document.getElementById('broker-banner');
     if (!banner) return;
     banner.textContent = data.message;
-    banner.classList.toggle('ok', data.healthy);
+    banner.classList.toggle('ok', data.green);
   });
 
   source.addEventListener('resync', function () {

@@ -10,15 +10,9 @@ use std::future::Future;
 /// Tax added to every invoice, in basis points of the subtotal (10 %), rounded half up to the cent.
 pub const TAX_RATE_BASIS_POINTS: u64 = 1_000;
 
-/// The invoice number of the request at `origin`: its offset plus one, times 1000, plus its
-/// partition, so the first invoice of partition 0 is #1000 (where the original's random numbers
-/// started).
-///
-/// Replicas of the worker share one topic, where a (partition, offset) pair is unique, so numbers
-/// never collide; a redelivered request keeps its place, so it keeps its number. Partitions are
-/// limited to 1000 by the topic settings, which keeps the encoding unambiguous.
+/// The invoice number of the request at `origin` (see [`contract::invoice_number`]).
 pub fn invoice_number(origin: Origin) -> u64 {
-    (origin.offset.unsigned_abs() + 1) * 1_000 + u64::from(origin.partition.unsigned_abs())
+    contract::invoice_number(origin.partition, origin.offset)
 }
 
 /// Prices a validated request. The contract's limits keep every amount far below `u64::MAX`.

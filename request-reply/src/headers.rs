@@ -29,6 +29,22 @@ pub const DEADLINE: &str = "request-deadline";
 /// W3C trace context, so one trace spans dashboard → worker → dashboard.
 pub const TRACEPARENT: &str = "traceparent";
 
+/// On a reply from one of our workers: its consumer group (see [`crate::stamp`]).
+pub const WORKER_GROUP: &str = "worker-group";
+/// On a reply from one of our workers: its consumer's `client.id`.
+pub const WORKER_CLIENT_ID: &str = "worker-client-id";
+/// On a reply from one of our workers: the host it runs on.
+pub const WORKER_HOST: &str = "worker-host";
+/// On a reply from one of our workers: when it consumed the request, as decimal milliseconds
+/// since the Unix epoch.
+pub const WORKER_RECEIVED_AT: &str = "worker-received-at";
+/// On a reply from one of our workers: how long the request waited for the earlier requests of
+/// its key, in decimal microseconds.
+pub const WORKER_QUEUED_US: &str = "worker-queued-us";
+/// On a reply from one of our workers: how long handling the request took, in decimal
+/// microseconds.
+pub const WORKER_HANDLER_US: &str = "worker-handler-us";
+
 /// `content-type` of JSON payloads.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 /// `content-type` of plain-text payloads.

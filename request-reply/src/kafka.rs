@@ -45,6 +45,12 @@ impl HeaderList {
         list
     }
 
+    /// Headers given as name and value (`None` for a null value), as a consumed message would
+    /// carry them: for headers read some other way than from a message, and for tests.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, Option<Vec<u8>>)>) -> Self {
+        HeaderList(pairs.into_iter().collect(), Vec::new())
+    }
+
     /// Positions (from 0) of the headers left out because their names are not UTF-8.
     pub fn unreadable(&self) -> &[usize] {
         &self.1

@@ -15,6 +15,7 @@ pub mod codec;
 pub mod config;
 pub mod deadline;
 pub mod envelope;
+pub mod groups;
 pub mod headers;
 pub mod history;
 pub mod kafka;
@@ -24,6 +25,7 @@ pub mod producer;
 pub mod requester;
 pub mod responder;
 pub mod route;
+pub mod stamp;
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod testing;
 pub mod watchdog;

@@ -27,7 +27,7 @@ impl GroupMembers {
                 .map(|member| {
                     let assigned = member
                         .assignment()
-                        .and_then(parse_assignment)
+                        .and_then(request_reply::groups::parse_assignment)
                         .unwrap_or_default();
                     (
                         member.id().to_owned(),
@@ -46,35 +46,6 @@ impl GroupMembers {
             .flat_map(|(_, assigned)| assigned.iter().map(|(_, partition)| *partition))
             .collect()
     }
-}
-
-/// Reads a member assignment of the classic consumer protocol: version (i16), then topics
-/// (i32 count; each a string with an i16 length, and i32 partitions with an i32 count), then user
-/// data, which is ignored.
-fn parse_assignment(bytes: &[u8]) -> Option<Vec<(String, i32)>> {
-    fn take<'a>(bytes: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
-        let (head, rest) = bytes.split_at_checked(len)?;
-        *bytes = rest;
-        Some(head)
-    }
-    fn int(bytes: &mut &[u8], len: usize) -> Option<i64> {
-        let raw = take(bytes, len)?;
-        Some(match len {
-            2 => i16::from_be_bytes(raw.try_into().ok()?).into(),
-            _ => i32::from_be_bytes(raw.try_into().ok()?).into(),
-        })
-    }
-    let mut bytes = bytes;
-    int(&mut bytes, 2)?;
-    let mut assigned = Vec::new();
-    for _ in 0..int(&mut bytes, 4)? {
-        let len = usize::try_from(int(&mut bytes, 2)?).ok()?;
-        let topic = String::from_utf8(take(&mut bytes, len)?.to_vec()).ok()?;
-        for _ in 0..int(&mut bytes, 4)? {
-            assigned.push((topic.clone(), i32::try_from(int(&mut bytes, 4)?).ok()?));
-        }
-    }
-    Some(assigned)
 }
 
 /// Waits up to `timeout` until consumer group `group` is stable with exactly `members` members

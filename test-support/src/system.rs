@@ -58,6 +58,7 @@ pub fn offline_config(listen: SocketAddr) -> DashboardConfig {
         auth_token: None,
         allow_unauthenticated: false,
         http: dashboard::HttpSettings::default(),
+        worker_groups: dashboard::WorkerGroups::default(),
     }
 }
 
@@ -95,6 +96,11 @@ impl Dashboard {
             topics: topics.clone(),
             request_timeout,
             history_limit: 10_000,
+            // The groups `System` starts its workers in.
+            worker_groups: dashboard::WorkerGroups {
+                invoice: crate::group_id(topics, "invoices"),
+                score: crate::group_id(topics, "scores"),
+            },
             ..offline_config(listener.local_addr().unwrap())
         };
         Dashboard::serve(config, listener)

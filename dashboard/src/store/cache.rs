@@ -13,11 +13,15 @@ pub(super) const PAYLOAD_CACHE_BYTES: usize = 4 << 20;
 /// What one cached pair costs besides its bytes (allocation headers), for the cache's bound.
 const PAYLOAD_OVERHEAD: usize = 96;
 
-/// The request and reply JSON of one of the newest requests.
+/// The request and reply JSON of one of the newest requests, and when the broker acknowledged
+/// the request (kept here rather than in every entry: only recent requests are looked at
+/// closely enough to need it).
 #[derive(Debug)]
 pub(super) struct Payloads {
     pub(super) request: Arc<[u8]>,
     pub(super) reply: Option<Arc<[u8]>>,
+    /// How long after sending the broker acknowledged the request, once it has.
+    pub(super) acked_after: Option<std::time::Duration>,
 }
 
 impl Payloads {

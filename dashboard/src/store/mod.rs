@@ -22,7 +22,7 @@ use contract::legacy::LegacyReply;
 use contract::{ReplyContent, RequestKind, Topics};
 use request_reply::headers::CorrelationId;
 use request_reply::requester::{IncomingReply, SentRequest};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::broadcast;
@@ -31,7 +31,7 @@ use crate::feed::{Feed, REPLY_TEXT_BYTES, cut_text};
 use cache::{PayloadCache, Payloads};
 use clock::{Clock, micros, unix_millis};
 use display::{SUMMARY_CHARS, bounded};
-use entries::{Entries, Entry, NO_PARTITION};
+use entries::{Entries, Entry, NO_PARTITION, Position};
 use key::Key;
 use status::{Answer, legacy_number};
 
@@ -52,6 +52,24 @@ pub struct ReplyRef {
     pub offset: i64,
 }
 
+/// Where a message sits in Kafka.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl std::fmt::Display for LogPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// How many duplicate replies of one request the store remembers the positions of; more are
+/// only counted (a worker stuck in a redelivery loop must not grow the store).
+pub const DUPLICATE_POSITIONS: usize = 16;
+
 /// One request and everything the store knows about it, copied out for a page or the API.
 #[derive(Clone, Debug)]
 pub struct RequestRecord {
@@ -69,8 +87,13 @@ pub struct RequestRecord {
     pub round_trip: Option<Duration>,
     /// The reply came after the request had been marked timed out.
     pub late: bool,
-    /// Replies beyond the first (redeliveries); counted, not shown.
+    /// Replies beyond the first (redeliveries).
     pub duplicate_replies: u32,
+    /// Where the first [`DUPLICATE_POSITIONS`] of them are in the log.
+    pub duplicates: Vec<LogPosition>,
+    /// How long the broker took to acknowledge the request, while it is one of the newest;
+    /// unknown for history.
+    pub acked_after: Option<Duration>,
     /// The request's JSON as sent, while it is one of the newest.
     pub request_json: Option<Arc<[u8]>>,
     /// The reply's JSON as the API returns it ([`reply_body`]), while it is one of the newest.
@@ -111,6 +134,9 @@ struct Inner {
     expired_unreported: usize,
     /// Which entries still hold their payloads, and what those cost.
     cache: PayloadCache,
+    /// Where the duplicate replies of a request are (at most [`DUPLICATE_POSITIONS`] each),
+    /// for the requests that had any: kept apart so the common entry stays small.
+    duplicates: HashMap<Key, Vec<(RequestKind, Position)>>,
     uncorrelated: Feed,
 }
 
@@ -172,6 +198,7 @@ impl Store {
         entry.payloads = Some(Box::new(Payloads {
             request: Arc::from(payload),
             reply: None,
+            acked_after: None,
         }));
         self.insert(Key::parse(id), entry);
         self.announce(Change::Request(id.to_owned()));
@@ -264,7 +291,8 @@ impl Store {
             };
             inner
                 .deadlines
-                .remove(&(self.deadline(entry.started_us), oldest));
+                .remove(&(self.deadline(entry.started_us), oldest.clone()));
+            inner.duplicates.remove(&oldest);
             if let Some(payloads) = entry.payloads {
                 inner.cache.forgotten(&payloads);
             }
@@ -275,9 +303,15 @@ impl Store {
 
     /// The broker has the request.
     pub fn mark_sent(&self, id: &str, sent: &SentRequest) {
+        let now_us = self.clock.now();
         if let Some(entry) = self.lock().entries.get_mut(&Key::parse(id)) {
             entry.request_partition = sent.partition;
             entry.request_offset = sent.offset;
+            if let Some(payloads) = &mut entry.payloads {
+                payloads.acked_after = Some(Duration::from_micros(
+                    (now_us - entry.started_us).max(0).unsigned_abs(),
+                ));
+            }
         }
     }
 
@@ -356,6 +390,16 @@ impl Store {
             };
             if entry.reply_at().is_some() {
                 entry.duplicate_replies += 1;
+                let positions = inner.duplicates.entry(key.clone()).or_default();
+                if positions.len() < DUPLICATE_POSITIONS {
+                    positions.push((
+                        reply.kind,
+                        Position {
+                            partition: reply.partition,
+                            offset: reply.offset,
+                        },
+                    ));
+                }
                 ReplyOutcome::Duplicate
             } else {
                 let round_trip = match sent_at {
@@ -438,8 +482,22 @@ impl Store {
             .count()
     }
 
-    fn record(&self, key: &Key, entry: &Entry) -> RequestRecord {
+    fn record(&self, inner: &Inner, key: &Key, entry: &Entry) -> RequestRecord {
         let replied = entry.reply_at().is_some();
+        let duplicates = inner
+            .duplicates
+            .get(key)
+            .map(|positions| {
+                positions
+                    .iter()
+                    .map(|(kind, at)| LogPosition {
+                        topic: self.topics.reply(*kind),
+                        partition: at.partition,
+                        offset: at.offset,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         RequestRecord {
             id: key.text(),
             kind: entry.kind,
@@ -465,6 +523,11 @@ impl Store {
             round_trip: replied.then(|| Duration::from_micros(entry.round_trip_us)),
             late: entry.late,
             duplicate_replies: entry.duplicate_replies,
+            duplicates,
+            acked_after: entry
+                .payloads
+                .as_ref()
+                .and_then(|payloads| payloads.acked_after),
             request_json: entry
                 .payloads
                 .as_ref()
@@ -482,7 +545,7 @@ impl Store {
         inner
             .entries
             .get(&key)
-            .map(|entry| self.record(&key, entry))
+            .map(|entry| self.record(&inner, &key, entry))
     }
 
     /// The newest `count` requests whose kind and status satisfy `keep`, newest first.
@@ -500,7 +563,7 @@ impl Store {
             .filter_map(|key| inner.entries.get(key).map(|entry| (key, entry)))
             .filter(|(_, entry)| keep(entry.kind, entry.status))
             .take(count)
-            .map(|(key, entry)| self.record(key, entry))
+            .map(|(key, entry)| self.record(&inner, key, entry))
             .collect()
     }
 

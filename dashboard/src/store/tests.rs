@@ -57,6 +57,51 @@ fn a_reply_completes_its_request_once_and_counts_duplicates() {
 }
 
 #[test]
+fn duplicate_replies_are_listed_where_they_sit_up_to_a_bound_and_forgotten_with_their_request() {
+    let store = store_with("r1", Duration::from_secs(30));
+    store.mark_sent("r1", &sent_at(3));
+    assert!(store.get("r1").unwrap().acked_after.is_some());
+    let at = |offset| {
+        let mut message = reply(Some("r1"), score(500));
+        message.offset = offset;
+        message
+    };
+    store.record_reply(at(7));
+    for offset in 8..8 + DUPLICATE_POSITIONS as i64 + 5 {
+        assert_eq!(store.record_reply(at(offset)), ReplyOutcome::Duplicate);
+    }
+    let record = store.get("r1").unwrap();
+    assert_eq!(record.duplicate_replies, DUPLICATE_POSITIONS as u32 + 5);
+    assert_eq!(record.duplicates.len(), DUPLICATE_POSITIONS);
+    assert_eq!(record.duplicates[0].to_string(), "score-calculated/1/8");
+    assert_eq!(
+        record.reply.unwrap().offset,
+        7,
+        "the first reply is the answer"
+    );
+    // Ten newer requests push r1 out of the store (its limit is 10), and its duplicates with it.
+    for n in 0..10 {
+        store.insert_pending(&format!("z{n}"), RequestKind::Score, b"{}");
+    }
+    assert!(store.get("r1").is_none());
+    assert!(store.lock().duplicates.is_empty());
+}
+
+#[test]
+fn history_has_no_acknowledgement_time() {
+    let store = Store::new(Topics::with_prefix(""), Duration::from_secs(30), 10);
+    let id = CorrelationId::from_bytes(b"old");
+    store.insert_historic(
+        &id,
+        RequestKind::Score,
+        b"{}",
+        SystemTime::now(),
+        &sent_at(1),
+    );
+    assert_eq!(store.get("old").unwrap().acked_after, None);
+}
+
+#[test]
 fn error_replies_fail_the_request_with_their_message() {
     let store = store_with("r1", Duration::from_secs(30));
     let content = ReplyContent::Score(Outcome::Error(ErrorBody {

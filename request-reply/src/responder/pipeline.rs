@@ -15,6 +15,7 @@ use crate::codec::{MAX_QUOTED_CHARS, loggable};
 use crate::kafka::Outgoing;
 use crate::metrics::WorkerMetrics;
 use crate::producer::RenewingProducer as ReplyProducer;
+use crate::stamp::{WorkerIdentity, WorkerStamp, stamp_replies};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub(super) struct Pipeline<S> {
     pub(super) producer: Arc<ReplyProducer>,
     pub(super) metrics: WorkerMetrics,
     pub(super) retry: RetryPolicy,
+    /// Who this worker is, for the stamp on its replies.
+    pub(super) worker: Arc<WorkerIdentity>,
 }
 
 /// Not derived: that would ask for `S: Clone`, and the service is shared, not copied.
@@ -50,6 +53,7 @@ impl<S> Clone for Pipeline<S> {
             producer: Arc::clone(&self.producer),
             metrics: self.metrics.clone(),
             retry: self.retry,
+            worker: Arc::clone(&self.worker),
         }
     }
 }
@@ -66,9 +70,11 @@ impl<S: Service> Pipeline<S> {
     ) -> BoxFuture<'static, Finished> {
         let pipeline = self.clone();
         let span = request_span(&inbound);
+        let received_at = SystemTime::now();
+        let received = Instant::now();
         async move {
-            let received = Instant::now();
             turn.wait().await;
+            let started = Instant::now();
             let planned = plan(
                 &*pipeline.service,
                 &pipeline.routing,
@@ -78,8 +84,15 @@ impl<S: Service> Pipeline<S> {
             )
             .await;
             count(&pipeline.metrics, &planned);
+            let stamp = WorkerStamp::new(
+                WorkerIdentity::clone(&pipeline.worker),
+                received_at,
+                started.duration_since(received),
+                started.elapsed(),
+            );
+            let caused = stamp_replies(planned.caused, &pipeline.routing.dead_letter_topic, &stamp);
             pipeline
-                .produce(inbound, turn, epoch, planned.caused, received)
+                .produce(inbound, turn, epoch, caused, received)
                 .await
         }
         .instrument(span)

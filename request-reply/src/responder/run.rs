@@ -16,6 +16,7 @@ use crate::kafka::{HeaderList, set_default};
 use crate::metrics::WorkerMetrics;
 use crate::producer::RenewingProducer as ReplyProducer;
 use crate::route::Route;
+use crate::stamp::WorkerIdentity;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -24,6 +25,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::info_span;
@@ -71,6 +73,26 @@ pub async fn run_with_metrics<S: Service>(
     let mut consumer_config = config.kafka.consumer_config();
     let group_id = config.group_id.as_deref().unwrap_or(&route.request_topic);
     set_default(&mut consumer_config, "group.id", group_id);
+    // Each replica under a name of its own, so the group's member list and the stamp on its
+    // replies say which one answered (librdkafka calls every client `rdkafka`).
+    let host = WorkerIdentity::this_host();
+    set_default(
+        &mut consumer_config,
+        "client.id",
+        &format!(
+            "{group_id}-{host}-{}-{}",
+            std::process::id(),
+            next_replica()
+        ),
+    );
+    let worker = Arc::new(WorkerIdentity {
+        group: group_id.to_owned(),
+        client_id: consumer_config
+            .get("client.id")
+            .unwrap_or_default()
+            .to_owned(),
+        host,
+    });
     set_default(&mut consumer_config, "auto.offset.reset", "earliest");
     set_default(&mut consumer_config, "enable.auto.commit", "true");
     set_default(&mut consumer_config, "auto.commit.interval.ms", "1000");
@@ -139,6 +161,7 @@ pub async fn run_with_metrics<S: Service>(
         producer: Arc::clone(&producer),
         metrics: metrics.clone(),
         retry: config.retry,
+        worker,
     };
     let max_in_flight = config.max_in_flight.get();
     let mut order = KeyOrder::default();
@@ -246,6 +269,12 @@ pub async fn run_with_metrics<S: Service>(
 /// Makes a new consumer (with `subscribed`) in place of one that lost its group for good or
 /// failed, saying `why`. The old one is closed on a thread of its own: a client that knows no
 /// reachable broker can take long to close, and must not hold up the worker or its exit.
+/// Tells apart the replicas one process runs (tests run several), in their default `client.id`.
+fn next_replica() -> u32 {
+    static STARTED: AtomicU32 = AtomicU32::new(0);
+    STARTED.fetch_add(1, Ordering::Relaxed)
+}
+
 fn replace_consumer(
     lost: StreamConsumer<WorkerContext>,
     subscribed: impl Fn(WorkerContext) -> Result<StreamConsumer<WorkerContext>, WorkerError>,
