@@ -36,19 +36,21 @@ pub struct Journey {
     pub notes: Vec<&'static str>,
 }
 
-/// A point in time on the journey, in milliseconds since the Unix epoch (fractional where the
-/// source has better than millisecond resolution).
+/// A point in time on the journey, in milliseconds since the request was sent (fractional where
+/// the source has better than millisecond resolution). Relative, so that what the dashboard
+/// measured itself (acknowledgement, round trip) is shown exactly as measured.
 type Millis = f64;
 
 fn millis_of(duration: Duration) -> Millis {
     duration.as_secs_f64() * 1000.0
 }
 
-fn record_time(message: &OwnedMessage) -> Option<(Millis, &'static str)> {
+/// The record timestamp of `message` relative to `sent` (ms since the epoch), and its kind.
+fn record_time(message: &OwnedMessage, sent: f64) -> Option<(Millis, &'static str)> {
     match message.timestamp() {
-        Timestamp::CreateTime(ms) => Some((ms as Millis, "CreateTime, set by its producer")),
+        Timestamp::CreateTime(ms) => Some((ms as f64 - sent, "CreateTime, set by its producer")),
         Timestamp::LogAppendTime(ms) => Some((
-            ms as Millis,
+            ms as f64 - sent,
             "LogAppendTime, set by the broker as it appended it",
         )),
         Timestamp::NotAvailable => None,
@@ -82,14 +84,14 @@ pub fn journey(
     hops.push((
         "sent by the dashboard",
         format!("a {} request, correlation ID {}", record.kind, record.id),
-        sent,
+        0.0,
     ));
     if let Some(message) = request {
-        let (stamp_text, at) = match record_time(message) {
+        let (stamp_text, at) = match record_time(message, sent) {
             Some((at, how)) => (format!("; record timestamp {how}"), Some(at)),
             None => (String::new(), None),
         };
-        let acked = record.acked_after.map(|after| sent + millis_of(after));
+        let acked = record.acked_after.map(millis_of);
         if let Some(at) = acked.or(at) {
             let when = if acked.is_some() {
                 "acknowledged by the broker"
@@ -112,7 +114,7 @@ pub fn journey(
             match WorkerStamp::read(&HeaderList::from_message(message)) {
                 Some(stamp) => {
                     let worker = &stamp.worker;
-                    let arrived = stamp.received_at_ms as Millis;
+                    let arrived = stamp.received_at_ms as f64 - sent;
                     hops.push((
                         "picked up by a worker",
                         format!(
@@ -139,7 +141,7 @@ pub fn journey(
                      spent in the worker is part of the step to the reply.",
                 ),
             }
-            if let Some((at, how)) = record_time(message) {
+            if let Some((at, how)) = record_time(message, sent) {
                 hops.push((
                     "reply appended",
                     format!("stored at {}; record timestamp {how}", position(message)),
@@ -152,7 +154,7 @@ pub fn journey(
         hops.push((
             "reply received by the dashboard",
             "matched to the request by its correlation ID".to_owned(),
-            sent + millis_of(round_trip),
+            millis_of(round_trip),
         ));
     }
     if hops.len() > 2 {
@@ -162,7 +164,7 @@ pub fn journey(
              Kafka's record timestamps have millisecond resolution.",
         );
     }
-    let mut previous = sent;
+    let mut previous = 0.0;
     Journey {
         hops: hops
             .into_iter()
@@ -170,7 +172,7 @@ pub fn journey(
                 let hop = Hop {
                     what,
                     detail,
-                    since_sent: format!("{:.1} ms", at - sent),
+                    since_sent: format!("{at:.1} ms"),
                     step: format!("{:+.1} ms", at - previous),
                 };
                 previous = at;

@@ -6,13 +6,19 @@
 //! `dashboard/docs/screenshot.png`).
 //!
 //! Needs Chromium and the script's `node_modules`: `dashboard/tests/browser/install` sets both up.
+//!
+//! What a browser cannot do, the script asks of this test on its stdout, one line each, and waits
+//! for the answer on its stdin: `#control duplicate-reply <correlation-id>` (write a second reply
+//! to that invoice request, as a redelivery would; answered with where it is, `topic/partition/
+//! offset`) and `#control stop-worker score` (stop the score worker; answered `stopped`).
 
 #[allow(dead_code)]
 use test_support::system;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use system::System;
@@ -66,11 +72,80 @@ fn collect(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
     })
 }
 
-/// Waits for the child until `deadline`; past it, asks it to stop (SIGTERM lets playwright close
-/// Chromium), then kills it. `None` when it had to be stopped.
-async fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+/// Reads the child's stdout line by line on a thread of its own: every line is kept for the
+/// report, and the script's `#control` lines are passed on as they come.
+fn collect_lines(pipe: impl Read + Send + 'static) -> (JoinHandle<String>, mpsc::Receiver<String>) {
+    let (controls, requests) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if let Some(request) = line.strip_prefix("#control ") {
+                let _ = controls.send(request.to_owned());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    (reader, requests)
+}
+
+/// Writes a second reply to an invoice request, the way a redelivered request is answered
+/// again; returns where it is.
+async fn send_duplicate_reply(system: &System, correlation_id: &str) -> String {
+    use request_reply::headers;
+    let topics = test_support::topics(&system.topics);
+    let requester = request_reply::requester::Requester::new(
+        &test_support::kafka(),
+        topics.clone(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let topic = topics.reply(contract::RequestKind::Invoice);
+    let body = serde_json::json!({
+        "schema_version": 1,
+        "ok": {
+            "number": 1000, "customer": "ACME Corp", "lines": [], "subtotal_cents": 0,
+            "tax_cents": 0, "total_cents": 0
+        }
+    });
+    let message = request_reply::kafka::Outgoing::new(&topic, body.to_string())
+        .header(headers::CORRELATION_ID, correlation_id)
+        .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE);
+    let sent = requester.send_outgoing(&message).await.unwrap();
+    format!("{topic}/{}/{}", sent.partition, sent.offset)
+}
+
+/// Carries out one `#control` request of the script and answers it on its stdin.
+async fn obey(system: &mut System, request: &str, answers: &mut ChildStdin) {
+    let answer = match request.split_once(' ') {
+        Some(("duplicate-reply", id)) => send_duplicate_reply(system, id).await,
+        Some(("stop-worker", "score")) => {
+            system.stop_worker(contract::RequestKind::Score).await;
+            "stopped".to_owned()
+        }
+        _ => panic!("the browser script asked for {request:?}, which this test does not do"),
+    };
+    writeln!(answers, "{answer}").expect("answer the browser script");
+    answers.flush().expect("answer the browser script");
+}
+
+/// Waits for the child until `deadline`, carrying out its `#control` requests meanwhile; past
+/// the deadline, asks it to stop (SIGTERM lets playwright close Chromium), then kills it. `None`
+/// when it had to be stopped.
+async fn wait_with_deadline(
+    child: &mut Child,
+    deadline: Duration,
+    system: &mut System,
+    controls: &mpsc::Receiver<String>,
+) -> Option<ExitStatus> {
     let started = Instant::now();
+    let mut answers = child.stdin.take().expect("piped stdin");
     loop {
+        while let Ok(request) = controls.try_recv() {
+            obey(system, &request, &mut answers).await;
+        }
         if let Some(status) = child.try_wait().expect("poll the browser script") {
             return Some(status);
         }
@@ -115,7 +190,7 @@ async fn send_a_request_to_dead_letter(system: &System) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_works_in_headless_chromium() {
     check_prerequisites();
-    let system = System::start().await;
+    let mut system = System::start().await;
     let dead_letter_source = send_a_request_to_dead_letter(&system).await;
     let screenshots = screenshot_dir();
     std::fs::create_dir_all(&screenshots).expect("create target/screenshots");
@@ -126,14 +201,14 @@ async fn the_dashboard_works_in_headless_chromium() {
         .arg(&system.dashboard.base)
         .arg(&screenshots)
         .arg(&dead_letter_source)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start node");
-    let stdout = collect(child.stdout.take().expect("piped stdout"));
+    let (stdout, controls) = collect_lines(child.stdout.take().expect("piped stdout"));
     let stderr = collect(child.stderr.take().expect("piped stderr"));
-    let status = wait_with_deadline(&mut child, SCRIPT_DEADLINE).await;
+    let status = wait_with_deadline(&mut child, SCRIPT_DEADLINE, &mut system, &controls).await;
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     let elapsed = started.elapsed();

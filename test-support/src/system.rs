@@ -181,7 +181,8 @@ pub struct System {
     pub topics: TopicSettings,
     pub dashboard: Dashboard,
     pub http: reqwest::Client,
-    workers: Vec<Running>,
+    /// The running workers, with the kind each answers.
+    workers: Vec<(contract::RequestKind, Running)>,
 }
 
 impl System {
@@ -200,14 +201,20 @@ impl System {
         dashboard.wait_ready(&http).await;
         let workers = if workers {
             vec![
-                Running::spawn(|stopped| {
-                    let config = crate::worker_config(&topics, "invoices");
-                    async move { Ok(invoice_generator::run(config, until(stopped)).await?) }
-                }),
-                Running::spawn(|stopped| {
-                    let config = crate::worker_config(&topics, "scores");
-                    async move { Ok(score_calculator::run(config, until(stopped)).await?) }
-                }),
+                (
+                    contract::RequestKind::Invoice,
+                    Running::spawn(|stopped| {
+                        let config = crate::worker_config(&topics, "invoices");
+                        async move { Ok(invoice_generator::run(config, until(stopped)).await?) }
+                    }),
+                ),
+                (
+                    contract::RequestKind::Score,
+                    Running::spawn(|stopped| {
+                        let config = crate::worker_config(&topics, "scores");
+                        async move { Ok(score_calculator::run(config, until(stopped)).await?) }
+                    }),
+                ),
             ]
         } else {
             Vec::new()
@@ -221,10 +228,21 @@ impl System {
     }
 
     pub async fn stop(self) {
-        for worker in self.workers {
+        for (_, worker) in self.workers {
             worker.stop().await;
         }
         self.dashboard.stop().await;
+    }
+
+    /// Stops the worker of `kind` (as SIGTERM does: it finishes, commits and leaves its group);
+    /// the rest of the system runs on.
+    pub async fn stop_worker(&mut self, kind: contract::RequestKind) {
+        let index = self
+            .workers
+            .iter()
+            .position(|(running, _)| *running == kind)
+            .expect("a worker of that kind is running");
+        self.workers.remove(index).1.stop().await;
     }
 
     /// POSTs a JSON request to the API and returns the correlation ID from the `202`.

@@ -22,12 +22,22 @@
 //   8. throughout: every request any page makes goes to 127.0.0.1, no uncaught script error;
 //   9. the dead-letter page, reached by its link in the header, lists the request browser.rs
 //      made the invoice worker dead-letter (at <dead-letter-source>) with its reason, on a
-//      desktop and on a phone without horizontal scrolling.
+//      desktop and on a phone without horizontal scrolling;
+//  10. the request page's journey: every hop in order, ending at the round trip it shows, the
+//      worker that answered, the invoice number explained from the request's partition and
+//      offset; a duplicate reply (written by browser.rs on request) listed where it sits;
+//  11. the system page: both worker groups stable with the worker that answered as their member,
+//      end and committed offsets equal to the requests this script sent; then, with the score
+//      worker stopped (by browser.rs on request), its group empty, the banner no longer green
+//      and saying why, and a new score request pending "because no consumer in group ...".
+// What a browser cannot do (write a duplicate reply, stop a worker) it asks of browser.rs: a
+// `#control ...` line on stdout, answered with a line on stdin.
 // Exits 0 when all pass, 1 with the reason (and failure-*.png screenshots) when one fails.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -105,6 +115,38 @@ function countNavigations(page) {
   });
   return counter;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Asking browser.rs: one `#control` line out, one answer line in.
+
+const answerLines = [];
+let answerWaiter = null;
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  if (answerWaiter) {
+    const resolve = answerWaiter;
+    answerWaiter = null;
+    resolve(line);
+  } else {
+    answerLines.push(line);
+  }
+});
+
+async function control(request) {
+  console.log(`#control ${request}`);
+  if (answerLines.length) return answerLines.shift();
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`browser.rs did not answer "${request}"`)), 60_000);
+  });
+  try {
+    return await Promise.race([new Promise((resolve) => { answerWaiter = resolve; }), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// What this script has sent through the dashboard, for the pages that count requests.
+const sent = { invoice: 0, score: 0 };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -221,6 +263,8 @@ let failed = false;
 try {
   const desktop = await newContext(DESKTOP);
   let invoiceId;
+  // Who answered the first invoice, from its journey.
+  const invoiceWorker = {};
 
   await step('desktop: the invoice form, filled by label and sent with Enter, shows its reply without a reload', async () => {
     const page = await desktop.newPage();
@@ -244,6 +288,7 @@ try {
     const detail = page.waitForResponse((response) => UUID.test(new URL(response.url()).pathname));
     await line.getByLabel('Unit price', { exact: true }).press('Enter');
     await page.waitForURL(UUID);
+    sent.invoice += 1;
     // Informational. The body is gone once the page has reloaded itself, which it does only
     // when the status it was served with has changed: it was served pending.
     const firstStatus = await (await detail)
@@ -272,7 +317,54 @@ try {
         `${navigations.loads === loadsBefore ? 'it did not reload' : `it reloaded itself ${navigations.loads - loadsBefore}x (live update)`}; ` +
         `a marker set after it loaded is ${marker ? 'still there' : 'gone (reloaded since)'}`,
     );
+    // The journey, hop by hop, ends at the round trip the page shows.
+    const hops = page.locator('#journey table.journey tbody tr');
+    assert.deepEqual(await hops.evaluateAll((trs) => trs.map((tr) => tr.dataset.hop)), [
+      'sent by the dashboard',
+      'acknowledged by the broker',
+      'picked up by a worker',
+      'handled',
+      'reply appended',
+      'reply received by the dashboard',
+    ]);
+    const roundTrip = (await page.locator('#round-trip').textContent()).trim();
+    assert.equal((await hops.last().locator('.since').textContent()).trim(), roundTrip, 'the last hop is the round trip');
+    const worker = /^(\S+) in consumer group (\S+) on host \S+/.exec(
+      (await page.locator('#journey tr[data-hop="picked up by a worker"] small').textContent()).trim(),
+    );
+    assert.ok(worker, 'the worker hop names the client id, group and host');
+    [invoiceWorker.clientId, invoiceWorker.group] = [worker[1], worker[2]];
+    // The invoice number comes from where the request sits in Kafka.
+    const partition = Number(await page.locator('#request-message dd.partition').evaluate((dd) => dd.firstChild.textContent));
+    const offset = Number(await page.locator('#request-message dd.offset').evaluate((dd) => dd.firstChild.textContent));
+    const number = (offset + 1) * 1000 + partition;
+    assert.match(outcome, new RegExp(`^Invoice #${number},`), `invoice number from partition ${partition}, offset ${offset}`);
+    assert.match(await page.locator('#invoice-number-note').textContent(), new RegExp(`#${number}`));
+    // A learner can open what a correlation ID is, and each known header says what it is for.
+    const explain = page.locator('#request-detail details.explain').first();
+    await explain.locator('summary').click();
+    assert.match(await explain.textContent(), /copies it onto its reply/);
+    assert.match(
+      await page.locator('#request-message table.headers tr', { hasText: 'traceparent' }).locator('.header-explanation').textContent(),
+      /trace/,
+    );
     await shot(page, 'desktop-request.png');
+    await page.close();
+  });
+
+  await step('a duplicate reply (a redelivery answered again) is listed where it sits in the log', async () => {
+    const position = await control(`duplicate-reply ${invoiceId}`);
+    assert.match(position, /\/\d+\/\d+$/, `browser.rs answered ${position}`);
+    const page = await desktop.newPage();
+    await page.goto(`/requests/${invoiceId}`);
+    const listed = page.locator('#duplicates li', { hasText: position });
+    const deadline = Date.now() + REPLY_TIMEOUT;
+    while ((await listed.count()) === 0) {
+      assert.ok(Date.now() < deadline, `the duplicate at ${position} is not listed`);
+      await page.reload();
+    }
+    assert.match(await page.locator('#request-detail .badge.dup').textContent(), /^1 duplicate/);
+    assert.equal((await page.locator('#request-detail .outcome').textContent()).trim().startsWith('Invoice #'), true, 'the first reply stays the answer');
     await page.close();
   });
 
@@ -292,6 +384,7 @@ try {
     await customer.fill('Globex');
     await form.getByRole('button', { name: 'Calculate score' }).click();
     await sender.waitForURL(UUID);
+    sent.score += 1;
     const id = requestIdOf(sender);
 
     const row = watcher.locator(`tr#req-${id}`);
@@ -323,6 +416,7 @@ try {
     await line.getByLabel('Unit price', { exact: true }).fill('4');
     await form.getByRole('button', { name: 'Generate invoice' }).click();
     await page.waitForURL(UUID);
+    sent.invoice += 1;
     const id = requestIdOf(page);
     // Reload (the no-JavaScript way) until the page shows the reply. Between reloads the API's
     // long poll holds until the reply is there, so this is no busy loop.
@@ -413,6 +507,7 @@ try {
     const post = async (apiPath, data) => {
       const response = await desktop.request.post(apiPath, { data });
       assert.equal(response.status(), 202, `POST ${apiPath}`);
+      sent[apiPath === '/api/invoices' ? 'invoice' : 'score'] += 1;
       return (await response.json()).correlation_id;
     };
     const invoice = await post('/api/invoices', {
@@ -451,6 +546,7 @@ try {
     await page.keyboard.type('Hooli');
     await form.getByRole('button', { name: 'Calculate score' }).tap();
     await page.waitForURL(UUID);
+    sent.score += 1;
     await waitForCompletedDetail(page, phone);
     assert.equal((await page.locator('#request-detail .outcome').textContent()).trim(), `Score ${expectedScore('Hooli')}`);
     await assertNoHorizontalOverflow(page, 'a request page on a phone');
@@ -502,6 +598,88 @@ try {
       console.log(`# wrote ${README_SCREENSHOT}`);
     }
     await page.close();
+  });
+
+  await step('system: worker groups and offsets match what was sent; a stopped worker shows as missing, and a request waiting for it says so; on a phone too', async () => {
+    const page = await desktop.newPage();
+    await page.goto('/');
+    await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'System' }).click();
+    await page.waitForURL(/\/system$/);
+    const group = (kind) => page.locator(`section.worker-group[data-kind="${kind}"]`);
+    const sum = async (kind, column) =>
+      (await group(kind).locator(`table.offsets td.${column}`).allTextContents())
+        // A partition no request went to has "nothing yet" committed.
+        .map((text) => (text.trim() === 'nothing yet' ? 0 : Number(text)))
+        .reduce((total, value) => total + value, 0);
+    // Workers commit every second: reload until every request sent is committed (lag 0).
+    const expected = { invoice: sent.invoice + 1, score: sent.score }; // + the dead-lettered request
+    let deadline = Date.now() + REPLY_TIMEOUT;
+    for (;;) {
+      const settled = [];
+      for (const kind of ['invoice', 'score']) {
+        settled.push(
+          (await group(kind).getAttribute('data-state')) === 'Stable' &&
+            (await group(kind).getAttribute('data-members')) === '1' &&
+            (await sum(kind, 'end')) === expected[kind] &&
+            (await sum(kind, 'lag')) === 0,
+        );
+      }
+      if (settled.every(Boolean)) break;
+      assert.ok(Date.now() < deadline, `the groups did not settle at ${JSON.stringify(expected)} requests: ${await page.locator('main').innerText()}`);
+      await page.reload();
+    }
+    for (const kind of ['invoice', 'score']) {
+      assert.equal(await sum(kind, 'committed'), expected[kind], `${kind}: committed offsets`);
+      assert.equal(await group(kind).locator('.waiting-because').count(), 0, `${kind} can answer`);
+    }
+    assert.equal(await group('invoice').getAttribute('data-group'), invoiceWorker.group, 'the group the journey named');
+    assert.equal((await group('invoice').locator('table.members td code').first().textContent()).trim(), invoiceWorker.clientId, 'the worker the journey named');
+    const requestTopic = page.locator(`table.partitions[data-topic$="generate-invoice"] td.end`);
+    assert.equal((await requestTopic.allTextContents()).reduce((total, text) => total + Number(text), 0), expected.invoice, 'the request topic holds every invoice request');
+    await page.locator('#broker-banner.ok').waitFor();
+    await shot(page, 'desktop-system.png');
+
+    assert.equal(await control('stop-worker score'), 'stopped');
+    const scoreGroupName = await group('score').getAttribute('data-group');
+    deadline = Date.now() + REPLY_TIMEOUT;
+    while ((await group('score').getAttribute('data-members')) !== '0') {
+      assert.ok(Date.now() < deadline, 'the stopped score worker is still a member of its group');
+      await page.reload();
+    }
+    assert.match(await group('score').locator('.waiting-because').textContent(), new RegExp(`no consumer in group ${scoreGroupName}`));
+    assert.equal(await group('score').locator('.no-members').count(), 1);
+    assert.equal(await group('invoice').getAttribute('data-members'), '1', 'the invoice worker runs on');
+    await shot(page, 'desktop-system-stopped.png');
+
+    // The banner turns from green to saying what is missing (the page updates it live).
+    await page.goto('/');
+    await page.waitForFunction(
+      (name) => {
+        const banner = document.getElementById('broker-banner');
+        return !banner.classList.contains('ok') && banner.textContent.includes(`no consumer in group ${name}`);
+      },
+      scoreGroupName,
+      { timeout: REPLY_TIMEOUT },
+    );
+    // A score sent now waits, and its page says why.
+    const form = page.getByRole('form', { name: 'Calculate a score' });
+    await form.getByLabel('Customer', { exact: true }).fill('Wayne Enterprises');
+    await form.getByRole('button', { name: 'Calculate score' }).click();
+    await page.waitForURL(UUID);
+    sent.score += 1;
+    assert.equal(await page.locator('#request-detail').getAttribute('data-status'), 'pending');
+    assert.match(await page.locator('#request-detail .waiting-because').textContent(), new RegExp(`no consumer in group ${scoreGroupName}`));
+    await page.goto('/');
+    const row = page.locator('#requests tbody tr[data-status="pending"]').first();
+    assert.match(await row.locator('.waiting-because').textContent(), /no consumer in group/);
+    await page.close();
+
+    const phone = await newContext(PHONE);
+    const small = await phone.newPage();
+    await small.goto('/system');
+    await assertNoHorizontalOverflow(small, 'the system page on a phone');
+    await shot(small, 'phone-system.png');
+    await phone.close();
   });
 
   await step('no page asked anything of a host other than 127.0.0.1, and no script failed', async () => {

@@ -73,24 +73,26 @@ pub async fn run_with_metrics<S: Service>(
     let mut consumer_config = config.kafka.consumer_config();
     let group_id = config.group_id.as_deref().unwrap_or(&route.request_topic);
     set_default(&mut consumer_config, "group.id", group_id);
+    // The group it really joins: `[consumer] group.id` wins over the default.
+    let group_id = consumer_config
+        .get("group.id")
+        .unwrap_or(group_id)
+        .to_owned();
     // Each replica under a name of its own, so the group's member list and the stamp on its
     // replies say which one answered (librdkafka calls every client `rdkafka`).
     let host = WorkerIdentity::this_host();
-    set_default(
-        &mut consumer_config,
-        "client.id",
-        &format!(
-            "{group_id}-{host}-{}-{}",
-            std::process::id(),
-            next_replica()
-        ),
+    let replica = format!(
+        "{group_id}-{host}-{}-{}",
+        std::process::id(),
+        next_replica()
     );
+    set_default(&mut consumer_config, "client.id", &replica);
     let worker = Arc::new(WorkerIdentity {
-        group: group_id.to_owned(),
         client_id: consumer_config
             .get("client.id")
             .unwrap_or_default()
             .to_owned(),
+        group: group_id,
         host,
     });
     set_default(&mut consumer_config, "auto.offset.reset", "earliest");
