@@ -91,17 +91,22 @@ pub fn journey(
             Some((at, how)) => (format!("; record timestamp {how}"), Some(at)),
             None => (String::new(), None),
         };
-        let acked = record.acked_after.map(millis_of);
-        if let Some(at) = acked.or(at) {
-            let when = if acked.is_some() {
-                "acknowledged by the broker"
-            } else {
-                "appended by the broker"
-            };
-            hops.push((
-                when,
+        // The acknowledgement is when the dashboard heard of the append, which can be after
+        // the worker already has the request (or even after the reply): told, not drawn.
+        let acked = record
+            .acked_after
+            .map(|after| {
                 format!(
-                    "stored at {} (topic/partition/offset){stamp_text}",
+                    "; the broker's acknowledgement reached the dashboard after {:.1} ms",
+                    millis_of(after)
+                )
+            })
+            .unwrap_or_default();
+        if let Some(at) = at.or(record.acked_after.map(millis_of)) {
+            hops.push((
+                "appended by the broker",
+                format!(
+                    "stored at {} (topic/partition/offset){stamp_text}{acked}",
                     position(message)
                 ),
                 at,
@@ -241,7 +246,7 @@ mod tests {
 
     #[test]
     fn every_hop_in_order_with_its_step() {
-        let request = message("generate-invoice", Timestamp::CreateTime(SENT_MS), None);
+        let request = message("generate-invoice", Timestamp::CreateTime(SENT_MS + 1), None);
         let reply = message(
             "invoice-generated",
             Timestamp::CreateTime(SENT_MS + 5),
@@ -264,8 +269,8 @@ mod tests {
             table,
             [
                 ("sent by the dashboard", "0.0 ms", "+0.0 ms"),
-                ("acknowledged by the broker", "1.2 ms", "+1.2 ms"),
-                ("picked up by a worker", "2.0 ms", "+0.8 ms"),
+                ("appended by the broker", "1.0 ms", "+1.0 ms"),
+                ("picked up by a worker", "2.0 ms", "+1.0 ms"),
                 ("handled", "4.0 ms", "+2.0 ms"),
                 ("reply appended", "5.0 ms", "+1.0 ms"),
                 ("reply received by the dashboard", "6.0 ms", "+1.0 ms"),
@@ -273,6 +278,11 @@ mod tests {
         );
         assert!(journey.hops[1].detail.contains("generate-invoice/2/41"));
         assert!(journey.hops[1].detail.contains("CreateTime"));
+        assert!(
+            journey.hops[1]
+                .detail
+                .contains("acknowledgement reached the dashboard after 1.2 ms")
+        );
         assert!(
             journey.hops[2].detail.contains(
                 "generate-invoice-box-7-0 in consumer group generate-invoice on host box"
@@ -295,7 +305,7 @@ mod tests {
             Timestamp::CreateTime(SENT_MS + 5),
             None,
         );
-        // History: no acknowledgement time, so the record timestamp stands in.
+        // History: no acknowledgement time.
         let journey = journey(
             &record(None, Some(Duration::from_millis(7))),
             Some(&request),

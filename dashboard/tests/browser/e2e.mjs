@@ -321,7 +321,7 @@ try {
     const hops = page.locator('#journey table.journey tbody tr');
     assert.deepEqual(await hops.evaluateAll((trs) => trs.map((tr) => tr.dataset.hop)), [
       'sent by the dashboard',
-      'acknowledged by the broker',
+      'appended by the broker',
       'picked up by a worker',
       'handled',
       'reply appended',
