@@ -49,6 +49,7 @@ if (!base || !shotDir) {
 const BASE = new URL(base).origin;
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const README_SCREENSHOT = fileURLToPath(new URL('../../docs/screenshot.png', import.meta.url));
+const README_DOCS = path.dirname(README_SCREENSHOT);
 const INSTALL = fileURLToPath(new URL('./install', import.meta.url));
 
 // Default for every action and wait.
@@ -224,6 +225,17 @@ async function shot(page, name, options = {}) {
   return file;
 }
 
+// A picture of one part of a page for the README: to <screenshot-dir>, and with
+// UPDATE_README_SCREENSHOT=1 to dashboard/docs/ as well.
+async function readmeShot(locator, name) {
+  const file = path.join(shotDir, name);
+  await locator.screenshot({ path: file, animations: 'disabled', caret: 'hide' });
+  if (process.env.UPDATE_README_SCREENSHOT === '1') {
+    await copyFile(file, path.join(README_DOCS, name));
+    console.log(`# wrote ${path.join(README_DOCS, name)}`);
+  }
+}
+
 let stepNumber = 0;
 let stepName = '';
 async function step(name, body) {
@@ -349,6 +361,7 @@ try {
       /trace/,
     );
     await shot(page, 'desktop-request.png');
+    await readmeShot(page.locator('#journey'), 'journey.png');
     await page.close();
   });
 
@@ -650,6 +663,7 @@ try {
     assert.equal(await group('score').locator('.no-members').count(), 1);
     assert.equal(await group('invoice').getAttribute('data-members'), '1', 'the invoice worker runs on');
     await shot(page, 'desktop-system-stopped.png');
+    await readmeShot(group('score'), 'system-stopped-worker.png');
 
     // The banner turns from green to saying what is missing (the page updates it live).
     await page.goto('/');
