@@ -150,6 +150,8 @@ async fn expire_requests(state: AppState) {
         tick.tick().await;
         let expired = state.store().expire(Instant::now());
         state.metrics().timed_out(expired);
+        let pending = || state.store().pending_count();
+        state.metrics().sample_pending(pending);
     }
 }
 

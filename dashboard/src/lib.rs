@@ -9,6 +9,7 @@
 pub mod api;
 mod background;
 mod body;
+mod charts;
 mod config;
 mod dead_letters;
 pub mod error;

@@ -10,6 +10,7 @@ use prometheus_client::registry::Registry;
 use request_reply::metrics::latency_buckets;
 use request_reply::requester::ListenerCounters;
 
+use crate::charts::Recorder;
 use crate::store::ReplyOutcome;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,6 +34,8 @@ pub struct DashboardMetrics {
     broker_up: Gauge,
     /// What the reply listener's watchdog did (see `request_reply::watchdog`).
     listener: ListenerCounters,
+    /// The last minutes of the same events, for the charts page.
+    recent: Recorder,
 }
 
 impl Default for DashboardMetrics {
@@ -46,6 +49,7 @@ impl Default for DashboardMetrics {
             round_trip_seconds: Histogram::new(latency_buckets()),
             broker_up: Gauge::default(),
             listener: ListenerCounters::default(),
+            recent: Recorder::default(),
             registry: Registry::default(),
         };
         let dashboard = registry.sub_registry_with_prefix("dashboard");
@@ -103,6 +107,7 @@ impl DashboardMetrics {
                 kind: kind.to_string(),
             })
             .inc();
+        self.recent.request_sent(kind);
     }
 
     pub fn reply_received(&self, outcome: ReplyOutcome) {
@@ -121,10 +126,22 @@ impl DashboardMetrics {
                 outcome: label.into(),
             })
             .inc();
+        self.recent.reply_received(outcome);
     }
 
     pub fn timed_out(&self, count: usize) {
         self.timeouts.inc_by(count as u64);
+        self.recent.timed_out(count);
+    }
+
+    /// Samples the requests waiting for their reply, for the charts (at most once a second).
+    pub fn sample_pending(&self, pending: impl FnOnce() -> usize) {
+        self.recent.sample_pending(pending);
+    }
+
+    /// The series the charts page draws, fed by the methods above.
+    pub fn recent(&self) -> &Recorder {
+        &self.recent
     }
 
     /// The counters the reply listener counts its recoveries and skips in.

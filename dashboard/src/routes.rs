@@ -41,6 +41,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/requests/{id}", get(request_page))
         .route("/dead-letters", get(crate::dead_letters::dead_letters_page))
         .route("/system", get(crate::system::system_page))
+        .route("/charts", get(crate::charts::charts_page))
+        .route("/charts/live", get(crate::charts::live_charts))
         .route("/events", get(live_updates))
         .route("/api/invoices", post(api_invoice))
         .route("/api/scores", post(api_score))

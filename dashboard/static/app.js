@@ -83,3 +83,30 @@
     window.location.reload();
   });
 })();
+
+// The charts page: the charts block again from /charts/live every 2 s, whether or not the
+// browser has EventSource. Without JavaScript the page reloads itself instead (<noscript>).
+(function () {
+  'use strict';
+  var stamp = document.getElementById('charts-refreshed');
+  if (!document.getElementById('charts') || !stamp || !window.fetch || !window.DOMParser) return;
+  var utcTime = function (ms) { return new Date(ms).toISOString().slice(11, 19); };
+  stamp.textContent = 'Live: the charts refresh every 2 seconds.';
+  stamp.hidden = false;
+  var fetching = false; // a slow answer is not asked for again meanwhile
+  window.setInterval(function () {
+    if (fetching) return;
+    fetching = true;
+    fetch('/charts/live', { headers: { accept: 'text/html' } })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        var current = document.getElementById('charts');
+        var fresh = html && new DOMParser().parseFromString(html, 'text/html').getElementById('charts');
+        if (!current || !fresh) return;
+        current.replaceWith(document.importNode(fresh, true));
+        stamp.textContent = 'Live: refreshed at ' + utcTime(Number(fresh.dataset.generatedMs)) + ' UTC, every 2 seconds.';
+      })
+      .catch(function () {})
+      .then(function () { fetching = false; });
+  }, 2000);
+})();

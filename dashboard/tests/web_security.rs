@@ -448,6 +448,11 @@ async fn every_response_carries_the_security_headers() {
         ("health", get("/healthz").body(Body::empty()).unwrap()),
         ("readiness", get("/readyz").body(Body::empty()).unwrap()),
         ("metrics", get("/metrics").body(Body::empty()).unwrap()),
+        ("charts page", get("/charts").body(Body::empty()).unwrap()),
+        (
+            "charts block",
+            get("/charts/live").body(Body::empty()).unwrap(),
+        ),
     ];
     for (what, request) in no_store {
         let answer = send(&app, request).await;
@@ -484,6 +489,10 @@ async fn every_response_carries_the_security_headers() {
             .contains("<script src=\"/static/app.js\" defer></script>")
     );
     assert_eq!(page.body.matches("<script").count(), 1, "{}", page.body);
+    // The charts are inline SVG: presentation attributes, no style.
+    let charts = send(&app, get("/charts").body(Body::empty()).unwrap()).await;
+    assert_eq!(charts.body.matches("<svg ").count(), 4, "{}", charts.body);
+    assert_eq!(charts.body.matches("<script").count(), 1, "{}", charts.body);
     for inline in [
         " style=",
         "<style",
@@ -494,6 +503,7 @@ async fn every_response_carries_the_security_headers() {
         "https://",
     ] {
         assert!(!page.body.contains(inline), "{inline} in the page");
+        assert!(!charts.body.contains(inline), "{inline} in the charts page");
     }
 }
 

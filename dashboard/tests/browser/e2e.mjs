@@ -32,6 +32,11 @@
 //      and saying why, and a new score request pending "because no consumer in group ...".
 // What a browser cannot do (write a duplicate reply, stop a worker) it asks of browser.rs: a
 // `#control ...` line on stdout, answered with a line on stdin.
+//  12. the charts page, reached by its link in the header: its figures (data attributes, the text
+//      and the bars) are what this script sent and what the API says the round trips were; with
+//      JavaScript it refreshes itself in place, without it the page reloads itself; on a phone
+//      without horizontal scrolling; screenshots desktop-charts.png and phone-charts.png (with
+//      UPDATE_README_SCREENSHOT=1 the desktop one also goes to dashboard/docs/charts.png).
 // Exits 0 when all pass, 1 with the reason (and failure-*.png screenshots) when one fails.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -50,6 +55,7 @@ const BASE = new URL(base).origin;
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const README_SCREENSHOT = fileURLToPath(new URL('../../docs/screenshot.png', import.meta.url));
 const README_DOCS = path.dirname(README_SCREENSHOT);
+const README_CHARTS_SCREENSHOT = fileURLToPath(new URL('../../docs/charts.png', import.meta.url));
 const INSTALL = fileURLToPath(new URL('./install', import.meta.url));
 
 // Default for every action and wait.
@@ -216,6 +222,16 @@ async function assertNoHorizontalOverflow(page, what) {
   assert.ok(
     scrollWidth <= innerWidth && innerWidth <= screen,
     `${what}: the document is ${scrollWidth}px wide, the layout viewport ${innerWidth}px, the screen ${screen}px`,
+  );
+}
+
+// Where the charts page's charts are, all measured at once.
+function chartBoxes(page) {
+  return page.locator('section#charts svg').evaluateAll((svgs) =>
+    svgs.map((svg) => {
+      const { x, width, height } = svg.getBoundingClientRect();
+      return { x, width, height };
+    }),
   );
 }
 
@@ -594,6 +610,131 @@ try {
     await small.locator('table.dead-letters tbody tr', { hasText: deadLetterSource }).waitFor();
     await assertNoHorizontalOverflow(small, 'the dead-letter page on a phone');
     await shot(small, 'phone-dead-letters.png');
+    await phone.close();
+  });
+
+  await step('charts: the header link leads to them; their figures are what this script did; live with JavaScript, reloading itself without, and on a phone', async () => {
+    // What the steps above sent through the dashboard (counted in `sent` as they did), each
+    // answered. The bad form was refused before anything was sent, and browser.rs's dead letter
+    // went to Kafka around the dashboard. The one duplicate is the reply browser.rs wrote.
+    assert.deepEqual(sent, { invoice: 3, score: 3 }, 'what the steps above sent');
+    const expected = {
+      windowSeconds: '600',
+      sentInvoice: String(sent.invoice),
+      sentScore: String(sent.score),
+      matched: String(sent.invoice + sent.score),
+      late: '0',
+      duplicates: '1',
+      timeouts: '0',
+      pending: '0',
+    };
+    const checkFigures = (data, where) => {
+      for (const [key, value] of Object.entries(expected)) assert.equal(data[key], value, `${key} of the charts ${where}`);
+    };
+    const page = await desktop.newPage();
+    await page.goto('/');
+    // The round trips the dashboard measured, by the API, for the percentiles.
+    const ids = await page.locator('#requests tbody tr[id^="req-"]').evaluateAll((trs) => trs.map((tr) => tr.id.slice('req-'.length)));
+    assert.equal(ids.length, sent.invoice + sent.score, `the home page lists the requests sent (${ids})`);
+    const roundTrips = [];
+    for (const id of ids) {
+      const response = await desktop.request.get(`/api/requests/${id}?payloads=false`);
+      assert.equal(response.status(), 200, `GET /api/requests/${id}`);
+      const state = await response.json();
+      assert.equal(state.status, 'completed', `request ${id}`);
+      roundTrips.push(state.round_trip_ms);
+    }
+    roundTrips.sort((a, b) => a - b);
+    const nearestRank = (quantile) => roundTrips[Math.max(1, Math.ceil(quantile * roundTrips.length)) - 1];
+
+    await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Charts' }).click();
+    await page.waitForURL(/\/charts$/);
+    const navigations = countNavigations(page);
+    const charts = page.locator('section#charts');
+    const data = await charts.evaluate((section) => ({ ...section.dataset }));
+    checkFigures(data, 'on the page');
+    // The same figures written out for people, beside their charts.
+    const written = charts.locator('dd[data-figure]');
+    assert.equal(await written.count(), 7, 'figures written out');
+    for (const figure of await written.all()) {
+      const name = await figure.getAttribute('data-figure');
+      const key = name.replace(/-(\w)/g, (_, letter) => letter.toUpperCase());
+      assert.equal((await figure.textContent()).trim(), data[key], `the figure "${name}" as text`);
+    }
+    // A percentile is read off a histogram whose buckets are 2^(1/4) apart: within 9.1 %.
+    for (const [key, quantile] of [['p50Ms', 0.5], ['p99Ms', 0.99]]) {
+      const [shown, measured] = [Number(data[key]), nearestRank(quantile)];
+      assert.ok(
+        Math.abs(shown / measured - 1) <= 0.1,
+        `${key}: the charts say ${shown} ms, the round trips (${roundTrips.join(', ')} ms) give ${measured} ms`,
+      );
+    }
+    // Four charts are drawn, and the requests chart's bars add up to what was sent. Measured in one
+    // go: the script swaps the block every 2 s.
+    const boxes = await chartBoxes(page);
+    assert.equal(boxes.length, 4, 'charts drawn');
+    for (const box of boxes) assert.ok(box.width > 300 && box.height > 100, `a chart is drawn (${JSON.stringify(box)})`);
+    const bars = await charts.locator('svg[aria-labelledby^="requests-"] rect title').allTextContents();
+    const drawn = { invoices: 0, scores: 0 };
+    for (const bar of bars) {
+      const [, kind, rate] = /^(invoices|scores) ([\d.]+)\/s at \d\d:\d\d:\d\d$/.exec(bar) ?? [];
+      assert.ok(kind, `a bar's tooltip: ${bar}`);
+      drawn[kind] += Number(rate) * Number(data.bucketSeconds);
+    }
+    assert.deepEqual(drawn, { invoices: sent.invoice, scores: sent.score }, 'requests drawn as bars');
+
+    // With JavaScript the block is fetched again and swapped in, the page itself never reloaded.
+    assert.equal(await page.locator('meta[http-equiv="refresh"]').count(), 0, 'with JavaScript the page does not reload itself');
+    const refreshed = page.locator('#charts-refreshed');
+    await refreshed.waitFor();
+    await page.waitForFunction((served) => document.querySelector('section#charts')?.dataset.generatedMs !== served, data.generatedMs);
+    const note = await refreshed.textContent();
+    assert.match(note, /^Live: refreshed at \d\d:\d\d:\d\d UTC/);
+    await page.waitForFunction((before) => document.getElementById('charts-refreshed').textContent !== before, note);
+    checkFigures(await charts.evaluate((section) => ({ ...section.dataset })), 'after a refresh');
+    assert.equal(navigations.loads, 0, 'the charts page reloaded');
+    const file = await shot(page, 'desktop-charts.png');
+    if (process.env.UPDATE_README_SCREENSHOT === '1') {
+      await mkdir(path.dirname(README_CHARTS_SCREENSHOT), { recursive: true });
+      await copyFile(file, README_CHARTS_SCREENSHOT);
+      console.log(`# wrote ${README_CHARTS_SCREENSHOT}`);
+    }
+    await page.close();
+
+    // Without JavaScript: the same figures, and the page reloads itself.
+    const noScript = await newContext({ ...DESKTOP, javaScriptEnabled: false });
+    let fragments = 0;
+    noScript.on('request', (request) => {
+      if (new URL(request.url()).pathname === '/charts/live') fragments += 1;
+    });
+    const still = await noScript.newPage();
+    await still.goto('/charts');
+    // The refresh is due 5 s after the load.
+    const reloaded = still.waitForEvent('framenavigated', { predicate: (frame) => frame === still.mainFrame(), timeout: 10_000 });
+    reloaded.catch(() => {}); // judged where it is awaited
+    assert.equal(await still.locator('noscript meta[http-equiv="refresh"]').getAttribute('content'), '5');
+    assert.ok(await still.locator('#charts-refreshed').isHidden(), 'no note of live refreshes without JavaScript');
+    const stillCharts = still.locator('section#charts');
+    const served = await stillCharts.evaluate((section) => ({ ...section.dataset }));
+    checkFigures(served, 'without JavaScript');
+    assert.equal(await stillCharts.locator('svg').count(), 4, 'charts drawn without JavaScript');
+    await reloaded;
+    await still.waitForLoadState();
+    assert.notEqual(await stillCharts.getAttribute('data-generated-ms'), served.generatedMs, 'the reloaded page has new figures');
+    assert.equal(fragments, 0, 'no script ran, so nothing fetched /charts/live');
+    await noScript.close();
+
+    const phone = await newContext(PHONE);
+    const small = await phone.newPage();
+    await small.goto('/charts');
+    await small.locator('#charts-refreshed').waitFor();
+    checkFigures(await small.locator('section#charts').evaluate((section) => ({ ...section.dataset })), 'on a phone');
+    await assertNoHorizontalOverflow(small, 'the charts page on a phone');
+    const width = small.viewportSize().width;
+    for (const box of await chartBoxes(small)) {
+      assert.ok(box.x >= 0 && box.x + box.width <= width, `a chart lies within the ${width}px screen (${JSON.stringify(box)})`);
+    }
+    await shot(small, 'phone-charts.png');
     await phone.close();
   });
 
