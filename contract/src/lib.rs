@@ -203,7 +203,7 @@ impl CustomerKey for ScoreRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Invoice {
     /// Unique across worker replicas and stable on redelivery: derived from the request's
-    /// partition and offset (see [`invoice_number`]).
+    /// partition and offset (see `invoice_number` in this crate).
     pub number: u64,
     /// Who the invoice is for.
     pub customer: String,

@@ -131,7 +131,7 @@ mod tests {
         recorder.sample_pending(|| 0);
         let page = ChartsPage {
             banner: BannerView {
-                healthy: true,
+                green: true,
                 message: "Connected".into(),
             },
             charts: view_of(&recorder),
