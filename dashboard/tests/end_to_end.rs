@@ -424,9 +424,11 @@ async fn metrics_count_requests_replies_and_round_trips() {
 
 /// The `traceparent` values of a request and its reply, as shown on the request page.
 fn traceparents(html: &str) -> Vec<String> {
-    html.split("<code>traceparent</code></td><td><code>")
+    // The header's name cell (with its explanation), then the value cell.
+    html.split("<tr><td><code>traceparent</code>")
         .skip(1)
-        .filter_map(|rest| rest.split('<').next())
+        .filter_map(|rest| rest.split_once("</td><td><code>"))
+        .filter_map(|(_, value)| value.split('<').next())
         .map(str::to_owned)
         .collect()
 }

@@ -556,7 +556,7 @@ try {
     await page.close();
   });
 
-  await step('phone (390 x 844): no horizontal scrolling, and the score form works by touch', async () => {
+  await step('phone (390 x 844): no horizontal scrolling, every form problem at once, and the score form works by touch', async () => {
     const phone = await newContext(PHONE);
     const page = await phone.newPage();
     await page.goto('/');
@@ -570,6 +570,29 @@ try {
       assert.ok(box.height >= 24, `${name} is at least 24px tall (is ${box.height})`);
     }
     await shot(page, 'phone-home.png');
+    // Every problem of a form at once, on a phone too.
+    const invoice = page.locator('#invoice-form');
+    await invoice.getByLabel('Customer', { exact: true }).tap();
+    await page.keyboard.type('Small Screen Ltd');
+    const phoneLine = invoice.getByRole('group', { name: 'Line 1', exact: true });
+    await phoneLine.getByLabel('Description', { exact: true }).fill('Widget');
+    await phoneLine.getByLabel('Quantity', { exact: true }).fill('lots');
+    await phoneLine.getByLabel('Unit price', { exact: true }).fill('999999999999');
+    expectedErrors.add('POST /invoices 400');
+    const refused = page.waitForResponse((response) => response.request().method() === 'POST');
+    await invoice.getByRole('button', { name: 'Generate invoice' }).tap();
+    assert.equal((await refused).status(), 400, 'POST /invoices with two bad fields');
+    expectedErrors.delete('POST /invoices 400');
+    const problems = page.getByRole('alert', { name: 'Problems with the invoice' });
+    await problems.waitFor();
+    assert.deepEqual(
+      (await problems.locator('a').allTextContents()).map((text) => text.trim()),
+      ['line 1 quantity: must be a whole number', 'line 1 unit price: must be at most 10000000000'],
+      'both problems of the row at once, on a phone');
+    assert.ok(await page.locator('#line-1-unit_price-error').isVisible(), 'the second error shows next to its field');
+    await assertNoHorizontalOverflow(page, 'a form with errors on a phone');
+    await shot(page, 'phone-form-error.png');
+    await page.goto('/');
     const form = page.getByRole('form', { name: 'Calculate a score' });
     await form.getByLabel('Customer', { exact: true }).tap();
     await page.keyboard.type('Hooli');
