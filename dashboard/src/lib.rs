@@ -15,6 +15,7 @@ mod dead_letters;
 pub mod error;
 mod feed;
 pub mod forms;
+mod glossary;
 pub mod hosts;
 mod journey;
 mod metrics;

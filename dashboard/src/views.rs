@@ -445,43 +445,6 @@ impl RequestPage {
     }
 }
 
-/// What a header is for, in a sentence a learner can follow; `None` for headers with no
-/// explanation.
-pub fn header_explanation(name: &str) -> Option<&'static str> {
-    use request_reply::headers;
-    Some(match name {
-        headers::CORRELATION_ID => {
-            "Ties the reply to its request: the worker copies it from the request onto the reply."
-        }
-        headers::REPLY_TOPIC => {
-            "Where the requester wants the reply: the worker writes its reply to this topic."
-        }
-        headers::REPLY_PARTITION => "Which partition of the reply topic to answer on.",
-        headers::TRACEPARENT => {
-            "W3C trace context: one trace ID follows the request through every service, so \
-             their logs and spans can be joined up."
-        }
-        headers::DEADLINE => {
-            "When the requester stops waiting (ms since 1970): a worker that gets the request \
-             later answers an error instead of doing the work."
-        }
-        headers::NEST_IS_DISPOSED => {
-            "For NestJS clients: marks the last reply to a request, so the call completes."
-        }
-        headers::NEST_ERR => "For NestJS clients: the error, when the reply is one.",
-        headers::CONTENT_TYPE => "How the payload is encoded.",
-        headers::WORKER_GROUP | headers::WORKER_CLIENT_ID | headers::WORKER_HOST => {
-            "Which worker answered: its consumer group, client id and host."
-        }
-        headers::WORKER_RECEIVED_AT => "When the worker read the request (ms since 1970).",
-        headers::WORKER_QUEUED_US => {
-            "How long the request waited behind earlier ones with the same key (µs)."
-        }
-        headers::WORKER_HANDLER_US => "How long the worker took to handle it (µs).",
-        _ => return None,
-    })
-}
-
 /// A message read back, or why it could not be (`None` for both when there is none yet).
 fn split(read: Option<Result<ReadBack, String>>) -> (Option<ReadBack>, Option<String>) {
     match read {
