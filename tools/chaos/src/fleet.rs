@@ -147,9 +147,17 @@ impl Fleet {
             config.min_insync_replicas
         );
         match role {
+            // The workers' groups, so the dashboard's banner and pending requests say when a
+            // fault has left a kind without a worker.
             Role::Dashboard => text.push_str(&format!(
-                "\n[dashboard]\nlisten={}\nrequest_timeout_ms={}\nhistory_limit={}\n",
-                self.dashboard_addr, config.request_timeout_ms, config.history_limit
+                "\n[dashboard]\nlisten={}\nrequest_timeout_ms={}\nhistory_limit={}\ninvoice_group={}{}\nscore_group={}{}\n",
+                self.dashboard_addr,
+                config.request_timeout_ms,
+                config.history_limit,
+                config.prefix,
+                Role::Invoice.binary(),
+                config.prefix,
+                Role::Score.binary()
             )),
             Role::Invoice | Role::Score => text.push_str(&format!(
                 "\n[consumer]\ngroup.id={}{}\nauto.offset.reset=earliest\n\n[worker]\nmetrics_listen=127.0.0.1:0\n",
