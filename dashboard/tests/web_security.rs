@@ -449,6 +449,11 @@ async fn every_response_carries_the_security_headers() {
         ("readiness", get("/readyz").body(Body::empty()).unwrap()),
         ("metrics", get("/metrics").body(Body::empty()).unwrap()),
         ("charts page", get("/charts").body(Body::empty()).unwrap()),
+        ("system page", get("/system").body(Body::empty()).unwrap()),
+        (
+            "dead-letter page",
+            get("/dead-letters").body(Body::empty()).unwrap(),
+        ),
         (
             "charts block",
             get("/charts/live").body(Body::empty()).unwrap(),
@@ -489,6 +494,14 @@ async fn every_response_carries_the_security_headers() {
             .contains("<script src=\"/static/app.js\" defer></script>")
     );
     assert_eq!(page.body.matches("<script").count(), 1, "{}", page.body);
+    // With Kafka unreachable the system page says so rather than waiting on it.
+    let system = send(&app, get("/system").body(Body::empty()).unwrap()).await;
+    assert_eq!(system.status, StatusCode::OK);
+    assert!(
+        system.body.contains("Kafka is unreachable"),
+        "{}",
+        system.body
+    );
     // The charts are inline SVG: presentation attributes, no style.
     let charts = send(&app, get("/charts").body(Body::empty()).unwrap()).await;
     assert_eq!(charts.body.matches("<svg ").count(), 4, "{}", charts.body);
