@@ -131,6 +131,19 @@ impl GroupObserver {
             ))
     }
 
+    /// How many partitions `topic` has: one metadata request, no watermarks.
+    pub fn partition_count(&self, topic: &str, timeout: Duration) -> KafkaResult<usize> {
+        let metadata = self.client.fetch_metadata(Some(topic), timeout)?;
+        let mut count = 0;
+        for topic_metadata in metadata.topics() {
+            if let Some(error) = topic_metadata.error() {
+                return Err(KafkaError::MetadataFetch(error.into()));
+            }
+            count += topic_metadata.partitions().len();
+        }
+        Ok(count)
+    }
+
     /// Each partition of `topic`, with its leader, replicas and watermarks.
     pub fn partitions(&self, topic: &str, timeout: Duration) -> KafkaResult<Vec<PartitionEnds>> {
         let metadata = self.client.fetch_metadata(Some(topic), timeout)?;

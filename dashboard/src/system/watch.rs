@@ -25,9 +25,9 @@ pub(super) fn check_groups(
             let group = groups.of(*kind).to_owned();
             let topic = topics.request(*kind);
             let partitions = observer
-                .partitions(&topic, LOOKUP_TIMEOUT)
+                .partition_count(&topic, LOOKUP_TIMEOUT)
                 .ok()
-                .map(|partitions| i32::try_from(partitions.len()).unwrap_or(i32::MAX));
+                .map(|count| i32::try_from(count).unwrap_or(i32::MAX));
             let group_state = observer
                 .describe(&group, LOOKUP_TIMEOUT)
                 .map_err(|error| error.to_string());
