@@ -164,6 +164,50 @@ async fn every_request_is_answered_after_a_sigkill() {
     );
 }
 
+/// With `delivery = exactly_once`, SIGKILL mid-stream leaves neither a gap nor a duplicate: the
+/// killed worker's open transaction is aborted (by the coordinator, after the transaction
+/// timeout), a new worker process answers every request it had not committed, and the reply
+/// topic read committed holds exactly one reply per request.
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_survives_a_sigkill_without_duplicates() {
+    const EXACTLY_ONCE: &str = "delivery=exactly_once";
+    let topics = test_support::unique_topics();
+    test_support::create_topics(&topics, &[]).await;
+    let mut first = WorkerProcess::start_with(BINARY, &topics, "invoices", &[], EXACTLY_ONCE);
+    let mut stream = RequestStream::connect(&topics).await;
+    stream.send(0..REQUESTS / 2).await;
+    stream.wait_answered(1).await;
+    first.kill();
+    let answered_at_kill = stream.answered();
+    stream.send(REQUESTS / 2..REQUESTS).await;
+    let restarted = Instant::now();
+    let mut second = WorkerProcess::start_with(BINARY, &topics, "invoices", &[], EXACTLY_ONCE);
+
+    let keys = stream.assert_all_answered().await;
+    let recovered = restarted.elapsed();
+    // Stopped: everything it will ever write is committed.
+    second.terminate();
+    assert!(second.wait_exit(EXIT_TIMEOUT).await.success());
+    let reply_topic = test_support::topics(&topics).reply(RequestKind::Invoice);
+    let read = test_support::read_committed_to_end(
+        &reply_topic,
+        topics.partitions,
+        "every committed reply",
+        REPLY_TIMEOUT,
+        |seen| seen.len() >= REQUESTS,
+    )
+    .await;
+    let counts = test_support::count_by_correlation(&read);
+    for key in &keys {
+        assert_eq!(counts.get(key), Some(&1), "committed replies to {key}");
+    }
+    assert_eq!(counts.len(), keys.len(), "replies nobody asked for");
+    eprintln!(
+        "{answered_at_kill} of {REQUESTS} answered at the SIGKILL, the rest {recovered:?} after \
+         the restart; each exactly once"
+    );
+}
+
 /// SIGTERM while requests are in flight: the worker finishes what it has started, commits and
 /// exits 0 promptly; a restarted worker answers the rest, and since everything answered was
 /// committed, no request is answered twice.

@@ -55,6 +55,10 @@ pub struct WorkerMetrics {
     pub deadline_exceeded: Counter,
     /// Times the service was tried again after a transient failure.
     pub handler_retries: Counter,
+    /// Transactions committed (exactly-once delivery).
+    pub transactions_committed: Counter,
+    /// Transactions aborted, their requests answered again (exactly-once delivery).
+    pub transactions_aborted: Counter,
 }
 
 impl WorkerMetrics {
@@ -72,6 +76,8 @@ impl WorkerMetrics {
             group_joined: Gauge::default(),
             deadline_exceeded: Counter::default(),
             handler_retries: Counter::default(),
+            transactions_committed: Counter::default(),
+            transactions_aborted: Counter::default(),
         };
         let worker = registry.sub_registry_with_prefix("worker");
         worker.register(
@@ -128,6 +134,16 @@ impl WorkerMetrics {
             "handler_retries",
             "Times the service was tried again after a transient failure",
             metrics.handler_retries.clone(),
+        );
+        worker.register(
+            "transactions_committed",
+            "Transactions committed with their replies and offsets (exactly-once delivery)",
+            metrics.transactions_committed.clone(),
+        );
+        worker.register(
+            "transactions_aborted",
+            "Transactions aborted, their requests read again and answered anew (exactly-once delivery)",
+            metrics.transactions_aborted.clone(),
         );
         metrics
     }

@@ -8,7 +8,9 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use contract::{RequestKind, Topics};
 use prometheus_client::registry::Registry;
 use request_reply::metrics::WorkerMetrics;
-use request_reply::responder::{self, DEFAULT_MAX_IN_FLIGHT, RetryPolicy, Service};
+use request_reply::responder::{
+    self, DEFAULT_MAX_IN_FLIGHT, Delivery, RetryPolicy, Service, TransactionPolicy,
+};
 use serde::Deserialize;
 use serde_with::{DisplayFromStr, serde_as};
 use std::future::Future;
@@ -79,7 +81,8 @@ impl From<responder::WorkerConfig> for WorkerConfig {
 
 impl WorkerConfig {
     /// Reads `[default]`, `[consumer]`, `[producer]`, `[topics]`, `[worker] reply_topics`
-    /// (comma-separated) and `[worker] metrics_listen`.
+    /// (comma-separated), its delivery, concurrency and retry settings, and `[worker]
+    /// metrics_listen`.
     pub fn from_file(file: &ConfigFile, reset: bool) -> Result<Self, ConfigError> {
         let section: WorkerSection = file.section_as("worker")?;
         let extra_reply_topics = section
@@ -90,6 +93,13 @@ impl WorkerConfig {
             .map(str::to_owned)
             .collect();
         let metrics_listen = section.metrics_listen;
+        let delivery = match section.delivery {
+            DeliveryMode::AtLeastOnce => Delivery::AtLeastOnce,
+            DeliveryMode::ExactlyOnce => Delivery::ExactlyOnce(TransactionPolicy {
+                max_requests: section.transaction_max_requests,
+                max_wait: Duration::from_millis(section.transaction_max_ms),
+            }),
+        };
         Ok(WorkerConfig {
             responder: responder::WorkerConfig {
                 kafka: file.kafka(),
@@ -103,6 +113,7 @@ impl WorkerConfig {
                     first_backoff: Duration::from_millis(section.retry_backoff_ms),
                     ..RetryPolicy::default()
                 },
+                delivery,
             },
             metrics_listen,
         })
@@ -125,17 +136,39 @@ struct WorkerSection {
     max_retries: u32,
     #[serde_as(as = "DisplayFromStr")]
     retry_backoff_ms: u64,
+    delivery: DeliveryMode,
+    /// Exactly-once: most requests per transaction, and longest a transaction stays open while
+    /// requests are being handled.
+    #[serde_as(as = "DisplayFromStr")]
+    transaction_max_requests: NonZeroUsize,
+    #[serde_as(as = "DisplayFromStr")]
+    transaction_max_ms: u64,
+}
+
+/// `[worker] delivery`: `at_least_once` (the default) or `exactly_once` (see
+/// [`Delivery`]).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum DeliveryMode {
+    #[default]
+    AtLeastOnce,
+    ExactlyOnce,
 }
 
 impl Default for WorkerSection {
     fn default() -> Self {
         let retry = RetryPolicy::default();
+        let transactions = TransactionPolicy::default();
         WorkerSection {
             reply_topics: String::new(),
             metrics_listen: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_retries: retry.max_retries,
             retry_backoff_ms: u64::try_from(retry.first_backoff.as_millis()).unwrap_or(u64::MAX),
+            delivery: DeliveryMode::default(),
+            transaction_max_requests: transactions.max_requests,
+            transaction_max_ms: u64::try_from(transactions.max_wait.as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 }
@@ -223,6 +256,26 @@ mod tests {
         assert_eq!(config.max_in_flight.get(), 8);
         assert_eq!(config.retry.max_retries, 1);
         assert_eq!(config.retry.first_backoff, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn delivery_is_at_least_once_unless_exactly_once_is_asked_for() {
+        let mut file = ConfigFile::default();
+        let config = WorkerConfig::from_file(&file, false).unwrap().responder;
+        assert_eq!(config.delivery, Delivery::AtLeastOnce);
+        file.set("worker", "delivery", "exactly_once");
+        file.set("worker", "transaction_max_requests", "50");
+        file.set("worker", "transaction_max_ms", "5");
+        let config = WorkerConfig::from_file(&file, false).unwrap().responder;
+        assert_eq!(
+            config.delivery,
+            Delivery::ExactlyOnce(TransactionPolicy {
+                max_requests: NonZeroUsize::new(50).unwrap(),
+                max_wait: Duration::from_millis(5),
+            })
+        );
+        assert!(worker_section("delivery", "at_most_once").is_err());
+        assert!(worker_section("transaction_max_requests", "0").is_err());
     }
 
     #[test]

@@ -240,17 +240,75 @@ impl TopicReader {
                 self.seen
             );
             if let Ok(Ok(message)) = tokio::time::timeout(left, self.consumer.recv()).await {
-                self.seen.push(ReadMessage {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: message.payload().map(<[u8]>::to_vec),
-                    headers: HeaderList::from_message(&message),
-                });
+                self.seen.push(ReadMessage::from_message(&message));
             }
         }
         &self.seen
     }
+}
+
+impl ReadMessage {
+    fn from_message(message: &impl Message) -> Self {
+        ReadMessage {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers: HeaderList::from_message(message),
+        }
+    }
+}
+
+/// Reads every committed message of `topic` (`isolation.level=read_committed`: nothing of an
+/// aborted or open transaction) until `enough` holds and every partition is read to its end;
+/// panics with `what` after `timeout`. Counting against the high watermark, as [`TopicReader`]
+/// callers do, does not work on a topic written in transactions: its commit markers take
+/// offsets too.
+pub async fn read_committed_to_end(
+    topic: &str,
+    partitions: i32,
+    what: &str,
+    timeout: Duration,
+    enough: impl Fn(&[ReadMessage]) -> bool,
+) -> Vec<ReadMessage> {
+    let mut config = kafka().consumer_config();
+    config
+        .set("group.id", "testkit-committed-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true");
+    let consumer: StreamConsumer = config.create().expect("create test consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("add partition");
+    }
+    consumer.assign(&assignment).expect("assign test consumer");
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    let mut at_end = std::collections::HashSet::new();
+    while !(at_end.len() == usize::try_from(partitions).unwrap_or_default() && enough(&seen)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "timed out after {timeout:?} waiting for {what}; read {} messages, {} partitions at \
+             their end",
+            seen.len(),
+            at_end.len()
+        );
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(Ok(message)) => {
+                at_end.remove(&message.partition());
+                seen.push(ReadMessage::from_message(&message));
+            }
+            Ok(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Ok(Err(_)) | Err(_) => {}
+        }
+    }
+    seen
 }
 
 /// The topic names behind `settings`.

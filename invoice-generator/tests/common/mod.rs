@@ -87,13 +87,25 @@ impl WorkerProcess {
     /// Starts `binary config.ini [args]` with topics under `settings` in group `group` (the same
     /// group id `test_support::worker_config(settings, group)` gives an in-process worker).
     pub fn start(binary: &str, settings: &TopicSettings, group: &str, args: &[&str]) -> Self {
+        Self::start_with(binary, settings, group, args, "")
+    }
+
+    /// [`WorkerProcess::start`] with `worker` as the `[worker]` section of its config.ini.
+    pub fn start_with(
+        binary: &str,
+        settings: &TopicSettings,
+        group: &str,
+        args: &[&str],
+        worker: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let config = dir.path().join("config.ini");
         let servers = test_support::kafka().bootstrap_servers().to_owned();
         let ini = format!(
             "[default]\nbootstrap.servers={servers}\n\n\
              [consumer]\ngroup.id={}\nauto.offset.reset=earliest\n\n\
-             [topics]\nprefix={}\npartitions={}\nreplication_factor={}\n",
+             [topics]\nprefix={}\npartitions={}\nreplication_factor={}\n\n\
+             [worker]\n{worker}\n",
             test_support::group_id(settings, group),
             settings.prefix,
             settings.partitions,

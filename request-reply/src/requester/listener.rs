@@ -81,6 +81,11 @@ const LISTENER_QUEUE_KBYTES: &str = "4096";
 
 /// The reply listener's consumer settings: `kafka`'s, in group `group_id` (never joined: the
 /// listener assigns its partitions), with a bounded prefetch and no offset ever skipped.
+///
+/// `isolation.level` is left at librdkafka's default, `read_committed` (its CONFIGURATION.md):
+/// a reply a transactional worker (`Delivery::ExactlyOnce`) wrote in a transaction it then
+/// aborted is never seen, and one in an open transaction only once it is committed. A listener
+/// configured `read_uncommitted` would see aborted replies too, and answer a call with one.
 fn listener_config(kafka: &KafkaSettings, group_id: &str) -> ClientConfig {
     let mut config = kafka.consumer_config();
     set_default(&mut config, "group.id", group_id);

@@ -12,7 +12,14 @@
 //! and awaited. A request's offset is stored only when it and every request consumed before it
 //! in its partition are acknowledged by the broker (the lowest unfinished offset bounds the
 //! commit), so a crash at any point leads to redelivery, never to a lost reply.
+//!
+//! With [`Delivery::ExactlyOnce`] the replies are not produced on their own: once a request and
+//! every request before it in its partition are handled, what it caused is written into a Kafka
+//! transaction that also commits the consumed offsets (see `transaction` and `transactional`),
+//! so a crash or a rebalance leads to an aborted transaction and the requests answered again,
+//! never to a reply written twice.
 
+mod commits;
 mod delivery;
 mod group_watch;
 mod inbound;
@@ -25,12 +32,15 @@ mod recovery;
 mod retry;
 mod routing;
 mod run;
+mod transaction;
+mod transactional;
 
 pub use inbound::Inbound;
 pub use plan::{Plan, Verdict, plan};
 pub use retry::{Failure, RetryPolicy};
 pub use routing::Routing;
 pub use run::{run, run_with_metrics};
+pub use transaction::{Delivery, TransactionPolicy};
 
 use crate::admin::AdminError;
 use crate::codec::Validate;
@@ -115,6 +125,8 @@ pub struct WorkerConfig {
     pub max_in_flight: NonZeroUsize,
     /// How a service's transient failures are retried.
     pub retry: RetryPolicy,
+    /// At-least-once (the default) or exactly-once in Kafka transactions.
+    pub delivery: Delivery,
 }
 
 impl WorkerConfig {
@@ -129,6 +141,7 @@ impl WorkerConfig {
             group_id: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             retry: RetryPolicy::default(),
+            delivery: Delivery::default(),
         }
     }
 }

@@ -31,13 +31,26 @@ pub(super) struct Finished {
     pub(super) turn: Turn,
     /// The epoch of its partition it was consumed in (see `progress`).
     pub(super) epoch: Epoch,
+    /// What it caused, still to be written (exactly-once delivery); empty when delivered
+    /// already.
+    pub(super) caused: Vec<Outgoing>,
+}
+
+/// Where what requests cause goes.
+pub(super) enum Output {
+    /// Delivered by the request's own future, which finishes once the broker acknowledged it
+    /// (at-least-once).
+    Deliver(Arc<ReplyProducer>),
+    /// Handed back in [`Finished::caused`], for the worker to write into a transaction in log
+    /// order (exactly-once).
+    Transaction,
 }
 
 /// What every request's future shares.
 pub(super) struct Pipeline<S> {
     pub(super) service: Arc<S>,
     pub(super) routing: Arc<Routing>,
-    pub(super) producer: Arc<ReplyProducer>,
+    pub(super) output: Arc<Output>,
     pub(super) metrics: WorkerMetrics,
     pub(super) retry: RetryPolicy,
     /// Who this worker is, for the stamp on its replies.
@@ -50,7 +63,7 @@ impl<S> Clone for Pipeline<S> {
         Pipeline {
             service: Arc::clone(&self.service),
             routing: Arc::clone(&self.routing),
-            producer: Arc::clone(&self.producer),
+            output: Arc::clone(&self.output),
             metrics: self.metrics.clone(),
             retry: self.retry,
             worker: Arc::clone(&self.worker),
@@ -129,15 +142,31 @@ impl<S: Service> Pipeline<S> {
         caused: Vec<Outgoing>,
         received: Instant,
     ) -> Finished {
+        let producer = match &*self.output {
+            Output::Deliver(producer) => producer,
+            Output::Transaction => {
+                // Written in log order per partition, so the key's order holds without waiting.
+                turn.end();
+                self.metrics
+                    .handling_seconds
+                    .observe(received.elapsed().as_secs_f64());
+                return Finished {
+                    inbound,
+                    turn,
+                    epoch,
+                    caused,
+                };
+            }
+        };
         let mut queued = Vec::with_capacity(caused.len());
         for outgoing in caused {
-            let delivery = enqueue(&self.producer, &outgoing).await;
+            let delivery = enqueue(producer, &outgoing).await;
             queued.push((outgoing, delivery));
         }
         turn.end();
         for (outgoing, delivery) in queued {
             deliver(
-                &self.producer,
+                producer,
                 outgoing,
                 delivery,
                 &inbound,
@@ -153,6 +182,7 @@ impl<S: Service> Pipeline<S> {
             inbound,
             turn,
             epoch,
+            caused: Vec::new(),
         }
     }
 }

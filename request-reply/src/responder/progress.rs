@@ -87,6 +87,21 @@ impl Progress {
         done
     }
 
+    /// Whether `epoch` is the one `partition` is read in now: a request finishing in an older
+    /// one was consumed before a rewind and counts for nothing.
+    pub(super) fn is_current(&self, topic: &str, partition: i32, epoch: Epoch) -> bool {
+        self.partitions
+            .get(&(topic.to_owned(), partition))
+            .is_some_and(|track| track.epoch == epoch)
+    }
+
+    /// Forgets every request in flight, as after an aborted transaction rewinds the consumer:
+    /// they all finish in epochs that count for nothing, and each partition starts a new epoch
+    /// with the next request consumed in it.
+    pub(super) fn forget_all(&mut self) {
+        self.partitions.clear();
+    }
+
     /// How many partitions have requests in flight.
     #[cfg(test)]
     fn partitions(&self) -> usize {
@@ -145,6 +160,19 @@ mod tests {
             "5 is still unfinished"
         );
         assert_eq!(progress.finished("t", 0, 5, new_5), Some(6));
+    }
+
+    #[test]
+    fn requests_forgotten_count_for_nothing() {
+        let mut progress = Progress::default();
+        let old = progress.started("t", 0, 3);
+        progress.forget_all();
+        assert!(!progress.is_current("t", 0, old));
+        assert_eq!(progress.finished("t", 0, 3, old), None);
+        let new = progress.started("t", 0, 3);
+        assert_ne!(old, new, "epochs are never reused");
+        assert!(progress.is_current("t", 0, new));
+        assert_eq!(progress.finished("t", 0, 3, new), Some(3));
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub(super) struct WorkerContext {
     /// Whether the statistics last said the consumer's group handler is up, and when: the
     /// worker tells a consumer that lost its group for good by it (see `group_watch`).
     pub(super) group_up: Mutex<Option<(bool, Instant)>>,
+    /// Partitions taken from this consumer since the worker last looked: exactly-once delivery
+    /// must abandon its open transaction then (see `transactional`).
+    pub(super) revoked: Mutex<HashSet<(String, i32)>>,
 }
 
 impl ClientContext for WorkerContext {
@@ -60,6 +63,7 @@ impl ConsumerContext for WorkerContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(partitions = ?partition_numbers(partitions), "partitions revoked");
+                self.record_revoked(partitions);
                 // Hand over what is acknowledged so far, so the next owner does not redo it.
                 if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
                     tracing::debug!(%error, "nothing committed on revoke");
@@ -72,6 +76,7 @@ impl ConsumerContext for WorkerContext {
             }
             other => {
                 tracing::error!(error = ?other, "rebalance failed");
+                self.record_revoked(partitions);
                 consumer.unassign()
             }
         };
@@ -109,6 +114,7 @@ impl WorkerContext {
             already_reset: Mutex::new(already_reset),
             metrics: previous.metrics.clone(),
             group_up: Mutex::default(),
+            revoked: Mutex::default(),
         }
     }
 
@@ -118,6 +124,28 @@ impl WorkerContext {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .take()
+    }
+
+    /// The partitions revoked since the last call, taken so each revocation is seen once.
+    pub(super) fn take_revoked(&self) -> HashSet<(String, i32)> {
+        std::mem::take(
+            &mut *self
+                .revoked
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    fn record_revoked(&self, partitions: &TopicPartitionList) {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .extend(
+                partitions
+                    .elements()
+                    .iter()
+                    .map(|element| (element.topic().to_owned(), element.partition())),
+            );
     }
 
     fn rewind_new_partitions(&self, partitions: &mut TopicPartitionList) {

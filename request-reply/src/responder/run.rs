@@ -2,15 +2,17 @@
 //! key's order, alongside other keys), and store offsets as requests finish, never past one
 //! whose replies are not yet acknowledged.
 
+use super::commits::Commits;
 use super::group_watch::{BLIND_AFTER, GroupWatch};
 use super::inbound::Inbound;
 use super::order::KeyOrder;
-use super::pipeline::{Finished, Pipeline};
+use super::pipeline::{Finished, Output, Pipeline};
 use super::progress::Progress;
 use super::rebalance::WorkerContext;
 use super::recovery::{ConsumerWatch, Tick, undecodable_dead_letter};
 use super::routing::Routing;
-use super::{Service, WorkerConfig, WorkerError};
+use super::transactional::TransactionalReplies;
+use super::{Delivery, Service, WorkerConfig, WorkerError};
 use crate::admin::ensure_topics;
 use crate::kafka::{HeaderList, set_default};
 use crate::metrics::WorkerMetrics;
@@ -21,7 +23,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use prometheus_client::registry::Registry;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use std::future::Future;
@@ -37,6 +39,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// acknowledgement's usual milliseconds, and short enough for a stuck reply to go out again
 /// well within a requester's 30 s timeout.
 const REPLY_TIMEOUT_MS: &str = "10000";
+/// The exactly-once worker's default `transaction.timeout.ms`: how long a transaction left open
+/// by a worker that died holds back the replies after it (readers of committed messages stop at
+/// it) and the group's committed offsets (its successor waits for them), until the coordinator
+/// aborts it. librdkafka's default is a minute, twice a requester's timeout; a transaction
+/// normally lasts milliseconds.
+const TRANSACTION_TIMEOUT_MS: &str = "10000";
 /// Runs a worker that answers the requests of `route` until `shutdown` resolves, then finishes
 /// what is in flight, commits, leaves the consumer group and flushes the producer. Its counts go
 /// nowhere; see [`run_with_metrics`].
@@ -105,6 +113,12 @@ pub async fn run_with_metrics<S: Service>(
     set_default(&mut consumer_config, "heartbeat.interval.ms", "2000");
     // Not overridable: offsets are stored by hand once the reply is acknowledged.
     consumer_config.set("enable.auto.offset.store", "false");
+    if let Delivery::ExactlyOnce(_) = config.delivery {
+        // Offsets are committed in the transactions only, and a request some producer wrote in
+        // a transaction it then aborted is never answered.
+        consumer_config.set("enable.auto.commit", "false");
+        consumer_config.set("isolation.level", "read_committed");
+    }
     // The statistics feed the lag gauges and tell whether the consumer's group is up.
     set_default(&mut consumer_config, "statistics.interval.ms", "1000");
     // The watchdog's probe reads the group's committed offsets but never joins it.
@@ -135,6 +149,7 @@ pub async fn run_with_metrics<S: Service>(
         already_reset: Mutex::default(),
         metrics: metrics.clone(),
         group_up: Mutex::default(),
+        revoked: Mutex::default(),
     })?;
     let mut group_watch = GroupWatch::new(BLIND_AFTER, Instant::now());
 
@@ -144,12 +159,45 @@ pub async fn run_with_metrics<S: Service>(
     // 1.2 ms per hop, measured), which quadruples a low-load round trip; batching still happens
     // under load while earlier produce requests are in flight (scripts/bench, tuning profiles).
     set_default(&mut producer_config, "linger.ms", "0");
-    // How long a reply may wait for its acknowledgement before the producer counts as stuck
-    // and is replaced (see `recovery`); librdkafka's default is five minutes.
-    set_default(&mut producer_config, "message.timeout.ms", REPLY_TIMEOUT_MS);
-    let producer = ReplyProducer::new(producer_config, metrics.producer_replacements.clone())
-        .map(Arc::new)
-        .map_err(client_error("producer"))?;
+    let (output, mut commits) = match config.delivery {
+        Delivery::AtLeastOnce => {
+            // How long a reply may wait for its acknowledgement before the producer counts as
+            // stuck and is replaced (see `recovery`); librdkafka's default is five minutes.
+            set_default(&mut producer_config, "message.timeout.ms", REPLY_TIMEOUT_MS);
+            let producer =
+                ReplyProducer::new(producer_config, metrics.producer_replacements.clone())
+                    .map(Arc::new)
+                    .map_err(client_error("producer"))?;
+            (
+                Output::Deliver(producer),
+                Commits::Offsets(Progress::default()),
+            )
+        }
+        Delivery::ExactlyOnce(policy) => {
+            // librdkafka fits `message.timeout.ms` within the transaction's timeout.
+            set_default(
+                &mut producer_config,
+                "transaction.timeout.ms",
+                TRANSACTION_TIMEOUT_MS,
+            );
+            // Unique per replica: a zombie is fenced by the group's generation (KIP-447), so
+            // the id need not survive a restart, and two live replicas never fence each other.
+            producer_config.set("transactional.id", &replica);
+            let replies = TransactionalReplies::new(
+                producer_config,
+                policy,
+                Arc::clone(&routing),
+                metrics.clone(),
+            )
+            .await
+            .map_err(client_error("producer"))?;
+            (
+                Output::Transaction,
+                Commits::Transactions(Box::new(replies)),
+            )
+        }
+    };
+    let output = Arc::new(output);
     tracing::info!(
         request_topic = %routing.request_topic,
         reply_topic = %routing.default_reply_topic,
@@ -160,14 +208,13 @@ pub async fn run_with_metrics<S: Service>(
     let pipeline = Pipeline {
         service: Arc::new(service),
         routing: Arc::clone(&routing),
-        producer: Arc::clone(&producer),
+        output: Arc::clone(&output),
         metrics: metrics.clone(),
         retry: config.retry,
         worker,
     };
     let max_in_flight = config.max_in_flight.get();
     let mut order = KeyOrder::default();
-    let mut progress = Progress::default();
     let mut in_flight: FuturesUnordered<BoxFuture<'static, Finished>> = FuturesUnordered::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -175,12 +222,19 @@ pub async fn run_with_metrics<S: Service>(
         if !has_room {
             watch.held_back();
         }
+        commits.after_rebalance(&consumer).await;
+        let deadline = commits.deadline();
+        // Checked last: only when no request finished and none is waiting to be read.
+        let idle = in_flight.is_empty() && deadline.is_some();
         tokio::select! {
             biased;
             () = &mut shutdown => break,
             Some(finished) = in_flight.next(), if !in_flight.is_empty() => {
                 order.forget(&finished.turn);
-                store_progress(&consumer, &mut progress, &finished);
+                commits.finished(&consumer, finished).await;
+            }
+            () = sleep_until(deadline), if deadline.is_some() => {
+                commits.commit_if_due(&consumer, false).await;
             }
             // A worker held back by its own in-flight bound is not stalled: no look-up starts
             // then, and one that was running is not judged (see `held_back`).
@@ -194,6 +248,7 @@ pub async fn run_with_metrics<S: Service>(
                     }
                     if group_watch.is_blind(now) {
                         let why = format!("the consumer has had no group for {} s while the brokers answer", BLIND_AFTER.as_secs());
+                        commits.consumer_replaced(&consumer).await;
                         consumer = replace_consumer(consumer, subscribed, &why)?;
                         group_watch.replaced(now);
                         metrics.consumer_replacements.inc();
@@ -216,7 +271,7 @@ pub async fn run_with_metrics<S: Service>(
                             headers: HeaderList::default(),
                         };
                         let turn = order.take_turn(inbound.partition, None);
-                        let epoch = progress.started(&inbound.topic, inbound.partition, inbound.offset);
+                        let epoch = commits.started(&inbound);
                         in_flight.push(pipeline.send(inbound, turn, epoch, vec![copy], span));
                     }
                 }
@@ -227,6 +282,7 @@ pub async fn run_with_metrics<S: Service>(
                     tracing::warn!(%error, "consumer error");
                     // A fatal error ends the consumer for good: nothing would be read again.
                     if matches!(error, KafkaError::MessageConsumptionFatal(_)) {
+                        commits.consumer_replaced(&consumer).await;
                         consumer = replace_consumer(consumer, subscribed, "the consumer failed for good")?;
                         // The new consumer has its group to join: not blind before its time.
                         group_watch.replaced(Instant::now());
@@ -237,11 +293,15 @@ pub async fn run_with_metrics<S: Service>(
                     watch.read(&(message.topic().to_owned(), message.partition()), message.offset());
                     let inbound = Inbound::from_message(&message);
                     drop(message);
+                    // Partitions revoked while this message was polled: the transaction that
+                    // would answer it must not carry what the old assignment consumed.
+                    commits.after_rebalance(&consumer).await;
                     let turn = order.take_turn(inbound.partition, inbound.key.as_deref());
-                    let epoch = progress.started(&inbound.topic, inbound.partition, inbound.offset);
+                    let epoch = commits.started(&inbound);
                     in_flight.push(pipeline.handle(inbound, turn, epoch));
                 }
             },
+            () = std::future::ready(()), if idle => commits.commit_if_due(&consumer, true).await,
         }
     }
 
@@ -251,18 +311,18 @@ pub async fn run_with_metrics<S: Service>(
     );
     let drain = async {
         while let Some(finished) = in_flight.next().await {
-            store_progress(&consumer, &mut progress, &finished);
+            commits.finished(&consumer, finished).await;
         }
     };
     if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
         tracing::warn!("gave up waiting for in-flight replies; those requests will be redelivered");
     }
-    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(%error, "final commit had nothing to do");
-    }
+    commits.close(&consumer).await;
     consumer.unsubscribe();
-    if let Err(error) = producer.flush(Duration::from_secs(10)) {
-        tracing::warn!(%error, "producer flush incomplete");
+    if let Output::Deliver(producer) = &*output {
+        if let Err(error) = producer.flush(Duration::from_secs(10)) {
+            tracing::warn!(%error, "producer flush incomplete");
+        }
     }
     tracing::info!("worker stopped");
     Ok(())
@@ -288,23 +348,10 @@ fn replace_consumer(
     Ok(fresh)
 }
 
-/// Stores the offset `progress` allows now that `finished` is done: never past a request of the
-/// partition that is still unfinished.
-fn store_progress(
-    consumer: &StreamConsumer<WorkerContext>,
-    progress: &mut Progress,
-    finished: &Finished,
-) {
-    let Inbound {
-        topic, partition, ..
-    } = &finished.inbound;
-    let Some(offset) =
-        progress.finished(topic, *partition, finished.inbound.offset, finished.epoch)
-    else {
-        return;
-    };
-    if let Err(error) = consumer.store_offset(topic, *partition, offset) {
-        // The partition was revoked meanwhile; its new owner will redo this request.
-        tracing::debug!(%error, partition, offset, "offset not stored");
+/// Resolves at `deadline` (never when there is none).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
