@@ -5,11 +5,14 @@ mod common;
 
 use prometheus_client::registry::Registry;
 use request_reply::metrics::WorkerMetrics;
-use request_reply::responder::{self, Delivery, TransactionPolicy};
-use request_reply::testing::EchoService;
+use request_reply::responder::{self, Delivery, Failure, Origin, Service, TransactionPolicy};
+use request_reply::testing::{Echo, EchoRequest, EchoService};
 use std::collections::HashSet;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 use test_support::{InProcessWorker, REPLY_TIMEOUT};
+use tokio::sync::Notify;
 
 const REQUESTS: usize = 300;
 
@@ -98,4 +101,122 @@ async fn one_request_per_transaction_still_answers_once() {
     }
     worker.stop().await;
     assert_eq!(metrics.transactions_committed.get(), 20);
+}
+
+/// Answers like [`EchoService`], but holds the request of one customer until the test releases
+/// it, and says when it has it.
+#[derive(Clone)]
+struct Gate {
+    customer: &'static str,
+    holding: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+impl Service for Gate {
+    type Request = EchoRequest;
+    type Response = Echo;
+
+    async fn handle(&self, request: EchoRequest, origin: Origin) -> Result<Echo, Failure> {
+        if request.customer == self.customer {
+            self.holding.notify_one();
+            self.release.notified().await;
+        }
+        EchoService.handle(request, origin).await
+    }
+
+    async fn handle_text(&self, text: &str, origin: Origin) -> Result<String, Failure> {
+        EchoService.handle_text(text, origin).await
+    }
+}
+
+/// A zombie is fenced: a worker whose one request slot is held by a request its service has not
+/// finished stops polling, and the group puts it out after `max.poll.interval.ms`; a second
+/// worker answers that request. When the first worker's service finally answers, it cannot
+/// commit its reply: its transaction is aborted, and every request has exactly one committed
+/// reply in the log although both workers answered the held one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_put_out_of_its_group_cannot_commit_its_reply() {
+    let topics = test_support::unique_topics();
+    common::create_topics(&topics).await;
+    let exactly_once = |config: &mut responder::WorkerConfig| {
+        config.delivery = Delivery::ExactlyOnce(TransactionPolicy::default());
+    };
+    let mut zombie_config = common::worker_config(&topics, "fenced");
+    exactly_once(&mut zombie_config);
+    // Holding one request it reads no more, so it stops polling; the group notices after this.
+    zombie_config.max_in_flight = NonZeroUsize::MIN;
+    zombie_config
+        .kafka
+        .consumer
+        .insert("max.poll.interval.ms".into(), "7000".into());
+    let gate = Gate {
+        customer: "held",
+        holding: Arc::new(Notify::new()),
+        release: Arc::new(Notify::new()),
+    };
+    let zombie_metrics = WorkerMetrics::register(&mut Registry::default());
+    let zombie = {
+        let (route, gate, counted) = (common::route(&topics), gate.clone(), zombie_metrics.clone());
+        InProcessWorker::spawn(|shutdown| async move {
+            Ok(responder::run_with_metrics(gate, &route, zombie_config, counted, shutdown).await?)
+        })
+    };
+    let group = test_support::group_id(&topics, "fenced");
+    test_support::groups::wait_for_stable_group(&group, 1, test_support::GROUP_TIMEOUT).await;
+    let client = Arc::new(common::connect(&topics).await);
+    let before = client
+        .call((), &common::echo_request("before"), REPLY_TIMEOUT)
+        .await
+        .unwrap();
+    common::expect_echo(&before, "before");
+
+    let held = tokio::spawn({
+        let client = Arc::clone(&client);
+        async move {
+            client
+                .call((), &common::echo_request("held"), REPLY_TIMEOUT)
+                .await
+        }
+    });
+    tokio::time::timeout(REPLY_TIMEOUT, gate.holding.notified())
+        .await
+        .expect("the first worker got the held request");
+    let mut successor_config = common::worker_config(&topics, "fenced");
+    exactly_once(&mut successor_config);
+    let successor = common::start_worker(&topics, successor_config);
+    // Answered by the successor once the group has put the first worker out.
+    let reply = held.await.unwrap().unwrap();
+    common::expect_echo(&reply, "held");
+
+    // The first worker's service answers now, in a transaction that must not commit.
+    let committed_before = zombie_metrics.transactions_committed.get();
+    gate.release.notify_one();
+    test_support::wait_for(
+        "the first worker's transaction aborted",
+        REPLY_TIMEOUT,
+        || std::future::ready((zombie_metrics.transactions_aborted.get() >= 1).then_some(())),
+    )
+    .await;
+    assert_eq!(
+        zombie_metrics.transactions_committed.get(),
+        committed_before,
+        "the first worker committed after it was put out"
+    );
+    zombie.stop().await;
+    successor.stop().await;
+
+    let read = test_support::read_committed_to_end(
+        &common::route(&topics).reply_topic,
+        topics.partitions,
+        "every committed reply",
+        REPLY_TIMEOUT,
+        |seen| seen.len() >= 2,
+    )
+    .await;
+    let counts = test_support::count_by_correlation(&read);
+    for reply in [&before, &reply] {
+        let id = reply.correlation_id.as_ref().expect("correlated").key();
+        assert_eq!(counts.get(&id), Some(&1), "committed replies to {id}");
+    }
+    assert_eq!(counts.len(), 2, "replies nobody asked for: {counts:?}");
 }
