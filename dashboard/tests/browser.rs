@@ -95,14 +95,7 @@ fn collect_lines(pipe: impl Read + Send + 'static) -> (JoinHandle<String>, mpsc:
 /// again; returns where it is.
 async fn send_duplicate_reply(system: &System, correlation_id: &str) -> String {
     use request_reply::headers;
-    let topics = test_support::topics(&system.topics);
-    let requester = request_reply::requester::Requester::new(
-        &test_support::kafka(),
-        topics.clone(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let topic = topics.reply(contract::RequestKind::Invoice);
+    let topic = test_support::topics(&system.topics).reply(contract::RequestKind::Invoice);
     let body = serde_json::json!({
         "schema_version": 1,
         "ok": {
@@ -113,8 +106,7 @@ async fn send_duplicate_reply(system: &System, correlation_id: &str) -> String {
     let message = request_reply::kafka::Outgoing::new(&topic, body.to_string())
         .header(headers::CORRELATION_ID, correlation_id)
         .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE);
-    let sent = requester.send_outgoing(&message).await.unwrap();
-    format!("{topic}/{}/{}", sent.partition, sent.offset)
+    send(system, &message).await
 }
 
 /// Carries out one `#control` request of the script and answers it on its stdin.
@@ -172,19 +164,23 @@ async fn wait_with_deadline(
 /// where it is (`topic/partition/offset`, as the dead letter's `dlq-source` names it).
 async fn send_a_request_to_dead_letter(system: &System) -> String {
     use request_reply::headers;
-    let topics = test_support::topics(&system.topics);
-    let requester = request_reply::requester::Requester::new(
-        &test_support::kafka(),
-        topics.clone(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let topic = topics.request(contract::RequestKind::Invoice);
+    let topic = test_support::topics(&system.topics).request(contract::RequestKind::Invoice);
     let message = request_reply::kafka::Outgoing::new(&topic, "{not json")
         .header(headers::CORRELATION_ID, "browser-dead-letter")
         .header(headers::CONTENT_TYPE, headers::JSON_CONTENT_TYPE);
-    let sent = requester.send_outgoing(&message).await.unwrap();
-    format!("{topic}/{}/{}", sent.partition, sent.offset)
+    send(system, &message).await
+}
+
+/// Produces `message` past the dashboard; returns where it is, as `topic/partition/offset`.
+async fn send(system: &System, message: &request_reply::kafka::Outgoing) -> String {
+    let requester = request_reply::requester::Requester::new(
+        &test_support::kafka(),
+        test_support::topics(&system.topics),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let sent = requester.send_outgoing(message).await.unwrap();
+    format!("{}/{}/{}", message.topic, sent.partition, sent.offset)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -189,19 +189,8 @@ async fn exactly_once_survives_a_sigkill_without_duplicates() {
     second.terminate();
     assert!(second.wait_exit(EXIT_TIMEOUT).await.success());
     let reply_topic = test_support::topics(&topics).reply(RequestKind::Invoice);
-    let read = test_support::read_committed_to_end(
-        &reply_topic,
-        topics.partitions,
-        "every committed reply",
-        REPLY_TIMEOUT,
-        |seen| seen.len() >= REQUESTS,
-    )
-    .await;
-    let counts = test_support::count_by_correlation(&read);
-    for key in &keys {
-        assert_eq!(counts.get(key), Some(&1), "committed replies to {key}");
-    }
-    assert_eq!(counts.len(), keys.len(), "replies nobody asked for");
+    let keys = keys.into_iter().collect();
+    test_support::assert_one_committed_reply_each(&reply_topic, topics.partitions, &keys).await;
     eprintln!(
         "{answered_at_kill} of {REQUESTS} answered at the SIGKILL, the rest {recovered:?} after \
          the restart; each exactly once"

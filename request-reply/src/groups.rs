@@ -92,7 +92,7 @@ pub struct PartitionEnds {
     pub partition: i32,
     /// The broker id of its leader, `None` while it has none.
     pub leader: Option<i32>,
-    /// The brokers holding a copy, and those in sync.
+    /// The brokers holding a copy.
     pub replicas: Vec<i32>,
     /// The replicas caught up with the leader.
     pub in_sync: Vec<i32>,

@@ -25,12 +25,7 @@ async fn every_request_is_answered_once_in_batched_transactions() {
     common::create_topics(&topics).await;
     let mut config = common::worker_config(&topics, "exactly-once");
     config.delivery = Delivery::ExactlyOnce(TransactionPolicy::default());
-    let metrics = WorkerMetrics::register(&mut Registry::default());
-    let route = common::route(&topics);
-    let counted = metrics.clone();
-    let worker = InProcessWorker::spawn(|shutdown| async move {
-        Ok(responder::run_with_metrics(EchoService, &route, config, counted, shutdown).await?)
-    });
+    let (worker, metrics) = start_counted(EchoService, &topics, config);
     let client = common::connect(&topics).await;
 
     let customers: Vec<String> = (0..REQUESTS).map(|i| format!("customer {i}")).collect();
@@ -49,19 +44,12 @@ async fn every_request_is_answered_once_in_batched_transactions() {
     // Stopped: everything it will ever write is committed.
     worker.stop().await;
 
-    let read = test_support::read_committed_to_end(
+    test_support::assert_one_committed_reply_each(
         &common::route(&topics).reply_topic,
         topics.partitions,
-        "every committed reply",
-        REPLY_TIMEOUT,
-        |seen| seen.len() >= REQUESTS,
+        &ids,
     )
     .await;
-    let counts = test_support::count_by_correlation(&read);
-    for id in &ids {
-        assert_eq!(counts.get(id), Some(&1), "replies for {id}");
-    }
-    assert_eq!(counts.len(), ids.len(), "replies nobody asked for");
     let committed = metrics.transactions_committed.get();
     assert!(
         (1..REQUESTS as u64).contains(&committed),
@@ -81,12 +69,7 @@ async fn one_request_per_transaction_still_answers_once() {
         max_requests: std::num::NonZeroUsize::MIN,
         max_wait: Duration::from_millis(20),
     });
-    let metrics = WorkerMetrics::register(&mut Registry::default());
-    let route = common::route(&topics);
-    let counted = metrics.clone();
-    let worker = InProcessWorker::spawn(|shutdown| async move {
-        Ok(responder::run_with_metrics(EchoService, &route, config, counted, shutdown).await?)
-    });
+    let (worker, metrics) = start_counted(EchoService, &topics, config);
     let client = common::connect(&topics).await;
     let customers: Vec<String> = (0..20).map(|i| format!("customer {i}")).collect();
     let replies = futures::future::join_all(customers.iter().map(|customer| async {
@@ -101,6 +84,21 @@ async fn one_request_per_transaction_still_answers_once() {
     }
     worker.stop().await;
     assert_eq!(metrics.transactions_committed.get(), 20);
+}
+
+/// `service` answering on the echo route under `topics` with `config`, and the counters it
+/// keeps (transactions committed and aborted among them).
+fn start_counted<S: Service>(
+    service: S,
+    topics: &request_reply::config::TopicSettings,
+    config: responder::WorkerConfig,
+) -> (InProcessWorker, WorkerMetrics) {
+    let metrics = WorkerMetrics::register(&mut Registry::default());
+    let (route, counted) = (common::route(topics), metrics.clone());
+    let worker = InProcessWorker::spawn(|shutdown| async move {
+        Ok(responder::run_with_metrics(service, &route, config, counted, shutdown).await?)
+    });
+    (worker, metrics)
 }
 
 /// Answers like [`EchoService`], but holds the request of one customer until the test releases
@@ -154,13 +152,7 @@ async fn a_worker_put_out_of_its_group_cannot_commit_its_reply() {
         holding: Arc::new(Notify::new()),
         release: Arc::new(Notify::new()),
     };
-    let zombie_metrics = WorkerMetrics::register(&mut Registry::default());
-    let zombie = {
-        let (route, gate, counted) = (common::route(&topics), gate.clone(), zombie_metrics.clone());
-        InProcessWorker::spawn(|shutdown| async move {
-            Ok(responder::run_with_metrics(gate, &route, zombie_config, counted, shutdown).await?)
-        })
-    };
+    let (zombie, zombie_metrics) = start_counted(gate.clone(), &topics, zombie_config);
     let group = test_support::group_id(&topics, "fenced");
     test_support::groups::wait_for_stable_group(&group, 1, test_support::GROUP_TIMEOUT).await;
     let client = Arc::new(common::connect(&topics).await);
@@ -205,18 +197,14 @@ async fn a_worker_put_out_of_its_group_cannot_commit_its_reply() {
     zombie.stop().await;
     successor.stop().await;
 
-    let read = test_support::read_committed_to_end(
+    let ids = [&before, &reply]
+        .iter()
+        .map(|reply| reply.correlation_id.as_ref().expect("correlated").key())
+        .collect();
+    test_support::assert_one_committed_reply_each(
         &common::route(&topics).reply_topic,
         topics.partitions,
-        "every committed reply",
-        REPLY_TIMEOUT,
-        |seen| seen.len() >= 2,
+        &ids,
     )
     .await;
-    let counts = test_support::count_by_correlation(&read);
-    for reply in [&before, &reply] {
-        let id = reply.correlation_id.as_ref().expect("correlated").key();
-        assert_eq!(counts.get(&id), Some(&1), "committed replies to {id}");
-    }
-    assert_eq!(counts.len(), 2, "replies nobody asked for: {counts:?}");
 }

@@ -210,14 +210,7 @@ impl TopicReader {
         config
             .set("group.id", "testkit-reader")
             .set("enable.auto.commit", "false");
-        let consumer: StreamConsumer = config.create().expect("create test consumer");
-        let mut assignment = TopicPartitionList::new();
-        for partition in 0..partitions {
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .expect("add partition");
-        }
-        consumer.assign(&assignment).expect("assign test consumer");
+        let consumer = from_beginning(&config, topic, partitions);
         TopicReader {
             consumer,
             seen: Vec::new(),
@@ -277,14 +270,7 @@ pub async fn read_committed_to_end(
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true");
-    let consumer: StreamConsumer = config.create().expect("create test consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("add partition");
-    }
-    consumer.assign(&assignment).expect("assign test consumer");
+    let consumer = from_beginning(&config, topic, partitions);
     let deadline = Instant::now() + timeout;
     let mut seen = Vec::new();
     let mut at_end = std::collections::HashSet::new();
@@ -309,6 +295,45 @@ pub async fn read_committed_to_end(
         }
     }
     seen
+}
+
+/// Asserts that `topic`, read committed, holds exactly one reply to each of `keys` (correlation
+/// keys) and no other: what exactly-once delivery promises a requester.
+pub async fn assert_one_committed_reply_each(
+    topic: &str,
+    partitions: i32,
+    keys: &std::collections::HashSet<String>,
+) {
+    let read = read_committed_to_end(
+        topic,
+        partitions,
+        "every committed reply",
+        REPLY_TIMEOUT,
+        |seen| seen.len() >= keys.len(),
+    )
+    .await;
+    let counts = count_by_correlation(&read);
+    for key in keys {
+        assert_eq!(counts.get(key), Some(&1), "committed replies to {key}");
+    }
+    assert_eq!(
+        counts.len(),
+        keys.len(),
+        "replies nobody asked for: {counts:?}"
+    );
+}
+
+/// A consumer made from `config`, assigned every partition of `topic` from its beginning.
+fn from_beginning(config: &rdkafka::ClientConfig, topic: &str, partitions: i32) -> StreamConsumer {
+    let consumer: StreamConsumer = config.create().expect("create test consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("add partition");
+    }
+    consumer.assign(&assignment).expect("assign test consumer");
+    consumer
 }
 
 /// The topic names behind `settings`.
