@@ -5,7 +5,7 @@
 use crate::config::KafkaSettings;
 use crate::headers::{self, CorrelationId};
 use crate::kafka::{HeaderList, set_default};
-use crate::offsets::{Positions, partition_watermarks, try_partition_watermarks};
+use crate::offsets::{Positions, led_partition_watermarks, partition_watermarks};
 use crate::requester::{IncomingReply, RequestError};
 use crate::route::Routes;
 use crate::watchdog::{CHECK_INTERVAL, DEFAULT_STALL_AFTER, Stalls};
@@ -364,7 +364,8 @@ impl RecordReader {
     /// The last `per_partition` messages of every partition of `topic`, each turned into a `T`
     /// by `keep` as it is read (so what is held is what the caller keeps, not the messages),
     /// waiting at most `timeout` in all. Blocks: call it from `spawn_blocking`. A topic that
-    /// does not exist is an error; one without messages is empty.
+    /// does not exist is an error; one without messages is empty; one created a moment ago,
+    /// whose partitions have no leader yet, is looked up again within `timeout`.
     pub fn read_last<T>(
         &self,
         topic: &str,
@@ -376,11 +377,12 @@ impl RecordReader {
             .consumer
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
+        let deadline = Instant::now() + timeout;
         let mut assignment = TopicPartitionList::new();
         // The end of each partition as looked up: later messages are not waited for.
         let mut ends = HashMap::new();
         for (partition, low, high) in
-            try_partition_watermarks(&*consumer, topic).map_err(ReadError::Kafka)?
+            led_partition_watermarks(&*consumer, topic, deadline).map_err(ReadError::Kafka)?
         {
             if high > low {
                 let from = high.saturating_sub(per_partition.max(1)).max(low);
@@ -398,7 +400,6 @@ impl RecordReader {
             return Ok(last);
         }
         consumer.assign(&assignment).map_err(ReadError::Kafka)?;
-        let deadline = Instant::now() + timeout;
         while !ends.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

@@ -2,7 +2,7 @@
 //! the reply listener starts from them, so between the two nothing is missed or read twice.
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::time::{Duration, Instant};
 
 /// The next offset to read, per topic and partition.
@@ -27,7 +27,27 @@ pub(crate) fn partition_watermarks(
     }
 }
 
-pub(crate) fn try_partition_watermarks(
+/// [`try_partition_watermarks`], looked up again until `deadline` while a partition of `topic`
+/// has no leader yet (a topic created a moment ago); any other error is returned at once.
+pub(crate) fn led_partition_watermarks(
+    consumer: &impl Consumer,
+    topic: &str,
+    deadline: Instant,
+) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+    loop {
+        match try_partition_watermarks(consumer, topic) {
+            Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable,
+            )) if Instant::now() < deadline => {
+                tracing::debug!(topic, "a partition has no leader yet; looking again");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn try_partition_watermarks(
     consumer: &impl Consumer,
     topic: &str,
 ) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
