@@ -148,7 +148,8 @@ async fn nestjs_client_kafka_calls_our_workers_and_every_call_completes() {
     test_support::create_topics(&settings, &[]).await;
     let workers = Workers::start(
         test_support::worker_config(&settings, "invoices"),
-        test_support::worker_config(&settings, "scores"),
+        // Transactions on one side: KafkaJS reads committed messages, as exactly-once needs.
+        test_support::exactly_once_worker_config(&settings, "scores"),
     );
 
     let (invoices, scores) = tokio::join!(

@@ -162,7 +162,9 @@ async fn replying_kafka_template_gets_correlated_replies_from_our_workers() {
     test_support::create_topics(&settings, &[invoice_replies.clone(), score_replies.clone()]).await;
     let mut invoices = test_support::worker_config(&settings, "invoices");
     invoices.responder.extra_reply_topics = vec![invoice_replies];
-    let mut scores = test_support::worker_config(&settings, "scores");
+    // The score worker answers in transactions: a read_uncommitted client (Java's default) gets
+    // its replies as well.
+    let mut scores = test_support::exactly_once_worker_config(&settings, "scores");
     scores.responder.extra_reply_topics = vec![score_replies];
     let workers = Workers::start(invoices, scores);
 

@@ -5,7 +5,9 @@
 use crate::config::KafkaSettings;
 use crate::headers::{self, CorrelationId};
 use crate::kafka::{HeaderList, set_default};
-use crate::offsets::{Positions, led_partition_watermarks, partition_watermarks};
+use crate::offsets::{
+    Positions, consumer_positions, led_partition_watermarks, partition_watermarks,
+};
 use crate::requester::{IncomingReply, RequestError};
 use crate::route::Routes;
 use crate::watchdog::{CHECK_INTERVAL, DEFAULT_STALL_AFTER, Stalls};
@@ -177,16 +179,34 @@ async fn read_until_ends<R: Routes>(
     on_message: &mut impl FnMut(LogMessage<R>),
 ) -> StreamConsumer {
     let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+    // What lies past these is the reply listener's to read (it starts there): handing it over
+    // too would count it twice.
+    let ends = unfinished.clone();
     let mut stalls = Stalls::new(DEFAULT_STALL_AFTER);
     for element in consumer.assignment().unwrap_or_default().elements() {
         if let Offset::Offset(start) = element.offset() {
             stalls.watch((element.topic().to_owned(), element.partition()), start);
         }
     }
+    // On a clock of its own: messages that keep coming (past the ends) must not put off the
+    // checks.
+    let mut checks = tokio::time::interval(CHECK_INTERVAL);
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    checks.reset();
     while !unfinished.is_empty() {
         let received = tokio::select! {
             received = consumer.recv() => received,
-            () = tokio::time::sleep(CHECK_INTERVAL) => {
+            _ = checks.tick() => {
+                // Past a transaction's commit marker at the end is at the end.
+                for (key, next) in consumer_positions(&consumer) {
+                    stalls.passed(&key, next);
+                    if unfinished.get(&key).is_some_and(|high| next >= *high) {
+                        unfinished.remove(&key);
+                    }
+                }
+                if unfinished.is_empty() {
+                    break;
+                }
                 let stalled = stalls.observe(&unfinished, std::time::Instant::now());
                 if !stalled.is_empty() {
                     match replacement(config, &stalls.positions(), &unfinished) {
@@ -222,6 +242,9 @@ async fn read_until_ends<R: Routes>(
             .is_some_and(|high| message.offset() + 1 >= *high)
         {
             unfinished.remove(&key);
+        }
+        if ends.get(&key).is_none_or(|end| message.offset() >= *end) {
+            continue;
         }
         let Some((_, kind, is_request)) = names.iter().find(|(name, _, _)| *name == key.0) else {
             continue;
@@ -337,6 +360,8 @@ const READER_QUEUE_MESSAGES: &str = "1";
 /// on the same connection. With the default, 32 API calls reading back at once took 17 s each in
 /// scripts/chaos: about 250 ms a read, one read at a time.
 const READER_FETCH_WAIT_MS: &str = "10";
+/// How often a reader with nothing to read looks whether its position reached the end.
+const END_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 impl RecordReader {
     /// A reader whose consumer uses `group_id` (it is assigned partitions, never subscribed).
@@ -406,7 +431,9 @@ impl RecordReader {
                 last.complete = false;
                 break;
             }
-            match consumer.poll(left) {
+            // In short steps, to notice a partition whose position went past a transaction's
+            // commit marker at its end, which no message announces.
+            match consumer.poll(left.min(END_CHECK_INTERVAL)) {
                 Some(Ok(message)) if message.topic() == topic => {
                     let Some(&end) = ends.get(&message.partition()) else {
                         continue;
@@ -421,7 +448,14 @@ impl RecordReader {
                 // Retention removed the start meanwhile, or connection trouble librdkafka
                 // retries: what was read is kept, and the deadline bounds the wait.
                 Some(Err(error)) => tracing::debug!(%error, topic, "reading the last messages"),
-                Some(Ok(_)) | None => {}
+                Some(Ok(_)) => {}
+                None => {
+                    for ((_, partition), next) in consumer_positions(&*consumer) {
+                        if ends.get(&partition).is_some_and(|end| next >= *end) {
+                            ends.remove(&partition);
+                        }
+                    }
+                }
             }
         }
         if let Err(error) = consumer.unassign() {

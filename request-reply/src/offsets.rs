@@ -67,3 +67,22 @@ fn try_partition_watermarks(
     }
     Ok(partitions)
 }
+
+/// Where `consumer` will read next in each assigned partition. librdkafka moves this past
+/// transaction markers, which are never handed over: a reader that compared only the offsets of
+/// the messages it got with a high watermark would wait for ever on a partition written in
+/// transactions, whose last offset is a commit marker.
+pub(crate) fn consumer_positions(consumer: &impl Consumer) -> Positions {
+    let mut positions = Positions::new();
+    match consumer.position() {
+        Ok(list) => {
+            for element in list.elements() {
+                if let rdkafka::Offset::Offset(next) = element.offset() {
+                    positions.insert((element.topic().to_owned(), element.partition()), next);
+                }
+            }
+        }
+        Err(error) => tracing::debug!(%error, "cannot look up the reader's positions"),
+    }
+    positions
+}

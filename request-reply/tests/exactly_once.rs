@@ -4,6 +4,7 @@
 mod common;
 
 use prometheus_client::registry::Registry;
+use request_reply::history::{LogMessage, RecordReader, read_recent};
 use request_reply::metrics::WorkerMetrics;
 use request_reply::responder::{self, Delivery, Failure, Origin, Service, TransactionPolicy};
 use request_reply::testing::{Echo, EchoRequest, EchoService};
@@ -15,6 +16,8 @@ use test_support::{InProcessWorker, REPLY_TIMEOUT};
 use tokio::sync::Notify;
 
 const REQUESTS: usize = 300;
+/// Well below what a history read takes to give up (a minute), well above what it takes.
+const HISTORY_READ_LIMIT: Duration = Duration::from_secs(20);
 
 /// 300 concurrent requests to a transactional worker get one reply each, the reply topic holds
 /// exactly one committed reply per request, and the requests were answered in fewer
@@ -56,6 +59,37 @@ async fn every_request_is_answered_once_in_batched_transactions() {
         "{committed} transactions for {REQUESTS} concurrent requests: not batched"
     );
     assert_eq!(metrics.transactions_aborted.get(), 0);
+
+    // Read back as a restarted dashboard does: its history and its dead-letter page's reader
+    // reach the end of partitions whose last offset is a commit marker, which no message
+    // announces, well before they would give up.
+    let reply_topic = common::route(&topics).reply_topic;
+    let mut history_replies = HashSet::new();
+    tokio::time::timeout(
+        HISTORY_READ_LIMIT,
+        read_recent(
+            &test_support::kafka(),
+            &common::routes(&topics),
+            "exactly-once-history",
+            REQUESTS,
+            |message| {
+                if let LogMessage::Reply(reply, _) = message {
+                    history_replies.extend(reply.correlation_id.map(|id| id.key()));
+                }
+            },
+        ),
+    )
+    .await
+    .expect("the history read did not reach the commit markers at the ends")
+    .unwrap();
+    assert_eq!(history_replies, ids);
+    let reader = RecordReader::new(&test_support::kafka(), "exactly-once-reader").unwrap();
+    let last = tokio::task::block_in_place(|| {
+        reader.read_last(&reply_topic, 5, HISTORY_READ_LIMIT, |_| ())
+    })
+    .unwrap();
+    assert!(last.complete, "the last replies were not read to the end");
+    assert!(!last.messages.is_empty());
 }
 
 /// A transaction may also be committed after every request (`max_requests` 1): each request
@@ -131,7 +165,8 @@ impl Service for Gate {
 /// finished stops polling, and the group puts it out after `max.poll.interval.ms`; a second
 /// worker answers that request. When the first worker's service finally answers, it cannot
 /// commit its reply: its transaction is aborted, and every request has exactly one committed
-/// reply in the log although both workers answered the held one.
+/// reply in the log although both workers answered the held one. A client that reads
+/// uncommitted messages sees the aborted reply as well: why requesters must read committed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_put_out_of_its_group_cannot_commit_its_reply() {
     let topics = test_support::unique_topics();
@@ -201,10 +236,15 @@ async fn a_worker_put_out_of_its_group_cannot_commit_its_reply() {
         .iter()
         .map(|reply| reply.correlation_id.as_ref().expect("correlated").key())
         .collect();
-    test_support::assert_one_committed_reply_each(
-        &common::route(&topics).reply_topic,
-        topics.partitions,
-        &ids,
-    )
-    .await;
+    let reply_topic = common::route(&topics).reply_topic;
+    test_support::assert_one_committed_reply_each(&reply_topic, topics.partitions, &ids).await;
+    let held_key = reply.correlation_id.as_ref().expect("correlated").key();
+    let mut uncommitted = test_support::TopicReader::uncommitted(&reply_topic, topics.partitions);
+    uncommitted
+        .read_until(
+            "the aborted reply, read uncommitted",
+            REPLY_TIMEOUT,
+            |seen| test_support::count_by_correlation(seen).get(&held_key) == Some(&2),
+        )
+        .await;
 }

@@ -1,11 +1,16 @@
 //! Reading messages back by position against a real broker: the last few of every partition of
-//! a topic (what the dashboard's dead-letter page shows), and what a topic without them gives.
+//! a topic (what the dashboard's dead-letter page shows), what a topic without them gives, and
+//! a restarting dashboard's history of a reply topic that transactions keep writing to.
 
 mod common;
 
 use rdkafka::message::Message;
-use request_reply::history::RecordReader;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use request_reply::history::{LogMessage, RecordReader, read_recent};
 use request_reply::kafka::Outgoing;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,4 +100,86 @@ async fn a_topic_created_a_moment_ago_reads_as_empty() {
     })
     .unwrap();
     assert!(read.messages.is_empty() && read.complete);
+}
+
+/// A dashboard restarting while a transactional worker keeps answering: its history reads each
+/// reply partition to the end it looked up, past the commit marker there (which no message
+/// announces), well before it would give up (a minute), and hands over nothing past those ends,
+/// which is where its reply listener starts: a reply handed over by both would count twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_history_read_stops_at_its_ends_while_transactions_keep_coming() {
+    const GIVE_UP_LIMIT: Duration = Duration::from_secs(30);
+    let topics = test_support::unique_topics();
+    common::create_topics(&topics).await;
+    let reply_topic = common::route(&topics).reply_topic;
+    let stop = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::task::spawn_blocking({
+        let (stop, committed) = (Arc::clone(&stop), Arc::clone(&committed));
+        let (topic, partitions) = (reply_topic.clone(), topics.partitions);
+        move || write_in_transactions(&topic, partitions, &stop, &committed)
+    });
+    test_support::wait_for("a first transaction", READ_TIMEOUT, || {
+        std::future::ready((committed.load(Ordering::Relaxed) > 0).then_some(()))
+    })
+    .await;
+
+    let mut last_handed: HashMap<i32, i64> = HashMap::new();
+    let ends = tokio::time::timeout(
+        GIVE_UP_LIMIT,
+        read_recent(
+            &test_support::kafka(),
+            &common::routes(&topics),
+            "history-while-writing",
+            10_000,
+            |message| {
+                if let LogMessage::Reply(reply, _) = message {
+                    let last = last_handed.entry(reply.partition).or_insert(-1);
+                    *last = (*last).max(reply.offset);
+                }
+            },
+        ),
+    )
+    .await
+    .expect("the history read did not reach its ends")
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    assert!(!last_handed.is_empty(), "no reply read");
+    for (partition, last) in &last_handed {
+        let end = ends[&(reply_topic.clone(), *partition)];
+        assert!(
+            *last < end,
+            "partition {partition}: offset {last} handed over, past the end {end} the listener starts at"
+        );
+    }
+}
+
+/// Writes a transaction of one message to each partition of `topic` after another until `stop`,
+/// counting the committed ones.
+fn write_in_transactions(topic: &str, partitions: i32, stop: &AtomicBool, committed: &AtomicUsize) {
+    let mut config = test_support::kafka().producer_config();
+    config.set(
+        "transactional.id",
+        format!("{topic}-writer-{}", uuid::Uuid::new_v4()),
+    );
+    let producer: ThreadedProducer<DefaultProducerContext> = config.create().unwrap();
+    producer.init_transactions(READ_TIMEOUT).unwrap();
+    while !stop.load(Ordering::Relaxed) {
+        producer.begin_transaction().unwrap();
+        for partition in 0..partitions {
+            let payload = format!("reply {}", committed.load(Ordering::Relaxed));
+            producer
+                .send(
+                    BaseRecord::<(), str>::to(topic)
+                        .partition(partition)
+                        .payload(&payload),
+                )
+                .map_err(|(error, _)| error)
+                .unwrap();
+        }
+        producer.commit_transaction(READ_TIMEOUT).unwrap();
+        committed.fetch_add(1, Ordering::Relaxed);
+    }
 }

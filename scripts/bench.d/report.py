@@ -102,6 +102,24 @@ def main():
     else:
         add("Library path, sustained", why("lib_sustained"), ">= 10,000/s with p99 <= 100 ms", "", "MISSED")
 
+    # Exactly-once against at-least-once, the same worker in the same run.
+    for in_flight in (1, 256):
+        alo, eos = get(f"delivery_alo_{in_flight}"), get(f"delivery_eos_{in_flight}")
+        label = f"Exactly-once worker against at-least-once, {in_flight} in flight"
+        if not (alo and eos):
+            add(label, why(f"delivery_eos_{in_flight}") if alo else why(f"delivery_alo_{in_flight}"), "", "", "MISSED")
+            continue
+        measured = (f"exactly-once {eos['throughput']:,.0f}/s, {lat(eos)}{problems(eos)}; "
+                    f"at-least-once {alo['throughput']:,.0f}/s, {lat(alo)}{problems(alo)}")
+        if in_flight == 1:
+            extra = eos["p50_ms"] - alo["p50_ms"]
+            add(label, measured, "p50 at most 5 ms above at-least-once", f"p50 +{extra:.2f} ms",
+                verdict(extra <= 5 and not problems(eos)))
+        else:
+            share = eos["throughput"] / alo["throughput"] if alo["throughput"] else 0
+            add(label, measured, "throughput >= half of at-least-once", f"{share:.2f}x",
+                verdict(share >= 0.5 and not problems(eos)))
+
     # HTTP.
     add("HTTP API, concurrency search (in flight: round trips/s, p99)", steps("http_step_") or why("http_step_16"))
     http = get("http_sustained")

@@ -53,6 +53,15 @@ pub fn worker_config(topics: &TopicSettings, group: &str) -> WorkerConfig {
     WorkerConfig::from(responder::WorkerConfig::new(kafka, topics.clone()))
 }
 
+/// [`worker_config`] with exactly-once delivery: replies and consumed offsets committed in
+/// transactions.
+pub fn exactly_once_worker_config(topics: &TopicSettings, group: &str) -> WorkerConfig {
+    let mut config = worker_config(topics, group);
+    config.responder.delivery =
+        responder::Delivery::ExactlyOnce(responder::TransactionPolicy::default());
+    config
+}
+
 /// The consumer group id [`worker_config`]`(topics, group)` gives a worker.
 pub fn group_id(topics: &TopicSettings, group: &str) -> String {
     worker_config(topics, group)
@@ -206,10 +215,21 @@ impl std::fmt::Debug for TopicReader {
 
 impl TopicReader {
     pub fn new(topic: &str, partitions: i32) -> Self {
+        Self::with_isolation(topic, partitions, "read_committed")
+    }
+
+    /// A reader that also sees the messages of aborted and open transactions, as a client set
+    /// to `isolation.level=read_uncommitted` does.
+    pub fn uncommitted(topic: &str, partitions: i32) -> Self {
+        Self::with_isolation(topic, partitions, "read_uncommitted")
+    }
+
+    fn with_isolation(topic: &str, partitions: i32, isolation: &str) -> Self {
         let mut config = kafka().consumer_config();
         config
             .set("group.id", "testkit-reader")
-            .set("enable.auto.commit", "false");
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation);
         let consumer = from_beginning(&config, topic, partitions);
         TopicReader {
             consumer,

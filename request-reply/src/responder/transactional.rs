@@ -24,8 +24,23 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a transactional call (initialising, committing, aborting) may take.
-const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long initialising a producer's transactions, or looking up the group's committed
+/// offsets, may take.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one call that ends a transaction (sending its offsets, committing, aborting) may
+/// take; they normally take milliseconds, and one that times out is called again (see
+/// [`TRANSACTION_END_LIMIT`]).
+const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long past its own timeout a call may take before the producer is taken to be stuck and
+/// replaced. librdkafka 2.12 can wait for ever in `send_offsets_to_transaction`, whatever its
+/// timeout says, when the group coordinator went away (confluentinc/librdkafka#5456, #5511;
+/// seen in scripts/chaos when a broker was SIGKILLed).
+const STUCK_AFTER: Duration = Duration::from_secs(2);
+/// How long a worker whose producer is stuck tries to make a new one before it goes on with
+/// the old one (the brokers may be down for longer).
+const RENEW_LIMIT: Duration = Duration::from_secs(30);
+/// How long ending a transaction may take in all, calls made again included.
+const TRANSACTION_END_LIMIT: Duration = Duration::from_secs(25);
 
 /// What a request caused, waiting to be written into a transaction.
 pub(super) struct Caused {
@@ -43,6 +58,9 @@ pub(super) struct TransactionalReplies {
     metrics: WorkerMetrics,
     /// A write into the open transaction failed: it can only be aborted.
     failed: bool,
+    /// A transactional call did not return in time (see [`STUCK_AFTER`]): the producer is
+    /// replaced rather than asked again.
+    stuck: bool,
 }
 
 impl TransactionalReplies {
@@ -63,6 +81,7 @@ impl TransactionalReplies {
             routing,
             metrics,
             failed: false,
+            stuck: false,
         })
     }
 
@@ -167,68 +186,151 @@ impl TransactionalReplies {
             tracing::warn!("a write into the transaction failed; answering its requests again");
         } else {
             match self.try_commit(consumer).await {
-                Ok(()) => {
+                Some(Ok(())) => {
                     self.transactions.committed();
                     self.metrics.transactions_committed.inc();
                     return;
                 }
-                Err(error) => tracing::warn!(
+                Some(Err(error)) => tracing::warn!(
                     %error,
                     "transaction not committed; answering its requests again"
                 ),
+                None => tracing::warn!(
+                    "a commit call has not returned in {} s; replacing the producer and \
+                     answering the transaction's requests again",
+                    (TRANSACTION_CALL_TIMEOUT + STUCK_AFTER).as_secs()
+                ),
             }
         }
-        let rewinds = self.abort().await;
+        let rewinds = self.abort(consumer).await;
         rewind(consumer, &rewinds, &HashSet::new());
     }
 
-    async fn try_commit(&self, consumer: &StreamConsumer<WorkerContext>) -> KafkaResult<()> {
+    /// Commits the open transaction with its offsets, calling again while librdkafka says a
+    /// call may succeed if made again, for at most [`TRANSACTION_END_LIMIT`]; `None` if a call
+    /// did not return in time (the producer is then marked stuck).
+    async fn try_commit(
+        &mut self,
+        consumer: &StreamConsumer<WorkerContext>,
+    ) -> Option<KafkaResult<()>> {
         let mut offsets = TopicPartitionList::new();
         for (topic, partition, next) in self.transactions.offsets() {
-            offsets.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+            if let Err(error) =
+                offsets.add_partition_offset(&topic, partition, Offset::Offset(next))
+            {
+                return Some(Err(error));
+            }
         }
-        // The generation of the group this consumer is in now: if its partitions have moved on
-        // since, the coordinator refuses the offsets and the transaction aborts (KIP-447).
-        let group = consumer
-            .group_metadata()
-            .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
-        let producer = self.producer.clone();
-        blocking(move || {
-            retrying(|| {
-                producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL_TIMEOUT)
-            })?;
-            retrying(|| producer.commit_transaction(TRANSACTION_CALL_TIMEOUT))
-        })
-        .await
+        let deadline = Instant::now() + TRANSACTION_END_LIMIT;
+        loop {
+            // The generation of the group this consumer is in now: if its partitions have moved
+            // on since, the coordinator refuses the offsets and the transaction aborts (KIP-447).
+            let Some(group) = consumer.group_metadata() else {
+                return Some(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::State)));
+            };
+            let (producer, offsets) = (self.producer.clone(), offsets.clone());
+            let sent = self
+                .bounded(move || {
+                    producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL_TIMEOUT)
+                })
+                .await;
+            match sent {
+                Some(Err(error)) if retriable(&error, deadline) => {}
+                Some(Ok(())) => break,
+                other => return other,
+            }
+        }
+        loop {
+            let producer = self.producer.clone();
+            let committed = self
+                .bounded(move || producer.commit_transaction(TRANSACTION_CALL_TIMEOUT))
+                .await;
+            match committed {
+                Some(Err(error)) if retriable(&error, deadline) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs a blocking transactional call off the async threads; if it has not returned
+    /// [`STUCK_AFTER`] past [`TRANSACTION_CALL_TIMEOUT`], it is left to finish (or not) on its
+    /// own, the producer is marked stuck and `None` returned.
+    async fn bounded(
+        &mut self,
+        call: impl FnOnce() -> KafkaResult<()> + Send + 'static,
+    ) -> Option<KafkaResult<()>> {
+        let result = tokio::time::timeout(TRANSACTION_CALL_TIMEOUT + STUCK_AFTER, blocking(call))
+            .await
+            .ok();
+        self.stuck |= result.is_none();
+        result
     }
 
     /// Gives up the open transaction and everything not committed (see
     /// [`Transactions::aborted`]); returns where the consumer goes back to.
-    async fn abort(&mut self) -> Vec<Rewind> {
+    async fn abort(&mut self, consumer: &StreamConsumer<WorkerContext>) -> Vec<Rewind> {
         self.failed = false;
         if self.transactions.is_open() {
             self.metrics.transactions_aborted.inc();
-            let producer = self.producer.clone();
-            let aborted =
-                blocking(move || producer.abort_transaction(TRANSACTION_CALL_TIMEOUT)).await;
-            if let Err(error) = aborted {
-                // A producer that cannot abort is fenced or broken for good: a new one's
-                // initialisation aborts what this one left open.
-                tracing::warn!(%error, "cannot abort the transaction; making a new producer");
-                self.renew().await;
+            if self.stuck {
+                // Whether the transaction committed before the call stuck is known only to the
+                // coordinator, which settles it when the new producer fences this one: the
+                // consumer goes back to what the group has committed, not to what this worker
+                // thinks it has. Until a new producer is made (the brokers may be down), nothing
+                // could be answered anyway.
+                let deadline = Instant::now() + RENEW_LIMIT;
+                while !self.renew().await && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                let rewinds = self.transactions.aborted();
+                return if self.stuck {
+                    rewinds
+                } else {
+                    committed_positions(consumer, rewinds)
+                };
+            } else {
+                let producer = self.producer.clone();
+                match self
+                    .bounded(move || producer.abort_transaction(TRANSACTION_CALL_TIMEOUT))
+                    .await
+                {
+                    Some(Ok(())) => {}
+                    // A producer that cannot abort is fenced or broken for good: a new one's
+                    // initialisation aborts what this one left open.
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "cannot abort the transaction; making a new producer");
+                        self.renew().await;
+                    }
+                    None => {
+                        tracing::warn!("the abort has not returned; making a new producer");
+                        self.renew().await;
+                    }
+                }
             }
         }
         self.transactions.aborted()
     }
 
-    async fn renew(&mut self) {
+    /// Replaces the producer by a new one with the same `transactional.id`, whose
+    /// initialisation fences the old one and aborts what it left open. The old one is dropped
+    /// off the async threads once any call it is stuck in returns.
+    /// Returns whether it did.
+    async fn renew(&mut self) -> bool {
         match initialised(&self.config).await {
             Ok(fresh) => {
                 let broken = std::mem::replace(&mut self.producer, fresh);
+                self.stuck = false;
                 self.metrics.producer_replacements.inc();
-                tokio::task::spawn_blocking(move || drop(broken));
+                // Dropping it waits for a call it may be stuck in: on a thread of its own, for
+                // the reason `blocking` gives.
+                std::thread::spawn(move || drop(broken));
+                true
             }
-            Err(error) => tracing::error!(%error, "cannot make a new transactional producer"),
+            // Still stuck: the next abort tries again.
+            Err(error) => {
+                tracing::error!(%error, "cannot make a new transactional producer");
+                false
+            }
         }
     }
 
@@ -242,7 +344,7 @@ impl TransactionalReplies {
         consumer: &StreamConsumer<WorkerContext>,
         revoked: &HashSet<(String, i32)>,
     ) {
-        let rewinds = self.abort().await;
+        let rewinds = self.abort(consumer).await;
         rewind(consumer, &rewinds, revoked);
     }
 }
@@ -251,30 +353,73 @@ impl TransactionalReplies {
 async fn initialised(config: &ClientConfig) -> KafkaResult<FutureProducer> {
     let producer: FutureProducer = config.create()?;
     let init = producer.clone();
-    blocking(move || init.init_transactions(TRANSACTION_CALL_TIMEOUT)).await?;
+    blocking(move || init.init_transactions(INIT_TIMEOUT)).await?;
     Ok(producer)
 }
 
-/// Runs a blocking transactional call off the async threads.
+/// Runs a blocking transactional call off the async threads, on a thread of its own rather
+/// than in tokio's blocking pool: a call librdkafka never returns from (see [`STUCK_AFTER`])
+/// must not hold up the runtime's shutdown, which waits for every task of that pool.
 async fn blocking<T: Send + 'static>(
     call: impl FnOnce() -> KafkaResult<T> + Send + 'static,
 ) -> KafkaResult<T> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .unwrap_or(Err(KafkaError::Canceled))
+    let (result, returned) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("transaction-call".into())
+        .spawn(move || {
+            // The caller may have stopped waiting.
+            let _ = result.send(call());
+        })
+        .map_err(|_| KafkaError::Canceled)?;
+    returned.await.unwrap_or(Err(KafkaError::Canceled))
 }
 
-/// Calls a transactional API again while librdkafka says the error is retriable (a timeout
-/// reaching the coordinator); any other error ends the transaction.
-fn retrying(mut call: impl FnMut() -> KafkaResult<()>) -> KafkaResult<()> {
-    loop {
-        match call() {
-            Err(KafkaError::Transaction(error)) if error.is_retriable() => {
-                tracing::debug!(%error, "transactional call failed; calling again");
-            }
-            other => return other,
-        }
+/// Whether a transactional call that failed with `error` is to be made again: librdkafka says
+/// it may succeed then (a timeout reaching the coordinator), and `deadline` has not passed.
+fn retriable(error: &KafkaError, deadline: Instant) -> bool {
+    let again = matches!(error, KafkaError::Transaction(error) if error.is_retriable());
+    if again {
+        tracing::debug!(%error, "transactional call failed; calling again");
     }
+    again && Instant::now() < deadline
+}
+
+/// `rewinds` with each offset replaced by the one the consumer's group has committed for the
+/// partition, where it has one (a lookup that fails keeps this worker's own). A consumer that
+/// reads committed messages asks for stable offsets, so the lookup waits for a transaction still
+/// being settled. Blocks for the lookup: on a multi-threaded runtime it lets the other tasks
+/// move to other threads meanwhile.
+fn committed_positions(
+    consumer: &StreamConsumer<WorkerContext>,
+    mut rewinds: Vec<Rewind>,
+) -> Vec<Rewind> {
+    let mut partitions = TopicPartitionList::new();
+    for rewind in &rewinds {
+        partitions.add_partition(&rewind.topic, rewind.partition);
+    }
+    let look_up = || consumer.committed_offsets(partitions, INIT_TIMEOUT);
+    let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+        runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    });
+    let committed = if multi_threaded {
+        tokio::task::block_in_place(look_up)
+    } else {
+        look_up()
+    };
+    match committed {
+        Ok(committed) => {
+            for rewind in &mut rewinds {
+                if let Some(Offset::Offset(offset)) = committed
+                    .find_partition(&rewind.topic, rewind.partition)
+                    .map(|element| element.offset())
+                {
+                    rewind.offset = offset;
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot look up the group's committed offsets"),
+    }
+    rewinds
 }
 
 /// Sends each partition in `rewinds`, unless it was `revoked`, back to its offset.

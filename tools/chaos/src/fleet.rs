@@ -43,6 +43,8 @@ pub struct FleetConfig {
     pub min_insync_replicas: i32,
     pub request_timeout_ms: u64,
     pub history_limit: usize,
+    /// The workers' `[worker] delivery`.
+    pub delivery: &'static str,
     /// `RUST_LOG` of the services.
     pub log_filter: String,
     /// Set for every service, after everything else.
@@ -160,9 +162,10 @@ impl Fleet {
                 Role::Score.binary()
             )),
             Role::Invoice | Role::Score => text.push_str(&format!(
-                "\n[consumer]\ngroup.id={}{}\nauto.offset.reset=earliest\n\n[worker]\nmetrics_listen=127.0.0.1:0\n",
+                "\n[consumer]\ngroup.id={}{}\nauto.offset.reset=earliest\n\n[worker]\nmetrics_listen=127.0.0.1:0\ndelivery={}\n",
                 config.prefix,
-                role.binary()
+                role.binary(),
+                config.delivery
             )),
         }
         let path = self.config_path(role);

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use dashboard::api::{RequestState, Status};
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use request_reply::config::KafkaSettings;
@@ -404,73 +405,82 @@ pub async fn catch_up(
 /// What the log holds for one topic: correlation ID → the Kafka timestamps (ms) of its messages.
 pub type LogIndex = HashMap<String, Vec<i64>>;
 
-/// Reads `topics` from the beginning to their current end, outside any consumer group.
+/// Reads `topics` from the beginning to their current end, outside any consumer group, as a
+/// requester does: committed messages only (librdkafka's default `isolation.level`).
 pub async fn read_log(bootstrap: &str, topics: Vec<String>, timeout: Duration) -> Result<LogIndex> {
     let mut config = KafkaSettings::for_bootstrap(bootstrap).consumer_config();
     config
         .set("group.id", "chaos-verifier")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "true");
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config.create().context("cannot create the verifier")?;
         let deadline = Instant::now() + timeout;
-        let mut assignment = TopicPartitionList::new();
-        let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-        for topic in &topics {
-            let metadata = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(10))
-                .with_context(|| format!("no metadata for {topic}"))?;
-            for partition in metadata
-                .topics()
-                .iter()
-                .flat_map(|topic| topic.partitions())
-            {
-                let (low, high) = consumer
-                    .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
-                    .with_context(|| format!("no watermarks for {topic}/{}", partition.id()))?;
-                if high > low {
-                    assignment.add_partition_offset(topic, partition.id(), Offset::Offset(low))?;
-                    ends.insert((topic.clone(), partition.id()), high);
-                }
-            }
-        }
         let mut index = LogIndex::new();
-        if ends.is_empty() {
-            return Ok(index);
-        }
-        consumer.assign(&assignment)?;
-        while !ends.is_empty() {
-            if Instant::now() >= deadline {
-                anyhow::bail!(
-                    "reading the log took longer than {timeout:?}; {} partitions unfinished",
-                    ends.len()
-                );
-            }
-            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-                continue;
-            };
-            let Ok(message) = message else { continue };
-            let key = (message.topic().to_owned(), message.partition());
-            if ends
-                .get(&key)
-                .is_some_and(|high| message.offset() + 1 >= *high)
-            {
-                ends.remove(&key);
-            }
-            // Chaos tests its own traffic, but the log may hold hostile records from other runs:
-            // the defensive reader never panics on non-UTF-8 header names.
-            let id = HeaderList::from_message(&message)
-                .last(CORRELATION_ID)
-                .map(|value| CorrelationId::from_bytes(value).key());
-            if let Some(id) = id {
-                let timestamp = message.timestamp().to_millis().unwrap_or_default();
-                index.entry(id).or_default().push(timestamp);
-            }
+        for topic in &topics {
+            read_topic(&consumer, topic, deadline, &mut index)
+                .with_context(|| format!("cannot read {topic} (limit {timeout:?})"))?;
         }
         Ok(index)
     })
     .await
     .context("log reader panicked")?
+}
+
+/// Adds what `topic` holds to `index`. A partition is read once its end is reported: counting
+/// against the high watermark alone never ends on a topic written in transactions, whose
+/// commit markers take offsets but are not delivered.
+fn read_topic(
+    consumer: &BaseConsumer,
+    topic: &str,
+    deadline: Instant,
+    index: &mut LogIndex,
+) -> Result<()> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("no metadata")?;
+    let mut assignment = TopicPartitionList::new();
+    let mut unread = std::collections::HashSet::new();
+    for partition in metadata
+        .topics()
+        .iter()
+        .flat_map(|topic| topic.partitions())
+    {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
+            .with_context(|| format!("no watermarks for partition {}", partition.id()))?;
+        if high > low {
+            assignment.add_partition_offset(topic, partition.id(), Offset::Offset(low))?;
+            unread.insert(partition.id());
+        }
+    }
+    if unread.is_empty() {
+        return Ok(());
+    }
+    consumer.assign(&assignment)?;
+    while !unread.is_empty() {
+        if Instant::now() >= deadline {
+            anyhow::bail!("{} partitions unfinished", unread.len());
+        }
+        let message = match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => message,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                unread.remove(&partition);
+                continue;
+            }
+            Some(Err(_)) | None => continue,
+        };
+        // Chaos tests its own traffic, but the log may hold hostile records from other runs:
+        // the defensive reader never panics on non-UTF-8 header names.
+        let id = HeaderList::from_message(&message)
+            .last(CORRELATION_ID)
+            .map(|value| CorrelationId::from_bytes(value).key());
+        if let Some(id) = id {
+            let timestamp = message.timestamp().to_millis().unwrap_or_default();
+            index.entry(id).or_default().push(timestamp);
+        }
+    }
+    Ok(())
 }
 
 /// Milliseconds since the epoch.

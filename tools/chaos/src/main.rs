@@ -116,9 +116,30 @@ struct Cli {
     /// Also write the figure table (Markdown) here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// How the workers deliver their replies (`[worker] delivery`). With exactly-once, a
+    /// duplicate reply in the log fails the scenario.
+    #[arg(long, value_enum, default_value_t = Delivery::AtLeastOnce)]
+    delivery: Delivery,
     /// Upper bound on the whole run; then the services are killed and the driver stops.
     #[arg(long, default_value_t = 7200)]
     time_limit_secs: u64,
+}
+
+/// The workers' delivery guarantee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Delivery {
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+impl Delivery {
+    /// The `[worker] delivery` value.
+    fn config_value(self) -> &'static str {
+        match self {
+            Delivery::AtLeastOnce => "at_least_once",
+            Delivery::ExactlyOnce => "exactly_once",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

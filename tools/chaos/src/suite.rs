@@ -6,7 +6,7 @@ use crate::faults::{PlanReport, outage_note};
 use crate::fleet::{Fleet, FleetConfig, Role};
 use crate::load::{self, Api, Attempt, Outcome, Pace, Pacer, Progress};
 use crate::verdict::{Row, judge_recovery, verdict, write_verdicts};
-use crate::{Cli, Scenario, free_port};
+use crate::{Cli, Delivery, Scenario, free_port};
 use anyhow::Result;
 use contract::{RequestKind, Topics};
 use dashboard::api::RequestState;
@@ -72,6 +72,7 @@ impl Suite {
             min_insync_replicas: cli.brokers.min(2),
             request_timeout_ms: cli.request_timeout_ms,
             history_limit: cli.requests * 3 + HISTORY_HEADROOM,
+            delivery: cli.delivery.config_value(),
             log_filter: cli.service_log.clone(),
             extra_env: cli
                 .service_env
@@ -206,6 +207,12 @@ impl Suite {
         drop(fleet);
 
         let mut row = verdict(&attempts, &accepted, &states, &replies, &requests);
+        if cli.delivery == Delivery::ExactlyOnce && row.log_duplicates > 0 {
+            row.violations.push(format!(
+                "{} duplicate replies in the log with exactly-once delivery",
+                row.log_duplicates
+            ));
+        }
         judge_recovery(
             &mut row,
             scenario,
@@ -276,7 +283,7 @@ impl Suite {
         }
         if let Some(metric) = duplicate_metric {
             row.notes.push(format!(
-                "duplicate replies: {} counted in the log (the last dashboard's absorbed-duplicates counter says {metric})",
+                "duplicate replies: {} absorbed as the dashboard's request states count them (the last dashboard's counter says {metric})",
                 row.duplicates
             ));
         }

@@ -26,7 +26,11 @@ pub(crate) struct Row {
     pub(crate) failed: BTreeMap<String, usize>,
     pub(crate) timed_out: usize,
     pub(crate) lost: usize,
+    /// Replies the dashboard counted as duplicates and absorbed.
     pub(crate) duplicates: u64,
+    /// Committed replies in the log beyond the first for an accepted request: what any other
+    /// consumer of the reply topics sees.
+    pub(crate) log_duplicates: usize,
     /// From the end of the last fault to the first reply of the last request accepted before it.
     pub(crate) recovery: Option<Duration>,
     /// Broken promises other than lost requests (late answers, a slow recovery).
@@ -149,14 +153,29 @@ pub(crate) fn verdict(
             "{not_in_log} accepted requests are not in the request topic"
         ));
     }
-    let log_duplicates: usize = accepted
+    // A request the log holds twice (a producer retry the broker could not tell from a new
+    // message) is two requests, each owed one reply.
+    let copies = |id: &String| requests.get(id).map_or(1, Vec::len).max(1);
+    row.log_duplicates = accepted
         .iter()
-        .filter_map(|id| replies.get(id))
-        .map(|stamps| stamps.len().saturating_sub(1))
+        .filter_map(|id| {
+            replies
+                .get(id)
+                .map(|stamps| stamps.len().saturating_sub(copies(id)))
+        })
         .sum();
+    let repeated_requests: usize = accepted.iter().map(|id| copies(id) - 1).sum();
     row.notes.push(format!(
-        "replies in the log: {} for accepted requests, {log_duplicates} of them redelivery duplicates",
-        accepted.iter().filter_map(|id| replies.get(id)).map(Vec::len).sum::<usize>()
+        "replies in the log: {} for accepted requests, {} of them redelivery duplicates{}",
+        accepted.iter().filter_map(|id| replies.get(id)).map(Vec::len).sum::<usize>(),
+        row.log_duplicates,
+        if repeated_requests > 0 {
+            format!(
+                "; {repeated_requests} requests are in the request topic twice (the dashboard's producer sent them again), each copy owed its reply"
+            )
+        } else {
+            String::new()
+        }
     ));
     row
 }
@@ -295,8 +314,8 @@ pub(crate) fn write_verdicts(
 
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = String::new();
-    out.push_str("| # | scenario | sent | accepted | completed (late) | failed: reasons | timed out | lost | recovery | duplicate replies absorbed | time |\n");
-    out.push_str("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
+    out.push_str("| # | scenario | sent | accepted | completed (late) | failed: reasons | timed out | lost | recovery | duplicate replies absorbed | duplicate replies in the log | time |\n");
+    out.push_str("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
     for row in rows {
         let Some(scenario) = row.scenario else {
             continue;
@@ -304,7 +323,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
         if let Some(error) = &row.error {
             let _ = writeln!(
                 out,
-                "| {} | {} | – | – | – | scenario failed: {error} | – | – | – | – | {:.0} s |",
+                "| {} | {} | – | – | – | scenario failed: {error} | – | – | – | – | – | {:.0} s |",
                 scenario.number(),
                 scenario.title(),
                 row.seconds
@@ -313,7 +332,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} ({}) | {} | {} | **{}** | {} | {} | {:.0} s |",
+            "| {} | {} | {} | {} | {} ({}) | {} | {} | **{}** | {} | {} | {} | {:.0} s |",
             scenario.number(),
             scenario.title(),
             row.sent,
@@ -328,6 +347,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 |took| format!("{:.1} s", took.as_secs_f64())
             ),
             row.duplicates,
+            row.log_duplicates,
             row.seconds
         );
     }
