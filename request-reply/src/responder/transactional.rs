@@ -270,51 +270,45 @@ impl TransactionalReplies {
     /// [`Transactions::aborted`]); returns where the consumer goes back to.
     async fn abort(&mut self, consumer: &StreamConsumer<WorkerContext>) -> Vec<Rewind> {
         self.failed = false;
-        if self.transactions.is_open() {
-            self.metrics.transactions_aborted.inc();
-            if self.stuck {
-                // Whether the transaction committed before the call stuck is known only to the
-                // coordinator, which settles it when the new producer fences this one: the
-                // consumer goes back to what the group has committed, not to what this worker
-                // thinks it has. Until a new producer is made (the brokers may be down), nothing
-                // could be answered anyway.
-                let deadline = Instant::now() + RENEW_LIMIT;
-                while !self.renew().await && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+        if !self.transactions.is_open() {
+            return self.transactions.aborted();
+        }
+        self.metrics.transactions_aborted.inc();
+        if !self.stuck {
+            let producer = self.producer.clone();
+            match self
+                .bounded(move || producer.abort_transaction(TRANSACTION_CALL_TIMEOUT))
+                .await
+            {
+                Some(Ok(())) => return self.transactions.aborted(),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "cannot abort the transaction; making a new producer");
                 }
-                let rewinds = self.transactions.aborted();
-                return if self.stuck {
-                    rewinds
-                } else {
-                    committed_positions(consumer, rewinds)
-                };
-            } else {
-                let producer = self.producer.clone();
-                match self
-                    .bounded(move || producer.abort_transaction(TRANSACTION_CALL_TIMEOUT))
-                    .await
-                {
-                    Some(Ok(())) => {}
-                    // A producer that cannot abort is fenced or broken for good: a new one's
-                    // initialisation aborts what this one left open.
-                    Some(Err(error)) => {
-                        tracing::warn!(%error, "cannot abort the transaction; making a new producer");
-                        self.renew().await;
-                    }
-                    None => {
-                        tracing::warn!("the abort has not returned; making a new producer");
-                        self.renew().await;
-                    }
-                }
+                None => tracing::warn!("the abort has not returned; making a new producer"),
             }
         }
-        self.transactions.aborted()
+        // A producer that cannot abort (fenced, stuck, or with a commit still under way) is
+        // replaced: the new one's initialisation fences it and settles its transaction, which
+        // may have committed after all. Only the coordinator knows, so the consumer goes back
+        // to what the group has committed, not to what this worker thinks it has. Until a new
+        // producer is made (the brokers may be down), nothing could be answered anyway.
+        self.stuck = true;
+        let deadline = Instant::now() + RENEW_LIMIT;
+        while !self.renew().await && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let rewinds = self.transactions.aborted();
+        if self.stuck {
+            rewinds
+        } else {
+            committed_positions(consumer, rewinds)
+        }
     }
 
     /// Replaces the producer by a new one with the same `transactional.id`, whose
-    /// initialisation fences the old one and aborts what it left open. The old one is dropped
-    /// off the async threads once any call it is stuck in returns.
-    /// Returns whether it did.
+    /// initialisation fences the old one and settles what it left open; returns whether the new
+    /// one is in place. The old one is dropped off the async threads once any call it is stuck
+    /// in returns.
     async fn renew(&mut self) -> bool {
         match initialised(&self.config).await {
             Ok(fresh) => {
