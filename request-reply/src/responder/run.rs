@@ -45,6 +45,9 @@ const REPLY_TIMEOUT_MS: &str = "10000";
 /// aborts it. librdkafka's default is a minute, twice a requester's timeout; a transaction
 /// normally lasts milliseconds.
 const TRANSACTION_TIMEOUT_MS: &str = "10000";
+/// The exactly-once worker's default `retry.backoff.ms` (see where it is set); the backoff
+/// still grows to `retry.backoff.max.ms` when calls keep failing.
+const TRANSACTION_RETRY_BACKOFF_MS: &str = "5";
 /// Runs a worker that answers the requests of `route` until `shutdown` resolves, then finishes
 /// what is in flight, commits, leaves the consumer group and flushes the producer. Its counts go
 /// nowhere; see [`run_with_metrics`].
@@ -179,6 +182,14 @@ pub async fn run_with_metrics<S: Service>(
                 &mut producer_config,
                 "transaction.timeout.ms",
                 TRANSACTION_TIMEOUT_MS,
+            );
+            // A transaction begun just after a commit is refused (CONCURRENT_TRANSACTIONS)
+            // while the coordinator still writes the previous one's markers, and librdkafka asks
+            // again after `retry.backoff.ms`, 100 ms by default, which the reply then waits too.
+            set_default(
+                &mut producer_config,
+                "retry.backoff.ms",
+                TRANSACTION_RETRY_BACKOFF_MS,
             );
             // Unique per replica: a zombie is fenced by the group's generation (KIP-447), so
             // the id need not survive a restart, and two live replicas never fence each other.

@@ -17,7 +17,7 @@ use crate::metrics::WorkerMetrics;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::HashSet;
@@ -58,6 +58,8 @@ pub(super) struct TransactionalReplies {
     metrics: WorkerMetrics,
     /// A write into the open transaction failed: it can only be aborted.
     failed: bool,
+    /// The acknowledgements of the messages written into the open transaction.
+    deliveries: Vec<DeliveryFuture>,
     /// A transactional call did not return in time (see [`STUCK_AFTER`]): the producer is
     /// replaced rather than asked again.
     stuck: bool,
@@ -81,6 +83,7 @@ impl TransactionalReplies {
             routing,
             metrics,
             failed: false,
+            deliveries: Vec::new(),
             stuck: false,
         })
     }
@@ -150,12 +153,15 @@ impl TransactionalReplies {
     }
 
     /// Queues one message, waiting while the producer's queue is full.
-    async fn send(&self, outgoing: &Outgoing) -> KafkaResult<()> {
+    async fn send(&mut self, outgoing: &Outgoing) -> KafkaResult<()> {
         loop {
             match self.producer.send_result(outgoing.record()) {
-                // The delivery is not awaited: committing the transaction waits for them all,
-                // and fails if any failed.
-                Ok(_delivery) => return Ok(()),
+                // Not awaited here: the commit waits for them all (see `acknowledged`), and
+                // fails if any failed.
+                Ok(delivery) => {
+                    self.deliveries.push(delivery);
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -240,6 +246,7 @@ impl TransactionalReplies {
                 other => return other,
             }
         }
+        self.acknowledged().await;
         loop {
             let producer = self.producer.clone();
             let committed = self
@@ -250,6 +257,17 @@ impl TransactionalReplies {
                 other => return other,
             }
         }
+    }
+
+    /// Waits (at most [`TRANSACTION_CALL_TIMEOUT`]) until the broker has acknowledged every
+    /// message of the open transaction. rust-rdkafka's `commit_transaction` flushes the
+    /// producer first and, while anything is unacknowledged, polls for up to 100 ms for an event
+    /// that the producer's own polling thread takes first: without this wait nearly every
+    /// commit would last those 100 ms.
+    async fn acknowledged(&mut self) {
+        let deliveries = futures::future::join_all(self.deliveries.drain(..));
+        // A failed or missing acknowledgement fails the commit itself.
+        let _ = tokio::time::timeout(TRANSACTION_CALL_TIMEOUT, deliveries).await;
     }
 
     /// Runs a blocking transactional call off the async threads; if it has not returned
@@ -270,6 +288,7 @@ impl TransactionalReplies {
     /// [`Transactions::aborted`]); returns where the consumer goes back to.
     async fn abort(&mut self, consumer: &StreamConsumer<WorkerContext>) -> Vec<Rewind> {
         self.failed = false;
+        self.deliveries.clear();
         if !self.transactions.is_open() {
             return self.transactions.aborted();
         }

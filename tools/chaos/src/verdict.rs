@@ -114,7 +114,10 @@ pub(crate) fn verdict(
                         row.late += usize::from(state.late);
                     }
                     Status::Failed => {
+                        // The error's code, so that replies differing only in their figures
+                        // ("passed 24456 ms before") count as one reason.
                         let error = state.error.as_deref().unwrap_or("(no reason)");
+                        let error = error.split_once(':').map_or(error, |(code, _)| code);
                         let error: String = error.chars().take(70).collect();
                         *row.failed
                             .entry(format!("error reply: {error}"))
