@@ -6,6 +6,7 @@ use super::inbound::Inbound;
 use super::pipeline::Finished;
 use super::progress::{Epoch, Progress};
 use super::rebalance::WorkerContext;
+use super::transaction::Rewind;
 use super::transactional::{Caused, TransactionalReplies};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use std::time::Instant;
@@ -45,6 +46,15 @@ impl Commits {
                 replies.finished(finished.epoch, caused).await;
                 replies.commit_if_due(consumer, false).await;
             }
+        }
+    }
+
+    /// Where the consumer was sent back since the last call (exactly-once only: see
+    /// [`TransactionalReplies::take_rewound`]).
+    pub(super) fn take_rewound(&mut self) -> Vec<Rewind> {
+        match self {
+            Commits::Offsets(_) => Vec::new(),
+            Commits::Transactions(replies) => replies.take_rewound(),
         }
     }
 

@@ -139,6 +139,12 @@ impl ConsumerWatch {
         self.held_back = true;
     }
 
+    /// Records that the worker sent `key` back to `offset` (an aborted transaction): the next
+    /// request is expected there, and the stall clock starts afresh.
+    pub(crate) fn rewound(&mut self, key: PartitionKey, offset: i64) {
+        self.stalls.watch(key, offset);
+    }
+
     /// Records a request read from `key` at `offset`.
     pub(crate) fn read(&mut self, key: &PartitionKey, offset: i64) {
         self.stalls.read(key, offset);
@@ -367,6 +373,30 @@ mod tests {
                 .unwrap()
                 .contains("could not be decoded")
         );
+    }
+
+    /// An aborted transaction sent a partition back from 253 to 248; its leader then answered
+    /// nothing for a while. The watchdog, told of the rewind, judges the partition from 248 and
+    /// a recovery seeks there, not forward to 253 past the five requests to answer again.
+    #[test]
+    fn a_partition_sent_back_is_expected_where_it_was_sent_back() {
+        let mut probe = ClientConfig::new();
+        probe.set("bootstrap.servers", "127.0.0.1:9");
+        let mut watch = ConsumerWatch::new(probe, "requests".into(), Counter::default()).unwrap();
+        let key: PartitionKey = ("requests".into(), 5);
+        watch.stalls.watch(key.clone(), 240);
+        for offset in 240..253 {
+            watch.read(&key, offset);
+        }
+        watch.rewound(key.clone(), 248);
+        let ends = HashMap::from([(key.clone(), 258)]);
+        let start = std::time::Instant::now();
+        assert!(watch.stalls.observe(&ends, start).is_empty());
+        let stalled = watch
+            .stalls
+            .observe(&ends, start + crate::watchdog::DEFAULT_STALL_AFTER);
+        let next: Vec<i64> = stalled.iter().map(|stall| stall.next).collect();
+        assert_eq!(next, [248]);
     }
 
     #[test]

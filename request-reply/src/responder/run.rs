@@ -11,6 +11,7 @@ use super::progress::Progress;
 use super::rebalance::WorkerContext;
 use super::recovery::{ConsumerWatch, Tick, undecodable_dead_letter};
 use super::routing::Routing;
+use super::transaction::Rewind;
 use super::transactional::TransactionalReplies;
 use super::{Delivery, Service, WorkerConfig, WorkerError};
 use crate::admin::ensure_topics;
@@ -234,6 +235,14 @@ pub async fn run_with_metrics<S: Service>(
             watch.held_back();
         }
         commits.after_rebalance(&consumer).await;
+        for Rewind {
+            topic,
+            partition,
+            offset,
+        } in commits.take_rewound()
+        {
+            watch.rewound((topic, partition), offset);
+        }
         let deadline = commits.deadline();
         // Checked last: only when no request finished and none is waiting to be read.
         let idle = in_flight.is_empty() && deadline.is_some();

@@ -88,7 +88,7 @@ pub(super) struct Ready<T> {
 }
 
 /// Where a partition's consumer goes back to.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Rewind {
     pub(super) topic: String,
     pub(super) partition: i32,

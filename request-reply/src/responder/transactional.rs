@@ -58,6 +58,9 @@ pub(super) struct TransactionalReplies {
     metrics: WorkerMetrics,
     /// A write into the open transaction failed: it can only be aborted.
     failed: bool,
+    /// Where the consumer was sent back since the worker last asked (see
+    /// [`TransactionalReplies::take_rewound`]).
+    rewound: Vec<Rewind>,
     /// The acknowledgements of the messages written into the open transaction.
     deliveries: Vec<DeliveryFuture>,
     /// A transactional call did not return in time (see [`STUCK_AFTER`]): the producer is
@@ -83,9 +86,18 @@ impl TransactionalReplies {
             routing,
             metrics,
             failed: false,
+            rewound: Vec::new(),
             deliveries: Vec::new(),
             stuck: false,
         })
+    }
+
+    /// Where the consumer was sent back since the last call. The worker's watchdog expects the
+    /// next request of each partition where it last read one; told nothing, it would take a
+    /// partition sent back (and slow to be read again, say while its leader is frozen) for
+    /// stalled, and seek it forward again, past the requests to be answered again.
+    pub(super) fn take_rewound(&mut self) -> Vec<Rewind> {
+        std::mem::take(&mut self.rewound)
     }
 
     /// Records a request consumed (see [`Transactions::started`]).
@@ -209,7 +221,8 @@ impl TransactionalReplies {
             }
         }
         let rewinds = self.abort(consumer).await;
-        rewind(consumer, &rewinds, &HashSet::new());
+        self.rewound
+            .extend(rewind(consumer, rewinds, &HashSet::new()));
     }
 
     /// Commits the open transaction with its offsets, calling again while librdkafka says a
@@ -358,7 +371,7 @@ impl TransactionalReplies {
         revoked: &HashSet<(String, i32)>,
     ) {
         let rewinds = self.abort(consumer).await;
-        rewind(consumer, &rewinds, revoked);
+        self.rewound.extend(rewind(consumer, rewinds, revoked));
     }
 }
 
@@ -435,26 +448,30 @@ fn committed_positions(
     rewinds
 }
 
-/// Sends each partition in `rewinds`, unless it was `revoked`, back to its offset.
+/// Sends each partition in `rewinds`, unless it was `revoked`, back to its offset; returns
+/// those it sent back.
 fn rewind(
     consumer: &StreamConsumer<WorkerContext>,
-    rewinds: &[Rewind],
+    rewinds: Vec<Rewind>,
     revoked: &HashSet<(String, i32)>,
-) {
-    for Rewind {
-        topic,
-        partition,
-        offset,
-    } in rewinds
-    {
+) -> Vec<Rewind> {
+    let mut sent_back = Vec::with_capacity(rewinds.len());
+    for rewind in rewinds {
+        let Rewind {
+            topic,
+            partition,
+            offset,
+        } = &rewind;
         if revoked.contains(&(topic.clone(), *partition)) {
             continue;
         }
         // Asynchronous: messages fetched before the seek are discarded by librdkafka.
-        if let Err(error) =
-            consumer.seek(topic, *partition, Offset::Offset(*offset), Duration::ZERO)
-        {
-            tracing::warn!(%error, topic, partition, offset, "cannot rewind partition");
+        match consumer.seek(topic, *partition, Offset::Offset(*offset), Duration::ZERO) {
+            Ok(()) => sent_back.push(rewind),
+            Err(error) => {
+                tracing::warn!(%error, topic, partition, offset, "cannot rewind partition");
+            }
         }
     }
+    sent_back
 }
