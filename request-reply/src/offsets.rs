@@ -1,7 +1,7 @@
 //! Where partitions begin and end, looked up once: the history reader reads up to these ends and
 //! the reply listener starts from them, so between the two nothing is missed or read twice.
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,7 @@ fn try_partition_watermarks(
 /// transaction markers, which are never handed over: a reader that compared only the offsets of
 /// the messages it got with a high watermark would wait for ever on a partition written in
 /// transactions, whose last offset is a commit marker.
-pub(crate) fn consumer_positions(consumer: &impl Consumer) -> Positions {
+pub(crate) fn consumer_positions<C: ConsumerContext>(consumer: &impl Consumer<C>) -> Positions {
     let mut positions = Positions::new();
     match consumer.position() {
         Ok(list) => {

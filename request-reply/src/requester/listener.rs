@@ -5,7 +5,7 @@ use super::error::RequestError;
 use super::reply::IncomingReply;
 use crate::config::KafkaSettings;
 use crate::kafka::set_default;
-use crate::offsets::{Positions, partition_watermarks};
+use crate::offsets::{Positions, consumer_positions, partition_watermarks};
 use crate::route::Routes;
 use crate::watchdog::{
     CHECK_INTERVAL, DEFAULT_STALL_AFTER, PartitionKey, Remedy, Seen, Stalls, is_undecodable, remedy,
@@ -216,13 +216,8 @@ impl<R: Routes> ReplyListener<R> {
 
     /// Applies the watchdog's decision to the high watermarks just looked up.
     fn judge(&mut self, ends: &Positions) {
-        if let Ok(positions) = self.consumer.position() {
-            for element in positions.elements() {
-                if let Offset::Offset(position) = element.offset() {
-                    let key = (element.topic().to_owned(), element.partition());
-                    self.stalls.passed(&key, position);
-                }
-            }
+        for (key, position) in consumer_positions(&self.consumer) {
+            self.stalls.passed(&key, position);
         }
         let stalled = self.stalls.observe(ends, std::time::Instant::now());
         if stalled.is_empty() {

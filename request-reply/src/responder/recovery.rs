@@ -8,6 +8,7 @@
 
 use crate::headers;
 use crate::kafka::Outgoing;
+use crate::offsets::consumer_positions;
 use crate::watchdog::{PartitionKey, Remedy, Stall, Stalls, is_undecodable, remedy};
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientConfig;
@@ -235,13 +236,8 @@ impl ConsumerWatch {
         for (key, start) in lookup.starts {
             self.stalls.watch(key, start);
         }
-        if let Ok(positions) = consumer.position() {
-            for element in positions.elements() {
-                if let Offset::Offset(position) = element.offset() {
-                    let key = (element.topic().to_owned(), element.partition());
-                    self.stalls.passed(&key, position);
-                }
-            }
+        for (key, position) in consumer_positions(consumer) {
+            self.stalls.passed(&key, position);
         }
         let stalled = self.stalls.observe(&lookup.ends, std::time::Instant::now());
         let mut skipped = Vec::new();
