@@ -45,21 +45,40 @@ fn millis_of(duration: Duration) -> Millis {
     duration.as_secs_f64() * 1000.0
 }
 
-/// The record timestamp of `message` relative to `sent` (ms since the epoch), and its kind.
-fn record_time(message: &OwnedMessage, sent: f64) -> Option<(Millis, &'static str)> {
+/// Who set a record's timestamp, which decides what the hop at that time is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stamper {
+    /// `LogAppendTime`: the broker, as it appended the record (the topics this project creates).
+    Broker,
+    /// `CreateTime`: the producer, as it created the record (Kafka's default for a topic).
+    Producer,
+}
+
+/// The record timestamp of `message` relative to `sent` (ms since the epoch), and who set it.
+fn record_time(message: &OwnedMessage, sent: f64) -> Option<(Millis, Stamper)> {
     match message.timestamp() {
-        Timestamp::CreateTime(ms) => Some((ms as f64 - sent, "CreateTime, set by its producer")),
-        Timestamp::LogAppendTime(ms) => Some((
-            ms as f64 - sent,
-            "LogAppendTime, set by the broker as it appended it",
-        )),
+        Timestamp::CreateTime(ms) => Some((ms as f64 - sent, Stamper::Producer)),
+        Timestamp::LogAppendTime(ms) => Some((ms as f64 - sent, Stamper::Broker)),
         Timestamp::NotAvailable => None,
     }
 }
 
+/// Said of a hop timed by the broker's timestamp.
+const LOG_APPEND_TIME: &str = "record timestamp LogAppendTime, set by the broker as it appended it";
+
+/// Said of a hop timed by a producer's timestamp: why the append itself is not shown.
+const CREATE_TIME: &str = "record timestamp CreateTime, set by its producer: this topic does not \
+                           record when the broker appended it (one created with \
+                           message.timestamp.type=LogAppendTime does)";
+
+/// Where `message` sits, and its key when it has one.
 fn position(message: &OwnedMessage) -> String {
+    let key = message
+        .key()
+        .map(|key| format!(", key {}", String::from_utf8_lossy(key)))
+        .unwrap_or_default();
     format!(
-        "{}/{}/{}",
+        "{}/{}/{} (topic/partition/offset){key}",
         message.topic(),
         message.partition(),
         message.offset()
@@ -87,10 +106,6 @@ pub fn journey(
         0.0,
     ));
     if let Some(message) = request {
-        let (stamp_text, at) = match record_time(message, sent) {
-            Some((at, how)) => (format!("; record timestamp {how}"), Some(at)),
-            None => (String::new(), None),
-        };
         // The acknowledgement is when the dashboard heard of the append, which can be after
         // the worker already has the request (or even after the reply): told, not drawn.
         let acked = record
@@ -102,16 +117,27 @@ pub fn journey(
                 )
             })
             .unwrap_or_default();
-        if let Some(at) = at.or(record.acked_after.map(millis_of)) {
-            hops.push((
+        let stored = position(message);
+        let hop = match record_time(message, sent) {
+            Some((at, Stamper::Broker)) => Some((
                 "appended by the broker",
-                format!(
-                    "stored at {} (topic/partition/offset){stamp_text}{acked}",
-                    position(message)
-                ),
+                format!("stored at {stored}; {LOG_APPEND_TIME}{acked}"),
                 at,
-            ));
-        }
+            )),
+            Some((at, Stamper::Producer)) => Some((
+                "stamped by the dashboard's producer",
+                format!("stored at {stored}; {CREATE_TIME}{acked}"),
+                at,
+            )),
+            None => record.acked_after.map(|after| {
+                (
+                    "acknowledged by the broker",
+                    format!("stored at {stored}; the record has no timestamp{acked}"),
+                    millis_of(after),
+                )
+            }),
+        };
+        hops.extend(hop);
     }
     match reply {
         None => {}
@@ -146,12 +172,19 @@ pub fn journey(
                      spent in the worker is part of the step to the reply.",
                 ),
             }
-            if let Some((at, how)) = record_time(message, sent) {
-                hops.push((
+            let stored = position(message);
+            match record_time(message, sent) {
+                Some((at, Stamper::Broker)) => hops.push((
                     "reply appended",
-                    format!("stored at {}; record timestamp {how}", position(message)),
+                    format!("stored at {stored}; {LOG_APPEND_TIME}"),
                     at,
-                ));
+                )),
+                Some((at, Stamper::Producer)) => hops.push((
+                    "reply stamped by the worker's producer",
+                    format!("stored at {stored}; {CREATE_TIME}"),
+                    at,
+                )),
+                None => {}
             }
         }
     }
@@ -219,7 +252,15 @@ mod tests {
     }
 
     fn message(topic: &str, timestamp: Timestamp, headers: Option<OwnedHeaders>) -> OwnedMessage {
-        OwnedMessage::new(None, None, topic.into(), timestamp, 2, 41, headers)
+        OwnedMessage::new(
+            None,
+            Some(b"ACME Corp".to_vec()),
+            topic.into(),
+            timestamp,
+            2,
+            41,
+            headers,
+        )
     }
 
     fn stamped(received_at_ms: i64) -> OwnedHeaders {
@@ -246,10 +287,14 @@ mod tests {
 
     #[test]
     fn every_hop_in_order_with_its_step() {
-        let request = message("generate-invoice", Timestamp::CreateTime(SENT_MS + 1), None);
+        let request = message(
+            "generate-invoice",
+            Timestamp::LogAppendTime(SENT_MS + 1),
+            None,
+        );
         let reply = message(
             "invoice-generated",
-            Timestamp::CreateTime(SENT_MS + 5),
+            Timestamp::LogAppendTime(SENT_MS + 5),
             Some(stamped(SENT_MS + 2)),
         );
         let journey = journey(
@@ -276,8 +321,12 @@ mod tests {
                 ("reply received by the dashboard", "6.0 ms", "+1.0 ms"),
             ]
         );
-        assert!(journey.hops[1].detail.contains("generate-invoice/2/41"));
-        assert!(journey.hops[1].detail.contains("CreateTime"));
+        assert!(
+            journey.hops[1]
+                .detail
+                .contains("generate-invoice/2/41 (topic/partition/offset), key ACME Corp")
+        );
+        assert!(journey.hops[1].detail.contains("LogAppendTime"));
         assert!(
             journey.hops[1]
                 .detail
@@ -290,7 +339,53 @@ mod tests {
         );
         assert!(journey.hops[3].detail.contains("waited 0.5 ms"));
         assert!(journey.hops[3].detail.contains("handler took 1.5 ms"));
+        assert!(journey.hops[4].detail.contains("invoice-generated/2/41"));
         assert_eq!(journey.notes.len(), 1, "only the note about clocks");
+    }
+
+    #[test]
+    fn producer_timestamps_are_not_called_appends() {
+        let request = message("generate-invoice", Timestamp::CreateTime(SENT_MS + 1), None);
+        let reply = message(
+            "invoice-generated",
+            Timestamp::CreateTime(SENT_MS + 5),
+            Some(stamped(SENT_MS + 2)),
+        );
+        let journey = journey(
+            &record(None, Some(Duration::from_millis(6))),
+            Some(&request),
+            Some(&reply),
+        );
+        let whats: Vec<&str> = journey.hops.iter().map(|hop| hop.what).collect();
+        assert_eq!(
+            whats,
+            [
+                "sent by the dashboard",
+                "stamped by the dashboard's producer",
+                "picked up by a worker",
+                "handled",
+                "reply stamped by the worker's producer",
+                "reply received by the dashboard"
+            ]
+        );
+        assert!(journey.hops[1].detail.contains("CreateTime"));
+        assert!(
+            journey.hops[4]
+                .detail
+                .contains("message.timestamp.type=LogAppendTime does")
+        );
+    }
+
+    #[test]
+    fn without_a_timestamp_the_acknowledgement_times_the_broker_hop() {
+        let request = message("generate-invoice", Timestamp::NotAvailable, None);
+        let journey = journey(
+            &record(Some(Duration::from_micros(2_500)), None),
+            Some(&request),
+            None,
+        );
+        assert_eq!(journey.hops[1].what, "acknowledged by the broker");
+        assert_eq!(journey.hops[1].since_sent, "2.5 ms");
     }
 
     #[test]
@@ -302,7 +397,7 @@ mod tests {
         );
         let reply = message(
             "invoice-generated",
-            Timestamp::CreateTime(SENT_MS + 5),
+            Timestamp::LogAppendTime(SENT_MS + 5),
             None,
         );
         // History: no acknowledgement time.

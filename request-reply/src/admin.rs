@@ -202,7 +202,8 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Creates each topic that does not exist yet; existing topics are left as they are.
+/// Creates each topic that does not exist yet, its records stamped with the broker's append
+/// time (`LogAppendTime`); existing topics are left as they are.
 pub async fn ensure_topics(
     kafka: &KafkaSettings,
     settings: &TopicSettings,
@@ -221,11 +222,15 @@ pub async fn ensure_topics(
     let new_topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|name| {
+            // The broker stamps each record with the time it appended it, so a reader can
+            // tell how long a message took to reach the log and how long it waited there
+            // (the dashboard's journey); a producer's clock is not asked.
             let topic = NewTopic::new(
                 name,
                 settings.partitions,
                 TopicReplication::Fixed(settings.replication_factor),
-            );
+            )
+            .set("message.timestamp.type", "LogAppendTime");
             match &min_insync {
                 Some(count) => topic.set("min.insync.replicas", count),
                 None => topic,

@@ -66,6 +66,18 @@ async fn the_last_messages_of_each_partition_are_read_oldest_first() {
         .collect();
     assert_eq!(partition_0, [2, 3, 4], "each partition oldest first");
     assert_eq!(read(100).messages.len(), 6, "fewer than asked: all of them");
+    // Topics are created with LogAppendTime: the broker, not the producer, stamps each record.
+    let stamps = reader
+        .read_last(&topic, 100, READ_TIMEOUT, |message| message.timestamp())
+        .unwrap();
+    assert!(
+        stamps
+            .messages
+            .iter()
+            .all(|stamp| matches!(stamp, rdkafka::Timestamp::LogAppendTime(_))),
+        "record timestamps set by the broker: {:?}",
+        stamps.messages
+    );
 
     assert!(
         reader
