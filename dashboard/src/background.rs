@@ -251,18 +251,25 @@ async fn watch_broker_reachability(state: AppState) -> anyhow::Result<()> {
             let blind = std::mem::replace(&mut probe, new_probe()?);
             tokio::task::spawn_blocking(move || drop(blind));
         }
+        let groups = &state.config().worker_groups;
         state.update_broker(|status| match &result {
             Ok(()) => {
                 status.reachable = true;
                 status.message = format!("Connected to Kafka at {servers}");
             }
             Err((_, Some(refused))) => {
-                status.reachable = false;
-                status.message = format!("Kafka at {servers} refused the dashboard: {refused}. New requests are refused until the credentials or TLS settings are fixed.");
+                let why = format!(
+                    "Kafka at {servers} refused the dashboard: {refused}. New requests are \
+                     refused until the credentials or TLS settings are fixed."
+                );
+                status.lose_kafka(why, groups);
             }
             Err((error, None)) => {
-                status.reachable = false;
-                status.message = format!("Kafka at {servers} is unreachable: {error}. New requests are refused until it is back.");
+                let why = format!(
+                    "Kafka at {servers} is unreachable: {error}. New requests are refused until \
+                     it is back."
+                );
+                status.lose_kafka(why, groups);
             }
         });
         tokio::time::sleep(BROKER_CHECK_INTERVAL).await;

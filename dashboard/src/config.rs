@@ -169,6 +169,21 @@ impl WorkerGroups {
             RequestKind::Score => &self.score,
         }
     }
+
+    /// Why requests may wait while the groups have not been looked at `since` (the start, Kafka
+    /// coming back): nothing is known of the workers, so the banner must not turn green yet.
+    pub fn unchecked(&self, since: &str) -> Vec<(RequestKind, String)> {
+        RequestKind::ALL
+            .iter()
+            .map(|kind| {
+                let group = self.of(*kind);
+                (
+                    *kind,
+                    format!("the consumer group {group} has not been looked at {since}"),
+                )
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug)]

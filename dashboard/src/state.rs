@@ -2,7 +2,7 @@
 //! status, the security keys and the configuration.
 
 use crate::GROUP_ID;
-use crate::config::DashboardConfig;
+use crate::config::{DashboardConfig, WorkerGroups};
 use crate::metrics::DashboardMetrics;
 use crate::security;
 use crate::server::HttpSettings;
@@ -43,6 +43,15 @@ impl BrokerStatus {
     /// Healthy, and a worker can answer each kind of request: the banner turns green.
     pub fn green(&self) -> bool {
         self.healthy() && self.waiting.is_empty()
+    }
+
+    /// Kafka did not answer, for `message`'s reason. What was known of the workers is
+    /// forgotten: when Kafka comes back they may still be getting their partitions back, and
+    /// the banner turns green only once their groups have been looked at again.
+    pub fn lose_kafka(&mut self, message: String, groups: &WorkerGroups) {
+        self.reachable = false;
+        self.message = message;
+        self.waiting = groups.unchecked("since Kafka was unreachable");
     }
 
     /// Why a request of `kind` waits, when the dashboard knows.
@@ -96,16 +105,7 @@ impl AppState {
                 "Connecting to Kafka at {}…",
                 config.kafka.bootstrap_servers()
             ),
-            waiting: RequestKind::ALL
-                .iter()
-                .map(|kind| {
-                    let group = config.worker_groups.of(*kind);
-                    (
-                        *kind,
-                        format!("the consumer group {group} has not been looked at yet"),
-                    )
-                })
-                .collect(),
+            waiting: config.worker_groups.unchecked("yet"),
         });
         let (stopping, _) = watch::channel(false);
         let security = security::Keys::generate(config.auth_token.clone())?;
@@ -188,5 +188,35 @@ impl AppState {
         });
         self.metrics()
             .broker_healthy(self.broker_status().healthy());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_kafka_comes_back_the_banner_waits_for_a_new_look_at_the_workers() {
+        let groups = WorkerGroups::default();
+        let mut status = BrokerStatus {
+            reachable: true,
+            listening: true,
+            message: "Connected".into(),
+            waiting: Vec::new(),
+        };
+        assert!(status.green());
+        status.lose_kafka("Kafka is unreachable".into(), &groups);
+        assert!(!status.healthy());
+        // The probe answers again, before the workers' groups are looked at.
+        status.reachable = true;
+        assert!(status.healthy(), "requests are taken again");
+        assert!(!status.green(), "but nothing is known of the workers yet");
+        assert_eq!(
+            status.waiting_because(RequestKind::Score),
+            Some(
+                "the consumer group calculate-score has not been looked at since Kafka was \
+                 unreachable"
+            )
+        );
     }
 }
