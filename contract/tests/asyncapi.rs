@@ -83,3 +83,72 @@ fn every_reference_resolves_and_every_schema_is_used() {
         "the document must reference exactly the generated schemas"
     );
 }
+
+/// Every header the library writes is described where a reader of the document looks for it:
+/// a request's, a reply's (the worker-* stamp among them) and a dead letter's.
+#[test]
+fn every_header_the_library_writes_is_documented() {
+    use request_reply::headers;
+    use request_reply::stamp::{WorkerIdentity, WorkerStamp};
+    use std::time::{Duration, SystemTime};
+
+    let document = document();
+    let documented = |schema: &str| -> BTreeSet<String> {
+        document["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{schema} has properties"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let stamp = WorkerStamp::new(
+        WorkerIdentity {
+            group: "group".into(),
+            client_id: "client".into(),
+            host: "host".into(),
+        },
+        SystemTime::now(),
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    let reply_headers = [
+        headers::CORRELATION_ID,
+        headers::CONTENT_TYPE,
+        headers::TRACEPARENT,
+        headers::NEST_IS_DISPOSED,
+        headers::NEST_ERR,
+    ]
+    .into_iter()
+    .chain(stamp.headers().map(|(name, _)| name));
+    let expected = [
+        (
+            "RequestHeaders",
+            [
+                headers::CORRELATION_ID,
+                headers::REPLY_TOPIC,
+                headers::REPLY_PARTITION,
+                headers::CONTENT_TYPE,
+                headers::TRACEPARENT,
+                headers::DEADLINE,
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<BTreeSet<_>>(),
+        ),
+        ("ReplyHeaders", reply_headers.map(str::to_owned).collect()),
+        (
+            "DeadLetterHeaders",
+            [
+                headers::DEAD_LETTER_REASON,
+                headers::DEAD_LETTER_SOURCE,
+                headers::DEAD_LETTER_TRUNCATED,
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        ),
+    ];
+    for (schema, written) in expected {
+        assert_eq!(documented(schema), written, "the headers of {schema}");
+    }
+}
