@@ -102,7 +102,7 @@ pub fn journey(
     let mut notes = Vec::new();
     hops.push((
         "sent by the dashboard",
-        format!("a {} request, correlation ID {}", record.kind, record.id),
+        format!("the {} request, correlation ID {}", record.kind, record.id),
         0.0,
     ));
     if let Some(message) = request {

@@ -382,8 +382,22 @@ async fn live_updates(
         })
     };
     let broker_events = WatchStream::new(state.watch_broker()).map(|status| {
+        // Why each kind's requests wait, so pending rows already on a page say so too.
+        let waiting: serde_json::Map<String, serde_json::Value> = RequestKind::ALL
+            .iter()
+            .map(|kind| {
+                (
+                    kind.as_str().to_owned(),
+                    status.waiting_because(*kind).into(),
+                )
+            })
+            .collect();
         let banner = BannerView::from(status);
-        let data = serde_json::json!({ "green": banner.green, "message": banner.message });
+        let data = serde_json::json!({
+            "green": banner.green,
+            "message": banner.message,
+            "waiting": waiting,
+        });
         Ok(Event::default().event("broker").data(data.to_string()))
     });
     let mut stopping = state.watch_stopping();

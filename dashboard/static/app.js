@@ -71,12 +71,42 @@
     if (list) list.insertAdjacentHTML('afterbegin', JSON.parse(event.data).html);
   });
 
+  // Says in `container` why a pending request waits, or removes what it said: as the server
+  // renders it, after a <br> in a table cell (`small`), after a space in a sentence (`span`).
+  function explainWait(container, why, tag) {
+    var note = container.querySelector('.waiting-because');
+    if (!why) {
+      if (!note) return;
+      var before = note.previousSibling;
+      if (before && (before.nodeName === 'BR' || /^\s*$/.test(before.textContent))) before.remove();
+      note.remove();
+      return;
+    }
+    if (!note) {
+      container.appendChild(tag === 'small' ? document.createElement('br') : document.createTextNode(' '));
+      note = document.createElement(tag);
+      note.className = 'waiting-because';
+      container.appendChild(note);
+    }
+    note.textContent = why;
+  }
+
   source.addEventListener('broker', function (event) {
     var data = JSON.parse(event.data);
     var banner = document.getElementById('broker-banner');
-    if (!banner) return;
-    banner.textContent = data.message;
-    banner.classList.toggle('ok', data.green);
+    if (banner) {
+      banner.textContent = data.message;
+      banner.classList.toggle('ok', data.green);
+    }
+    // Pending requests already shown learn why they wait (a worker stopped), or that they no
+    // longer do for a known reason.
+    var waiting = data.waiting || {};
+    var hint = document.getElementById('pending-hint');
+    if (detail && hint) explainWait(hint, waiting[detail.dataset.kind], 'span');
+    document.querySelectorAll('#requests tr[data-status="pending"]').forEach(function (row) {
+      var cell = row.querySelector('td.outcome');
+      if (cell) explainWait(cell, waiting[row.dataset.kind], 'small');
+    });
   });
 
   source.addEventListener('resync', function () {

@@ -10,7 +10,9 @@
 //! What a browser cannot do, the script asks of this test on its stdout, one line each, and waits
 //! for the answer on its stdin: `#control duplicate-reply <correlation-id>` (write a second reply
 //! to that invoice request, as a redelivery would; answered with where it is, `topic/partition/
-//! offset`) and `#control stop-worker score` (stop the score worker; answered `stopped`).
+//! offset`), `#control stop-worker score` (stop the score worker; answered `stopped`) and
+//! `#control join-silently score` (a consumer that answers nothing joins the score worker's
+//! group; answered `joined`).
 
 #[allow(dead_code)]
 use test_support::system;
@@ -18,6 +20,8 @@ use test_support::system;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -109,13 +113,68 @@ async fn send_duplicate_reply(system: &System, correlation_id: &str) -> String {
     send(system, &message).await
 }
 
+/// A consumer in the score worker's group that takes partitions and answers nothing: the group
+/// has a member again, so the dashboard no longer says why requests wait, yet they do (what a
+/// hung worker looks like). Leaves the group when dropped.
+struct SilentMember {
+    stop: Arc<AtomicBool>,
+    polling: Option<JoinHandle<()>>,
+}
+
+impl SilentMember {
+    fn join(system: &System) -> Self {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let mut config = test_support::kafka().consumer_config();
+        config
+            .set("group.id", test_support::group_id(&system.topics, "scores"))
+            .set("enable.auto.commit", "false");
+        let consumer: BaseConsumer = config.create().expect("create the silent member");
+        let topic = test_support::topics(&system.topics).request(contract::RequestKind::Score);
+        consumer
+            .subscribe(&[&topic])
+            .expect("subscribe the silent member");
+        let stop = Arc::new(AtomicBool::new(false));
+        let polling = std::thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                // Polling keeps it in the group; what it gets is neither answered nor committed.
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = consumer.poll(Duration::from_millis(100));
+                }
+            }
+        });
+        SilentMember {
+            stop,
+            polling: Some(polling),
+        }
+    }
+}
+
+impl Drop for SilentMember {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(polling) = self.polling.take() {
+            let _ = polling.join();
+        }
+    }
+}
+
 /// Carries out one `#control` request of the script and answers it on its stdin.
-async fn obey(system: &mut System, request: &str, answers: &mut ChildStdin) {
+async fn obey(
+    system: &mut System,
+    silent: &mut Vec<SilentMember>,
+    request: &str,
+    answers: &mut ChildStdin,
+) {
     let answer = match request.split_once(' ') {
         Some(("duplicate-reply", id)) => send_duplicate_reply(system, id).await,
         Some(("stop-worker", "score")) => {
             system.stop_worker(contract::RequestKind::Score).await;
             "stopped".to_owned()
+        }
+        Some(("join-silently", "score")) => {
+            silent.push(SilentMember::join(system));
+            "joined".to_owned()
         }
         _ => panic!("the browser script asked for {request:?}, which this test does not do"),
     };
@@ -134,9 +193,11 @@ async fn wait_with_deadline(
 ) -> Option<ExitStatus> {
     let started = Instant::now();
     let mut answers = child.stdin.take().expect("piped stdin");
+    // Kept until the script ends.
+    let mut silent = Vec::new();
     loop {
         while let Ok(request) = controls.try_recv() {
-            obey(system, &request, &mut answers).await;
+            obey(system, &mut silent, &request, &mut answers).await;
         }
         if let Some(status) = child.try_wait().expect("poll the browser script") {
             return Some(status);

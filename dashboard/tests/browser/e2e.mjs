@@ -21,15 +21,22 @@
 //      dashboard/docs/screenshot.png;
 //   8. throughout: every request any page makes goes to 127.0.0.1, no uncaught script error;
 //   9. the dead-letter page, reached by its link in the header, lists the request browser.rs
-//      made the invoice worker dead-letter (at <dead-letter-source>) with its reason, on a
-//      desktop and on a phone without horizontal scrolling;
-//  10. the request page's journey: every hop in order, ending at the round trip it shows, the
-//      worker that answered, the invoice number explained from the request's partition and
-//      offset; a duplicate reply (written by browser.rs on request) listed where it sits;
-//  11. the system page: both worker groups stable with the worker that answered as their member,
-//      end and committed offsets equal to the requests this script sent; then, with the score
-//      worker stopped (by browser.rs on request), its group empty, the banner no longer green
-//      and saying why, and a new score request pending "because no consumer in group ...".
+//      made the invoice worker dead-letter (at <dead-letter-source>) with the parser's reason,
+//      where the copy sits and the payload sent, on a desktop and on a phone without horizontal
+//      scrolling (of the page or of a table inside it);
+//  10. the request page's journey, on a desktop and on a phone: every hop in order at the
+//      positions and key the page's Request and Reply cards show, times that only grow, ending at
+//      the round trip it shows; the worker that answered; the invoice number explained from the
+//      request's partition and offset; the Kafka fields labelled; a duplicate reply (written by
+//      browser.rs on request) listed where it sits;
+//  11. the system page: both worker groups stable with the worker that answered as their member
+//      holding every partition; every topic's end offsets equal to what was written to it;
+//      committed offsets equal to the requests this script sent; then, with the score worker
+//      stopped (by browser.rs on request), its group empty, the banner no longer green and saying
+//      why, and a new score request pending "because no consumer in group ..." on its page and on
+//      a home page watching live; that request on the charts (waiting now: 1) and on the system
+//      page (lag 1); then, with a consumer that answers nothing in the score group (browser.rs),
+//      the watching page drops the reason without a reload while the request still waits.
 // What a browser cannot do (write a duplicate reply, stop a worker) it asks of browser.rs: a
 // `#control ...` line on stdout, answered with a line on stdin.
 //  12. the charts page, reached by its link in the header: its figures (data attributes, the text
@@ -215,14 +222,59 @@ async function waitForCompletedDetail(page, context) {
 // (zooming out) to fit content that overflows, so the check is against the screen's width.
 async function assertNoHorizontalOverflow(page, what) {
   const screen = page.viewportSize().width;
-  const { scrollWidth, innerWidth } = await page.evaluate(() => ({
+  const { scrollWidth, innerWidth, wideTables } = await page.evaluate(() => ({
     scrollWidth: document.documentElement.scrollWidth,
     innerWidth: window.innerWidth,
+    // A table may also scroll inside its own box, which the document's width does not show.
+    wideTables: [...document.querySelectorAll('.table-wrap')]
+      .filter((wrap) => wrap.scrollWidth > wrap.clientWidth)
+      .map((wrap) => `${wrap.firstElementChild?.className}: ${wrap.scrollWidth}px in ${wrap.clientWidth}px`),
   }));
   assert.ok(
     scrollWidth <= innerWidth && innerWidth <= screen,
     `${what}: the document is ${scrollWidth}px wide, the layout viewport ${innerWidth}px, the screen ${screen}px`,
   );
+  assert.deepEqual(wideTables, [], `${what}: tables that scroll sideways`);
+}
+
+// Where a request page's Request or Reply card says its message is: `topic/partition/offset`.
+async function positionOf(page, card) {
+  const meta = page.locator(`${card} dl.kafka-meta`);
+  const first = (selector) => meta.locator(selector).first().evaluate((element) => element.firstChild.textContent.trim());
+  return `${await first('dd code')}/${await first('dd.partition')}/${await first('dd.offset')}`;
+}
+
+// A completed request page's journey: every hop in order, at the positions the page's Request and
+// Reply cards show, the key the request was sent with, times that only grow (each party's clock is
+// this machine's) and end at the round trip the page shows. Returns the worker hop's text.
+async function checkJourney(page, key) {
+  const hops = page.locator('#journey table.journey tbody tr');
+  assert.deepEqual(await hops.evaluateAll((trs) => trs.map((tr) => tr.dataset.hop)), [
+    'sent by the dashboard',
+    'appended by the broker',
+    'picked up by a worker',
+    'handled',
+    'reply appended',
+    'reply received by the dashboard',
+  ]);
+  const hop = (name) => page.locator(`#journey tr[data-hop="${name}"] small`).textContent();
+  const request = await positionOf(page, '#request-message');
+  assert.ok((await hop('appended by the broker')).includes(`stored at ${request} (topic/partition/offset), key ${key};`), `the broker hop names ${request} and key ${key}: ${await hop('appended by the broker')}`);
+  assert.match(await hop('appended by the broker'), /LogAppendTime, set by the broker/);
+  const reply = await positionOf(page, '#reply-message');
+  assert.ok((await hop('reply appended')).includes(`stored at ${reply} (topic/partition/offset)`), `the reply hop names ${reply}`);
+  const since = (await hops.locator('.since').allTextContents()).map((text) => Number.parseFloat(text));
+  // The broker and the worker stamp whole milliseconds, on their own clocks (the broker's is the
+  // JVM's), against the dashboard's microseconds: a hop may read a little before the one before
+  // it (1.5 ms was seen here, a reply appended "after" it was received), never by more than that
+  // on one machine.
+  const CLOCKS_DISAGREE_MS = 3;
+  for (let index = 1; index < since.length; index += 1) {
+    assert.ok(since[index] >= since[index - 1] - CLOCKS_DISAGREE_MS, `hop ${index} at ${since[index]} ms comes after hop ${index - 1} at ${since[index - 1]} ms (${since})`);
+  }
+  const roundTrip = (await page.locator('#round-trip').textContent()).trim();
+  assert.equal((await hops.last().locator('.since').textContent()).trim(), roundTrip, 'the last hop is the round trip');
+  return (await hop('picked up by a worker')).trim();
 }
 
 // Where the charts page's charts are, all measured at once.
@@ -346,20 +398,7 @@ try {
         `a marker set after it loaded is ${marker ? 'still there' : 'gone (reloaded since)'}`,
     );
     // The journey, hop by hop, ends at the round trip the page shows.
-    const hops = page.locator('#journey table.journey tbody tr');
-    assert.deepEqual(await hops.evaluateAll((trs) => trs.map((tr) => tr.dataset.hop)), [
-      'sent by the dashboard',
-      'appended by the broker',
-      'picked up by a worker',
-      'handled',
-      'reply appended',
-      'reply received by the dashboard',
-    ]);
-    const roundTrip = (await page.locator('#round-trip').textContent()).trim();
-    assert.equal((await hops.last().locator('.since').textContent()).trim(), roundTrip, 'the last hop is the round trip');
-    const worker = /^(\S+) in consumer group (\S+) on host \S+/.exec(
-      (await page.locator('#journey tr[data-hop="picked up by a worker"] small').textContent()).trim(),
-    );
+    const worker = /^(\S+) in consumer group (\S+) on host \S+/.exec(await checkJourney(page, 'ACME Corp'));
     assert.ok(worker, 'the worker hop names the client id, group and host');
     [invoiceWorker.clientId, invoiceWorker.group] = [worker[1], worker[2]];
     // The invoice number comes from where the request sits in Kafka.
@@ -376,6 +415,15 @@ try {
       await page.locator('#request-message table.headers tr', { hasText: 'traceparent' }).locator('.header-explanation').textContent(),
       /trace/,
     );
+    assert.match(
+      await page.locator('#request-message table.headers tr', { hasText: 'kafka_replyTopic' }).locator('.header-explanation').textContent(),
+      /reply/i,
+    );
+    // The position and key of the request, each labelled.
+    const labels = await page.locator('#request-message dl.kafka-meta dt').allTextContents();
+    assert.deepEqual(labels, ['Topic', 'Partition', 'Offset', 'Key', 'Timestamp']);
+    assert.equal((await page.locator('#request-message dl.kafka-meta dd code').nth(1).textContent()).trim(), 'ACME Corp', 'the key is the customer');
+    assert.match(await page.locator('#request-message dl.kafka-meta dd').last().textContent(), /LogAppendTime: set by the broker/);
     await shot(page, 'desktop-request.png');
     await readmeShot(page.locator('#journey'), 'journey.png');
     await page.close();
@@ -601,6 +649,10 @@ try {
     sent.score += 1;
     await waitForCompletedDetail(page, phone);
     assert.equal((await page.locator('#request-detail .outcome').textContent()).trim(), `Score ${expectedScore('Hooli')}`);
+    // The journey on a small screen: every hop, its positions and times, readable without scrolling.
+    const scoreWorker = await checkJourney(page, 'Hooli');
+    assert.match(scoreWorker, /^\S+ in consumer group \S+ on host \S+/, 'the worker hop names the score worker');
+    assert.ok(await page.locator('#journey table.journey').isVisible());
     await assertNoHorizontalOverflow(page, 'a request page on a phone');
     // The Kafka headers of request and reply keep their names on a small screen.
     const names = page.locator('table.headers tr', { hasText: 'kafka_correlationId' }).locator('td').first();
@@ -623,8 +675,14 @@ try {
       assert.ok(Date.now() < deadline, `no dead letter from ${deadLetterSource} on the page`);
       await page.reload();
     }
-    assert.match(await row.locator('td.reason').textContent(), /\S/, 'the reason is shown');
+    // The worker's own words for why (its parser's message), where the copy sits, what it held.
+    assert.match(await row.locator('td.reason').textContent(), /payload is not valid JSON: /, 'the reason is shown');
     assert.match(await row.textContent(), /browser-dead-letter/, 'the correlation ID is shown');
+    const [topic] = deadLetterSource.split('/');
+    assert.match((await row.locator('td').nth(3).textContent()).trim(), new RegExp(`^${topic}\\.dlq/\\d+/\\d+$`), 'where the dead letter sits');
+    assert.equal((await row.locator('td').nth(4).textContent()).trim(), '{not json', 'the payload browser.rs sent');
+    assert.equal(await page.locator('section[data-kind="invoice"] table.dead-letters tbody tr').count(), 1, 'one invoice request was dead-lettered');
+    assert.match(await page.locator('section[data-kind="score"]').textContent(), /No dead letters: every score request so far could be handled\./);
     await shot(page, 'desktop-dead-letters.png', { fullPage: false });
     await page.close();
     const phone = await newContext(PHONE);
@@ -811,8 +869,34 @@ try {
     }
     assert.equal(await group('invoice').getAttribute('data-group'), invoiceWorker.group, 'the group the journey named');
     assert.equal((await group('invoice').locator('table.members td code').first().textContent()).trim(), invoiceWorker.clientId, 'the worker the journey named');
-    const requestTopic = page.locator(`table.partitions[data-topic$="generate-invoice"] td.end`);
-    assert.equal((await requestTopic.allTextContents()).reduce((total, text) => total + Number(text), 0), expected.invoice, 'the request topic holds every invoice request');
+    // Every topic's end offsets add up to what was written to it: the requests; their replies,
+    // with the duplicate browser.rs wrote and the error reply to the dead-lettered request; that
+    // request's dead-letter copy. Each partition has a leader, its one replica in sync.
+    const topicEnd = async (suffix) =>
+      (await page.locator(`table.partitions[data-topic$="${suffix}"] td.end`).allTextContents()).reduce((total, text) => total + Number(text), 0);
+    const written = {
+      'generate-invoice': expected.invoice,
+      'invoice-generated': sent.invoice + 2,
+      'generate-invoice.dlq': 1,
+      'calculate-score': expected.score,
+      'score-calculated': sent.score,
+      'calculate-score.dlq': 0,
+    };
+    for (const [suffix, count] of Object.entries(written)) assert.equal(await topicEnd(suffix), count, `messages in the topic ending ${suffix}`);
+    const partitions = await page.locator('table.partitions tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent.trim())));
+    assert.equal(partitions.length, 6 * 3, 'six topics of three partitions');
+    for (const [partition, leader, replicas, inSync] of partitions) {
+      assert.match(leader, /^\d+$/, `partition ${partition} has a leader`);
+      assert.equal(inSync, replicas, `partition ${partition}: its replicas are in sync`);
+    }
+    // Each group's one member has every partition of its request topic, and is their consumer.
+    for (const kind of ['invoice', 'score']) {
+      const numbers = await group(kind).locator('table.offsets tbody tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.partition));
+      const assigned = (await group(kind).locator('table.members td').nth(2).textContent()).split(',').map((text) => text.trim()).sort();
+      assert.deepEqual(assigned, numbers.sort(), `${kind}: the member's partitions`);
+      const member = (await group(kind).locator('table.members td code').first().textContent()).trim();
+      for (const consumer of await group(kind).locator('table.offsets td:last-child').allTextContents()) assert.equal(consumer.trim(), member, `${kind}: each partition's consumer`);
+    }
     await page.locator('#broker-banner.ok').waitFor();
     await shot(page, 'desktop-system.png');
 
@@ -839,22 +923,64 @@ try {
       scoreGroupName,
       { timeout: REPLY_TIMEOUT },
     );
-    // A score sent now waits, and its page says why.
+    // A score sent now waits, and its page says why. A second page watches the home page live.
+    const watcher = await desktop.newPage();
+    await openLiveHome(watcher);
+    const watcherLoads = countNavigations(watcher);
     const form = page.getByRole('form', { name: 'Calculate a score' });
     await form.getByLabel('Customer', { exact: true }).fill('Wayne Enterprises');
     await form.getByRole('button', { name: 'Calculate score' }).click();
     await page.waitForURL(UUID);
     sent.score += 1;
+    const waitingId = requestIdOf(page);
     assert.equal(await page.locator('#request-detail').getAttribute('data-status'), 'pending');
     assert.match(await page.locator('#request-detail .waiting-because').textContent(), new RegExp(`no consumer in group ${scoreGroupName}`));
-    await page.goto('/');
-    const row = page.locator('#requests tbody tr[data-status="pending"]').first();
-    assert.match(await row.locator('.waiting-because').textContent(), /no consumer in group/);
+    const waitingRow = watcher.locator(`tr#req-${waitingId}[data-status="pending"]`);
+    await waitingRow.waitFor();
+    assert.match(await waitingRow.locator('.waiting-because').textContent(), new RegExp(`no consumer in group ${scoreGroupName}`));
+
+    // The waiting request on the charts (one waiting now, every request sent counted) and on the
+    // system page (the score group one behind: the request, not committed by anyone).
+    const charts = await desktop.newPage();
+    await charts.goto('/charts');
+    const chartData = () => charts.locator('section#charts').evaluate((section) => ({ ...section.dataset }));
+    deadline = Date.now() + REPLY_TIMEOUT;
+    while ((await chartData()).pending !== '1') {
+      assert.ok(Date.now() < deadline, `the charts never showed the waiting request: ${JSON.stringify(await chartData())}`);
+      await charts.reload();
+    }
+    const waitingFigures = await chartData();
+    assert.equal(waitingFigures.sentScore, String(sent.score), 'scores sent, on the charts');
+    assert.equal(waitingFigures.sentInvoice, String(sent.invoice), 'invoices sent, on the charts');
+    assert.equal(waitingFigures.timeouts, '0', 'nothing timed out yet');
+    await charts.close();
+    await page.goto('/system');
+    assert.equal(await sum('score', 'end'), expected.score + 1, 'the waiting request is in the score request topic');
+    assert.equal(await sum('score', 'committed'), expected.score, 'and not committed');
+    assert.equal(await sum('score', 'lag'), 1, 'the score group is one request behind');
+
+    // A consumer joins the score group and answers nothing (what a hung worker looks like): the
+    // dashboard no longer knows why the request waits, and the watching page says so without a
+    // reload, its row still pending.
+    assert.equal(await control('join-silently score'), 'joined');
+    await watcher.waitForFunction(
+      (id) => {
+        const row = document.getElementById(`req-${id}`);
+        return row && row.dataset.status === 'pending' && !row.querySelector('.waiting-because');
+      },
+      waitingId,
+      { timeout: REPLY_TIMEOUT },
+    );
+    assert.equal(watcherLoads.loads, 0, 'the watching page reloaded');
+    await watcher.locator('#broker-banner.ok').waitFor({ timeout: REPLY_TIMEOUT });
+    await watcher.close();
     await page.close();
 
     const phone = await newContext(PHONE);
     const small = await phone.newPage();
     await small.goto('/system');
+    assert.equal(await small.locator('section.worker-group[data-kind="score"]').getAttribute('data-members'), '1', 'the silent member, on a phone');
+    assert.equal(await small.locator('section.worker-group[data-kind="invoice"] .waiting-because').count(), 0);
     await assertNoHorizontalOverflow(small, 'the system page on a phone');
     await shot(small, 'phone-system.png');
     await phone.close();

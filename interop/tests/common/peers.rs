@@ -260,6 +260,20 @@ impl ForeignResponder {
             );
             assert!(numbers.insert(reply["number"].as_u64().unwrap()), "{state}");
         }
+        // The journey of a reply without our workers' worker-* headers: the hops the dashboard
+        // can show, and a note on why the worker's are missing.
+        let page = dashboard
+            .get_text(http, &format!("/requests/{}", invoice_ids[0]))
+            .await;
+        assert!(
+            page.contains("The reply carries no worker-* headers"),
+            "{page}"
+        );
+        assert!(
+            !page.contains(r#"data-hop="picked up by a worker""#),
+            "{page}"
+        );
+        assert!(page.contains(r#"data-hop="reply appended""#), "{page}");
         for (i, id) in score_ids.iter().enumerate() {
             let state = wait_api(http, dashboard, id).await;
             assert_eq!(state["status"], "completed", "{state}");
