@@ -4,8 +4,10 @@
 use anyhow::{Context, Result};
 use dashboard::api::{RequestState, Status};
 use futures::StreamExt;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use request_reply::config::KafkaSettings;
@@ -405,6 +407,21 @@ pub async fn catch_up(
 /// What the log holds for one topic: correlation ID → the Kafka timestamps (ms) of its messages.
 pub type LogIndex = HashMap<String, Vec<i64>>;
 
+/// The verifier's client context: a partition's end is how the verifier knows it has read a
+/// partition (`enable.partition.eof`), which librdkafka also reports as a global error; only
+/// real errors are logged.
+struct Verifier;
+
+impl ClientContext for Verifier {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            eprintln!("chaos: the log verifier's Kafka client: {error} ({reason})");
+        }
+    }
+}
+
+impl ConsumerContext for Verifier {}
+
 /// Reads `topics` from the beginning to their current end, outside any consumer group, as a
 /// requester does: committed messages only (librdkafka's default `isolation.level`).
 pub async fn read_log(bootstrap: &str, topics: Vec<String>, timeout: Duration) -> Result<LogIndex> {
@@ -414,7 +431,9 @@ pub async fn read_log(bootstrap: &str, topics: Vec<String>, timeout: Duration) -
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config.create().context("cannot create the verifier")?;
+        let consumer: BaseConsumer<Verifier> = config
+            .create_with_context(Verifier)
+            .context("cannot create the verifier")?;
         let deadline = Instant::now() + timeout;
         let mut index = LogIndex::new();
         for topic in &topics {
@@ -431,7 +450,7 @@ pub async fn read_log(bootstrap: &str, topics: Vec<String>, timeout: Duration) -
 /// against the high watermark alone never ends on a topic written in transactions, whose
 /// commit markers take offsets but are not delivered.
 fn read_topic(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<Verifier>,
     topic: &str,
     deadline: Instant,
     index: &mut LogIndex,
