@@ -226,11 +226,58 @@ impl Stalls {
     }
 }
 
+/// The offsets below which a partition's requests are known to be answered: the group's committed
+/// offsets, as last looked up. librdkafka moves a consumer below them on its own in one case: a
+/// broker that calls the consumer's offset out of range makes it reset to `auto.offset.reset`,
+/// the beginning, even when that broker is a stale leader just resumed from a freeze, which has
+/// not seen the offset yet. A reader that meets a message below the floor goes back up to it
+/// instead of answering the partition's whole history again.
+#[derive(Clone, Debug, Default)]
+pub struct Floors {
+    floors: HashMap<PartitionKey, i64>,
+}
+
+impl Floors {
+    /// Records that the group has committed `offset` for `key`. Floors only rise: an older
+    /// look-up answered late never lowers one.
+    pub fn committed(&mut self, key: PartitionKey, offset: i64) {
+        let floor = self.floors.entry(key).or_insert(offset);
+        *floor = (*floor).max(offset);
+    }
+
+    /// Where a reader that has just read `offset` of `key` must go instead, if that message is
+    /// below what the group has committed: the floor.
+    pub fn below(&self, key: &PartitionKey, offset: i64) -> Option<i64> {
+        self.floors
+            .get(key)
+            .copied()
+            .filter(|floor| offset < *floor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const STALL: Duration = Duration::from_secs(3);
+
+    #[test]
+    fn a_message_below_the_committed_offset_sends_the_reader_back_up() {
+        let mut floors = Floors::default();
+        assert_eq!(floors.below(&key(2), 0), None, "nothing known: handled");
+        floors.committed(key(2), 543);
+        assert_eq!(
+            floors.below(&key(2), 0),
+            Some(543),
+            "reset to the beginning"
+        );
+        assert_eq!(floors.below(&key(2), 542), Some(543));
+        assert_eq!(floors.below(&key(2), 543), None, "the next request");
+        assert_eq!(floors.below(&key(2), 600), None);
+        assert_eq!(floors.below(&key(1), 0), None, "another partition");
+        floors.committed(key(2), 500);
+        assert_eq!(floors.below(&key(2), 520), Some(543), "floors never sink");
+    }
 
     fn key(partition: i32) -> PartitionKey {
         ("replies".to_owned(), partition)

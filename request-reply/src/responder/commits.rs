@@ -89,6 +89,19 @@ impl Commits {
         }
     }
 
+    /// The consumer read a request below what the group has committed and was sent back up to
+    /// it (librdkafka had reset a partition; see [`crate::watchdog::Floors`]): the open
+    /// transaction may hold requests the consumer will now read again, so it is abandoned and
+    /// its partitions sent back to the committed offsets. At-least-once answers them again,
+    /// which the requesters absorb.
+    pub(super) async fn consumer_went_back(&mut self, consumer: &StreamConsumer<WorkerContext>) {
+        if let Commits::Transactions(replies) = self {
+            replies
+                .partitions_moved(consumer, &std::collections::HashSet::new())
+                .await;
+        }
+    }
+
     /// `consumer` is about to be replaced: its group membership, and with it the open
     /// transaction's claim to its offsets, ends.
     pub(super) async fn consumer_replaced(&mut self, consumer: &StreamConsumer<WorkerContext>) {

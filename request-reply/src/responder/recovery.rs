@@ -9,7 +9,7 @@
 use crate::headers;
 use crate::kafka::Outgoing;
 use crate::offsets::consumer_positions;
-use crate::watchdog::{PartitionKey, Remedy, Stall, Stalls, is_undecodable, remedy};
+use crate::watchdog::{Floors, PartitionKey, Remedy, Stall, Stalls, is_undecodable, remedy};
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -72,6 +72,9 @@ pub(crate) struct ConsumerWatch {
     undecodable: bool,
     /// The worker stopped reading at its in-flight limit since the last look-up was judged.
     held_back: bool,
+    /// What the group has committed, below which nothing is answered again; `None` when the
+    /// worker was asked to answer its requests again from the beginning (`--reset`).
+    floors: Option<Floors>,
     recoveries: Counter,
 }
 
@@ -97,7 +100,10 @@ pub(crate) enum Tick {
 #[derive(Debug)]
 pub(crate) struct Lookup {
     ends: HashMap<PartitionKey, i64>,
+    /// Where each partition looked up starts: the group's committed offset, or its log start.
     starts: HashMap<PartitionKey, i64>,
+    /// The group's committed offsets, where it has one.
+    committed: HashMap<PartitionKey, i64>,
 }
 
 /// Bound on each look-up; an unanswered one means the brokers do not answer, and then nothing
@@ -112,6 +118,7 @@ impl ConsumerWatch {
     pub(crate) fn new(
         probe_config: ClientConfig,
         request_topic: String,
+        replaying: bool,
         recoveries: Counter,
     ) -> KafkaResult<Self> {
         Ok(ConsumerWatch {
@@ -124,8 +131,48 @@ impl ConsumerWatch {
             next_lookup: tokio::time::Instant::now() + crate::watchdog::CHECK_INTERVAL,
             undecodable: false,
             held_back: false,
+            floors: (!replaying).then(Floors::default),
             recoveries,
         })
+    }
+
+    /// Whether the request at `offset` of `key`, just read, is below what the group has
+    /// committed (see [`Floors`]); then the consumer is sent back up to the committed offset
+    /// and the request is not answered again.
+    pub(crate) fn below_committed<C: ConsumerContext>(
+        &mut self,
+        consumer: &impl Consumer<C>,
+        key: &PartitionKey,
+        offset: i64,
+    ) -> bool {
+        let Some(known) = self
+            .floors
+            .as_ref()
+            .and_then(|floors| floors.below(key, offset))
+        else {
+            return false;
+        };
+        let (topic, partition) = key;
+        // The floor can lag the group's commits by a look-up interval: asked again now, so
+        // that nothing committed since is answered twice.
+        let floor = self
+            .committed_now(key)
+            .map_or(known, |committed| committed.max(known));
+        tracing::warn!(
+            topic,
+            partition,
+            offset,
+            committed = floor,
+            "read a request the group has committed past (librdkafka reset the partition); \
+             going back to the committed offset"
+        );
+        // Asynchronous, like every seek here: what was fetched before it is discarded, and
+        // anything below the floor that still comes is caught here again.
+        if let Err(error) = consumer.seek(topic, *partition, Offset::Offset(floor), Duration::ZERO)
+        {
+            tracing::warn!(%error, topic, partition, "seek failed");
+        }
+        true
     }
 
     /// Records a consumer error.
@@ -193,6 +240,26 @@ impl ConsumerWatch {
         }
     }
 
+    /// The group's committed offset of `key` now, if the probe can tell within the look-up
+    /// bound. Blocks: on a multi-threaded runtime it lets the other tasks move meanwhile.
+    fn committed_now(&self, key: &PartitionKey) -> Option<i64> {
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition(&key.0, key.1);
+        let look_up = || self.probe.committed_offsets(list, LOOKUP_TIMEOUT);
+        let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        let committed = if multi_threaded {
+            tokio::task::block_in_place(look_up)
+        } else {
+            look_up()
+        };
+        match committed.ok()?.find_partition(&key.0, key.1)?.offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        }
+    }
+
     /// Starts a look-up for the partitions the consumer owns now.
     pub(crate) fn start_lookup<C: ConsumerContext>(&mut self, consumer: &impl Consumer<C>) {
         let assigned: Vec<PartitionKey> = match consumer.assignment() {
@@ -212,10 +279,16 @@ impl ConsumerWatch {
             .filter(|key| !watched.contains_key(*key))
             .cloned()
             .collect();
+        // The floors need the group's committed offsets of every assigned partition.
+        let committed_of = if self.floors.is_some() {
+            assigned.clone()
+        } else {
+            unknown
+        };
         let probe = Arc::clone(&self.probe);
         let request_topic = self.request_topic.clone();
         self.lookup = Some(tokio::task::spawn_blocking(move || {
-            look_up(&probe, &request_topic, &assigned, &unknown)
+            look_up(&probe, &request_topic, &assigned, &committed_of)
         }));
     }
 
@@ -233,8 +306,16 @@ impl ConsumerWatch {
             }
             return Vec::new();
         }
+        let watched = self.stalls.positions();
         for (key, start) in lookup.starts {
-            self.stalls.watch(key, start);
+            if !watched.contains_key(&key) {
+                self.stalls.watch(key, start);
+            }
+        }
+        if let Some(floors) = self.floors.as_mut() {
+            for (key, offset) in lookup.committed {
+                floors.committed(key, offset);
+            }
         }
         for (key, position) in consumer_positions(consumer) {
             self.stalls.passed(&key, position);
@@ -293,14 +374,14 @@ pub(crate) fn undecodable_dead_letter(dead_letter_topic: &str, skipped: &Stall) 
 }
 
 /// High watermarks of `assigned`, and the committed offsets (or the low watermark, where the
-/// group has none) of `unknown`; nothing when a look-up fails or no broker answers for
+/// group has none) of `committed_of`; nothing when a look-up fails or no broker answers for
 /// `request_topic` (asked even when nothing is assigned: a consumer without partitions may be
 /// one that lost its group, and the worker must know whether the brokers answer).
 fn look_up(
     probe: &BaseConsumer,
     request_topic: &str,
     assigned: &[PartitionKey],
-    unknown: &[PartitionKey],
+    committed_of: &[PartitionKey],
 ) -> Option<Lookup> {
     probe
         .fetch_metadata(Some(request_topic), LOOKUP_TIMEOUT)
@@ -317,9 +398,10 @@ fn look_up(
         lows.insert((topic.clone(), *partition), low);
     }
     let mut starts = HashMap::new();
-    if !unknown.is_empty() {
+    let mut committed_offsets = HashMap::new();
+    if !committed_of.is_empty() {
         let mut list = rdkafka::TopicPartitionList::new();
-        for (topic, partition) in unknown {
+        for (topic, partition) in committed_of {
             list.add_partition(topic, *partition);
         }
         let committed = probe
@@ -329,13 +411,20 @@ fn look_up(
         for element in committed.elements() {
             let key = (element.topic().to_owned(), element.partition());
             let start = match element.offset() {
-                Offset::Offset(offset) => offset,
+                Offset::Offset(offset) => {
+                    committed_offsets.insert(key.clone(), offset);
+                    offset
+                }
                 _ => lows.get(&key).copied().unwrap_or(0),
             };
             starts.insert(key, start);
         }
     }
-    Some(Lookup { ends, starts })
+    Some(Lookup {
+        ends,
+        starts,
+        committed: committed_offsets,
+    })
 }
 
 #[cfg(test)]
@@ -378,7 +467,8 @@ mod tests {
     fn a_partition_sent_back_is_expected_where_it_was_sent_back() {
         let mut probe = ClientConfig::new();
         probe.set("bootstrap.servers", "127.0.0.1:9");
-        let mut watch = ConsumerWatch::new(probe, "requests".into(), Counter::default()).unwrap();
+        let mut watch =
+            ConsumerWatch::new(probe, "requests".into(), false, Counter::default()).unwrap();
         let key: PartitionKey = ("requests".into(), 5);
         watch.stalls.watch(key.clone(), 240);
         for offset in 240..253 {

@@ -132,6 +132,7 @@ pub async fn run_with_metrics<S: Service>(
     let mut watch = ConsumerWatch::new(
         probe_config,
         routing.request_topic.clone(),
+        config.reset,
         metrics.consumer_recoveries.clone(),
     )
     .map_err(client_error("consumer"))?;
@@ -310,7 +311,13 @@ pub async fn run_with_metrics<S: Service>(
                     }
                 }
                 Ok(message) => {
-                    watch.read(&(message.topic().to_owned(), message.partition()), message.offset());
+                    let key = (message.topic().to_owned(), message.partition());
+                    if watch.below_committed(&consumer, &key, message.offset()) {
+                        drop(message);
+                        commits.consumer_went_back(&consumer).await;
+                        continue;
+                    }
+                    watch.read(&key, message.offset());
                     let inbound = Inbound::from_message(&message);
                     drop(message);
                     // Partitions revoked while this message was polled: the transaction that
