@@ -75,6 +75,8 @@ pub(crate) struct ConsumerWatch {
     /// What the group has committed, below which nothing is answered again; `None` when the
     /// worker was asked to answer its requests again from the beginning (`--reset`).
     floors: Option<Floors>,
+    /// Partitions sent back up to their committed offset, and where to.
+    sent_back: HashMap<PartitionKey, i64>,
     recoveries: Counter,
 }
 
@@ -84,6 +86,18 @@ impl std::fmt::Debug for ConsumerWatch {
             .field("stalls", &self.stalls)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a request just read lies below what the group has committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Below {
+    /// No: answer it.
+    No,
+    /// Yes, the first of its partition: the consumer was just sent back up to the committed
+    /// offset (exactly-once abandons its open transaction then).
+    SentBack,
+    /// Yes, fetched before the consumer was sent back: pass over it.
+    AlreadySentBack,
 }
 
 /// What the watch has to say to the worker's loop.
@@ -132,25 +146,32 @@ impl ConsumerWatch {
             undecodable: false,
             held_back: false,
             floors: (!replaying).then(Floors::default),
+            sent_back: HashMap::new(),
             recoveries,
         })
     }
 
     /// Whether the request at `offset` of `key`, just read, is below what the group has
-    /// committed (see [`Floors`]); then the consumer is sent back up to the committed offset
-    /// and the request is not answered again.
+    /// committed (see [`Floors`]), and so must not be answered again. The first such request
+    /// sends the consumer back up to the committed offset ([`Below::SentBack`]); the ones
+    /// fetched before that are only passed over ([`Below::AlreadySentBack`]).
     pub(crate) fn below_committed<C: ConsumerContext>(
         &mut self,
         consumer: &impl Consumer<C>,
         key: &PartitionKey,
         offset: i64,
-    ) -> bool {
-        let Some(known) = self
-            .floors
-            .as_ref()
-            .and_then(|floors| floors.below(key, offset))
-        else {
-            return false;
+    ) -> Below {
+        let Some(floors) = self.floors.as_ref() else {
+            return Below::No;
+        };
+        if let Some(&sent_to) = self.sent_back.get(key) {
+            if offset < sent_to {
+                return Below::AlreadySentBack;
+            }
+            self.sent_back.remove(key);
+        }
+        let Some(known) = floors.below(key, offset) else {
+            return Below::No;
         };
         let (topic, partition) = key;
         // The floor can lag the group's commits by a look-up interval: asked again now, so
@@ -172,7 +193,8 @@ impl ConsumerWatch {
         {
             tracing::warn!(%error, topic, partition, "seek failed");
         }
-        true
+        self.sent_back.insert(key.clone(), floor);
+        Below::SentBack
     }
 
     /// Records a consumer error.

@@ -9,7 +9,7 @@ use super::order::KeyOrder;
 use super::pipeline::{Finished, Output, Pipeline};
 use super::progress::Progress;
 use super::rebalance::WorkerContext;
-use super::recovery::{ConsumerWatch, Tick, undecodable_dead_letter};
+use super::recovery::{Below, ConsumerWatch, Tick, undecodable_dead_letter};
 use super::routing::Routing;
 use super::transaction::Rewind;
 use super::transactional::TransactionalReplies;
@@ -312,10 +312,14 @@ pub async fn run_with_metrics<S: Service>(
                 }
                 Ok(message) => {
                     let key = (message.topic().to_owned(), message.partition());
-                    if watch.below_committed(&consumer, &key, message.offset()) {
-                        drop(message);
-                        commits.consumer_went_back(&consumer).await;
-                        continue;
+                    match watch.below_committed(&consumer, &key, message.offset()) {
+                        Below::No => {}
+                        Below::SentBack => {
+                            drop(message);
+                            commits.consumer_went_back(&consumer).await;
+                            continue;
+                        }
+                        Below::AlreadySentBack => continue,
                     }
                     watch.read(&key, message.offset());
                     let inbound = Inbound::from_message(&message);
