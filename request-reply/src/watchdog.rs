@@ -245,6 +245,18 @@ impl Floors {
         *floor = (*floor).max(offset);
     }
 
+    /// Records the group's committed `offset` of `key` as its floor where the partition's log
+    /// reaches it (`end`, its high watermark). A committed offset past the end means the broker
+    /// lost records the group had read (an unclean leader election): what is there now was
+    /// written since and must be answered, so the partition has no floor.
+    pub fn committed_within(&mut self, key: PartitionKey, offset: i64, end: i64) {
+        if offset <= end {
+            self.committed(key, offset);
+        } else {
+            self.floors.remove(&key);
+        }
+    }
+
     /// Where a reader that has just read `offset` of `key` must go instead, if that message is
     /// below what the group has committed: the floor.
     pub fn below(&self, key: &PartitionKey, offset: i64) -> Option<i64> {
@@ -277,6 +289,18 @@ mod tests {
         assert_eq!(floors.below(&key(1), 0), None, "another partition");
         floors.committed(key(2), 500);
         assert_eq!(floors.below(&key(2), 520), Some(543), "floors never sink");
+    }
+
+    #[test]
+    fn a_committed_offset_past_the_log_end_is_no_floor() {
+        let mut floors = Floors::default();
+        floors.committed_within(key(0), 40, 40);
+        assert_eq!(floors.below(&key(0), 3), Some(40), "the log reaches it");
+        // The broker lost records the group had read: what is there now is new.
+        floors.committed_within(key(0), 40, 12);
+        assert_eq!(floors.below(&key(0), 3), None);
+        floors.committed_within(key(0), 40, 41);
+        assert_eq!(floors.below(&key(0), 3), Some(40), "reached again");
     }
 
     fn key(partition: i32) -> PartitionKey {

@@ -336,7 +336,21 @@ impl ConsumerWatch {
         }
         if let Some(floors) = self.floors.as_mut() {
             for (key, offset) in lookup.committed {
-                floors.committed(key, offset);
+                let Some(&end) = lookup.ends.get(&key) else {
+                    continue;
+                };
+                if offset > end {
+                    tracing::warn!(
+                        topic = key.0,
+                        partition = key.1,
+                        committed = offset,
+                        end,
+                        "the group's committed offset is past the partition's end (records lost \
+                         on the broker?): answering what the partition holds now"
+                    );
+                    self.sent_back.remove(&key);
+                }
+                floors.committed_within(key, offset, end);
             }
         }
         for (key, position) in consumer_positions(consumer) {
