@@ -5,6 +5,20 @@ use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::time::{Duration, Instant};
 
+/// Runs a blocking broker look-up from async code: on a multi-threaded runtime it lets the
+/// runtime move its other tasks to other threads meanwhile (`block_in_place`); on any other
+/// thread it simply blocks.
+pub(crate) fn blocking_lookup<T>(look_up: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+        runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    });
+    if multi_threaded {
+        tokio::task::block_in_place(look_up)
+    } else {
+        look_up()
+    }
+}
+
 /// The next offset to read, per topic and partition.
 pub type Positions = std::collections::HashMap<(String, i32), i64>;
 

@@ -8,7 +8,7 @@
 
 use crate::headers;
 use crate::kafka::Outgoing;
-use crate::offsets::consumer_positions;
+use crate::offsets::{blocking_lookup, consumer_positions};
 use crate::watchdog::{Floors, PartitionKey, Remedy, Stall, Stalls, is_undecodable, remedy};
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientConfig;
@@ -263,19 +263,11 @@ impl ConsumerWatch {
     }
 
     /// The group's committed offset of `key` now, if the probe can tell within the look-up
-    /// bound. Blocks: on a multi-threaded runtime it lets the other tasks move meanwhile.
+    /// bound (see [`blocking_lookup`]).
     fn committed_now(&self, key: &PartitionKey) -> Option<i64> {
         let mut list = rdkafka::TopicPartitionList::new();
         list.add_partition(&key.0, key.1);
-        let look_up = || self.probe.committed_offsets(list, LOOKUP_TIMEOUT);
-        let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
-            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        });
-        let committed = if multi_threaded {
-            tokio::task::block_in_place(look_up)
-        } else {
-            look_up()
-        };
+        let committed = blocking_lookup(|| self.probe.committed_offsets(list, LOOKUP_TIMEOUT));
         match committed.ok()?.find_partition(&key.0, key.1)?.offset() {
             Offset::Offset(offset) => Some(offset),
             _ => None,

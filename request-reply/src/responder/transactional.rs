@@ -14,6 +14,7 @@ use super::routing::Routing;
 use super::transaction::{Rewind, TransactionPolicy, Transactions};
 use crate::kafka::Outgoing;
 use crate::metrics::WorkerMetrics;
+use crate::offsets::blocking_lookup;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -413,8 +414,7 @@ fn retriable(error: &KafkaError, deadline: Instant) -> bool {
 /// `rewinds` with each offset replaced by the one the consumer's group has committed for the
 /// partition, where it has one (a lookup that fails keeps this worker's own). A consumer that
 /// reads committed messages asks for stable offsets, so the lookup waits for a transaction still
-/// being settled. Blocks for the lookup: on a multi-threaded runtime it lets the other tasks
-/// move to other threads meanwhile.
+/// being settled. Blocks for the lookup (see [`blocking_lookup`]).
 fn committed_positions(
     consumer: &StreamConsumer<WorkerContext>,
     mut rewinds: Vec<Rewind>,
@@ -423,15 +423,7 @@ fn committed_positions(
     for rewind in &rewinds {
         partitions.add_partition(&rewind.topic, rewind.partition);
     }
-    let look_up = || consumer.committed_offsets(partitions, INIT_TIMEOUT);
-    let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
-        runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-    });
-    let committed = if multi_threaded {
-        tokio::task::block_in_place(look_up)
-    } else {
-        look_up()
-    };
+    let committed = blocking_lookup(|| consumer.committed_offsets(partitions, INIT_TIMEOUT));
     match committed {
         Ok(committed) => {
             for rewind in &mut rewinds {
