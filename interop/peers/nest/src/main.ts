@@ -8,6 +8,16 @@
 //     {"customer", "error"}); logs go to stderr. Exits 0 only if every valid call completed with
 //     the reply for its own customer and every invalid one failed with `invalid_request`.
 //
+//   node dist/main.js load --brokers HOST:PORT --topic REQUEST_TOPIC --kind invoice|score
+//                          --concurrency N --warmup-s W --duration-s D [--timeout-ms 10000]
+//     Closed-loop load for comparing request/reply stacks on one broker (scripts/bench.d/versus):
+//     N ClientKafka.send() calls in flight, each completion starting the next, W seconds
+//     unmeasured, then D seconds measured. Requests are the contract's valid ones for 1000
+//     customers in turn, keyed by customer. Prints `window start` and `window end` on stderr as
+//     the measured window opens and closes, and one JSON line on stdout at the end:
+//     {round_trips, seconds, per_second, p50_ms, p99_ms, p999_ms, errors, timeouts, cpu_ms}.
+//     No --linger-ms other than 0: KafkaJS does not linger, every send() is a produce request.
+//
 //   node dist/main.js responder --brokers HOST:PORT [--prefix TOPIC_PREFIX] [--group GROUP]
 //     A NestJS microservice whose @MessagePattern handlers answer `<prefix>generate-invoice` and
 //     `<prefix>calculate-score` in the project's reply contract ({"schema_version":1,"ok":...}).
@@ -31,7 +41,8 @@ import {
 } from '@nestjs/microservices';
 import kafkajs from 'kafkajs';
 import { randomUUID } from 'node:crypto';
-import { lastValueFrom, timeout } from 'rxjs';
+import { performance } from 'node:perf_hooks';
+import { firstValueFrom, lastValueFrom, timeout, TimeoutError } from 'rxjs';
 
 const { logLevel, Partitioners } = kafkajs;
 
@@ -192,6 +203,135 @@ async function runClient(args: Args): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// load: ClientKafka.send() in a closed loop, measured
+
+/** Distinct customers, hence keys, the calls take in turn. */
+const LOAD_CUSTOMERS = 1000;
+
+/** A required integer argument of at least `minimum`. */
+function atLeast(args: Args, name: string, minimum: number): number {
+  required(args, name);
+  const value = integer(args, name, minimum);
+  if (value < minimum) {
+    throw new Error(`--${name} must be at least ${minimum}`);
+  }
+  return value;
+}
+
+/** Resolves at `time` (a performance.now() value). */
+function until(time: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, time - performance.now())));
+}
+
+/** Nearest rank: the smallest latency that a fraction q of all of them do not exceed. */
+function percentile(sorted: Float64Array, q: number): number {
+  return sorted.length === 0 ? 0 : sorted[Math.max(Math.ceil(q * sorted.length), 1) - 1];
+}
+
+async function runLoad(args: Args): Promise<number> {
+  const brokers = required(args, 'brokers');
+  const topic = required(args, 'topic');
+  const kind = required(args, 'kind');
+  if (kind !== 'invoice' && kind !== 'score') {
+    throw new Error('--kind must be invoice or score');
+  }
+  const concurrency = atLeast(args, 'concurrency', 1);
+  const warmupMs = atLeast(args, 'warmup-s', 0) * 1000;
+  const durationMs = atLeast(args, 'duration-s', 1) * 1000;
+  const timeoutMs = integer(args, 'timeout-ms', 10000);
+  if (integer(args, 'linger-ms', 0) !== 0) {
+    throw new Error('--linger-ms: KafkaJS has no linger, each send() is a produce request of its own (linger 0)');
+  }
+  const run = randomUUID().slice(0, 8);
+  const client = new ClientKafka({
+    client: kafkaClientOptions(brokers, `nest-load-${run}`),
+    consumer: { groupId: `nest-load-${run}` },
+    // As in the client mode: no reply slips past the consumer before its first fetch.
+    subscribe: { fromBeginning: true },
+    producer: { createPartitioner: Partitioners.DefaultPartitioner },
+  });
+  client.subscribeToResponseOf(topic);
+  // Returns once the reply consumer has joined its group: send() needs its reply partition.
+  await client.connect();
+
+  const requests = calls(kind, LOAD_CUSTOMERS, 0);
+  const from = performance.now() + warmupMs;
+  const to = from + durationMs;
+  // Calls started in the window give the latencies (successes only), errors and timeouts;
+  // successes completed in the window give the throughput.
+  const latencies: number[] = [];
+  let completed = 0;
+  let errors = 0;
+  let timeouts = 0;
+  let firstError: string | undefined;
+  let next = 0;
+
+  const loop = async () => {
+    for (let started = performance.now(); started < to; started = performance.now()) {
+      const call = requests[next];
+      next = (next + 1) % requests.length;
+      let failure: unknown = null;
+      try {
+        const message = { key: call.customer, value: call.request };
+        const reply = await firstValueFrom(client.send(topic, message).pipe(timeout(timeoutMs)));
+        if (typeof reply?.ok !== 'object' || reply.ok === null) {
+          failure = new Error(`not a success reply of the contract: ${JSON.stringify(reply)}`);
+        }
+      } catch (error) {
+        // An error reply of the contract arrives as its parsed `kafka_nest-err`.
+        failure = error ?? new Error('failed without a reason');
+      }
+      const finished = performance.now();
+      if (failure === null && finished >= from && finished < to) {
+        completed++;
+      }
+      if (started < from) {
+        continue;
+      }
+      if (failure === null) {
+        latencies.push(finished - started);
+      } else if (failure instanceof TimeoutError) {
+        timeouts++;
+      } else {
+        errors++;
+        firstError ??= failure instanceof Error ? String(failure) : JSON.stringify(failure);
+      }
+    }
+  };
+  const loops = Array.from({ length: concurrency }, () => loop());
+  const cpu = await until(from).then(async () => {
+    const atStart = process.cpuUsage();
+    process.stderr.write('window start\n');
+    await until(to);
+    const used = process.cpuUsage(atStart);
+    process.stderr.write('window end\n');
+    return used;
+  });
+  await Promise.all(loops);
+  await client.close();
+
+  const sorted = Float64Array.from(latencies).sort();
+  const seconds = durationMs / 1000;
+  console.log(
+    JSON.stringify({
+      round_trips: completed,
+      seconds,
+      per_second: completed / seconds,
+      p50_ms: percentile(sorted, 0.5),
+      p99_ms: percentile(sorted, 0.99),
+      p999_ms: percentile(sorted, 0.999),
+      errors,
+      timeouts,
+      cpu_ms: (cpu.user + cpu.system) / 1000,
+    }),
+  );
+  if (firstError !== undefined) {
+    process.stderr.write(`first error: ${firstError}\n`);
+  }
+  return latencies.length > 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
 // responder: @MessagePattern handlers
 
 interface LineItem {
@@ -306,10 +446,12 @@ async function main() {
   const args = parseArgs(rest);
   if (mode === 'client') {
     process.exit(await runClient(args));
+  } else if (mode === 'load') {
+    process.exit(await runLoad(args));
   } else if (mode === 'responder') {
     await runResponder(args);
   } else {
-    throw new Error('usage: main.js client|responder --brokers HOST:PORT ... (see the top of src/main.ts)');
+    throw new Error('usage: main.js client|load|responder --brokers HOST:PORT ... (see the top of src/main.ts)');
   }
 }
 

@@ -61,7 +61,7 @@ final class ReplyingClient {
         }
     }
 
-    private record Call(String customer, ObjectNode request, boolean valid, int quantity) {
+    record Call(String customer, ObjectNode request, boolean valid, int quantity) {
     }
 
     private record Pending(Call call, byte[] correlation, RequestReplyFuture<String, String, String> future) {
@@ -197,7 +197,7 @@ final class ReplyingClient {
         return null;
     }
 
-    private static List<Call> calls(String kind, int count, int invalid) {
+    static List<Call> calls(String kind, int count, int invalid) {
         List<Call> calls = new ArrayList<>();
         for (int i = 0; i < count; i++) {
             String customer = "Spring " + kind + " customer " + i;
@@ -227,7 +227,7 @@ final class ReplyingClient {
     }
 
     /** The contract's error reply as an exception, for the template's reply error checker. */
-    private static Exception contractError(String value) {
+    static Exception contractError(String value) {
         JsonNode error = Json.parse(value).path("error");
         if (!error.isObject()) {
             return null;

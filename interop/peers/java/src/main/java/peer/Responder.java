@@ -2,6 +2,7 @@ package peer;
 
 import java.nio.charset.StandardCharsets;
 import java.util.Collection;
+import java.util.HashMap;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 
@@ -49,6 +50,13 @@ import tools.jackson.databind.node.ObjectNode;
  * request, tax 10 % rounded half up; score {@code 100 + floorMod(customer.hashCode(), 9900)};
  * a customer whose name starts with "reject" is refused with {@code invalid_request}.
  * Prints {@code {"ready":true}} once both listeners are assigned their partitions.
+ *
+ * <p>Spring's and Kafka's defaults throughout, unless told otherwise for the benchmark:
+ * {@code --linger-ms} sets the reply producer's {@code linger.ms} (Kafka's default is 5 ms since
+ * 4.0), {@code --auto-commit true} lets the consumer commit offsets in the background
+ * ({@code enable.auto.commit}) instead of the container committing each poll's batch
+ * synchronously. Nothing is logged per request (slf4j-simple at {@code warn}, see
+ * {@link SpringPeer}).
  */
 final class Responder {
 
@@ -68,6 +76,17 @@ final class Responder {
         System.setProperty("peer.bootstrap", args.required("bootstrap"));
         System.setProperty("peer.prefix", prefix);
         System.setProperty("peer.group", args.optional("group", prefix + "spring-responder"));
+        String linger = args.optional("linger-ms", null);
+        if (linger != null) {
+            System.setProperty("peer.linger-ms", String.valueOf(Integer.parseInt(linger)));
+        }
+        String autoCommit = args.optional("auto-commit", null);
+        if (autoCommit != null) {
+            if (!autoCommit.equals("true") && !autoCommit.equals("false")) {
+                throw new IllegalArgumentException("--auto-commit must be true or false");
+            }
+            System.setProperty("peer.auto-commit", autoCommit);
+        }
         AnnotationConfigApplicationContext context = new AnnotationConfigApplicationContext(Config.class);
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -98,20 +117,33 @@ final class Responder {
 
         @Bean
         public ConsumerFactory<String, String> consumerFactory(Environment environment) {
-            return new DefaultKafkaConsumerFactory<>(Map.of(
+            Map<String, Object> config = new HashMap<>(Map.of(
                     ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, environment.getRequiredProperty("peer.bootstrap"),
                     // Requests sent before the group was joined are answered too.
                     ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest",
                     ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class,
                     ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class));
+            String autoCommit = environment.getProperty("peer.auto-commit");
+            if (autoCommit != null) {
+                // Set explicitly, Spring leaves it alone (unset, the container sets it false). When
+                // true the container commits nothing itself, whatever its AckMode (the default
+                // BATCH is fine; only the MANUAL modes are refused with auto-commit).
+                config.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, Boolean.parseBoolean(autoCommit));
+            }
+            return new DefaultKafkaConsumerFactory<>(config);
         }
 
         @Bean
         public ProducerFactory<String, String> producerFactory(Environment environment) {
-            return new DefaultKafkaProducerFactory<>(Map.of(
+            Map<String, Object> config = new HashMap<>(Map.of(
                     ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, environment.getRequiredProperty("peer.bootstrap"),
                     ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class,
                     ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class));
+            String linger = environment.getProperty("peer.linger-ms");
+            if (linger != null) {
+                config.put(ProducerConfig.LINGER_MS_CONFIG, Integer.parseInt(linger));
+            }
+            return new DefaultKafkaProducerFactory<>(config);
         }
 
         @Bean

@@ -4,16 +4,20 @@ import java.util.HashMap;
 import java.util.Map;
 
 /**
- * A Spring Kafka peer for the interop tests, in two modes.
+ * A Spring Kafka peer for the interop tests and the side-by-side benchmark, in three modes.
  *
  * <pre>
  * java -jar target/spring-peer.jar client --bootstrap HOST:PORT --request-topic T --reply-topic R
  *     --kind invoice|score [--reply-partition P] [--count 50] [--invalid 0] [--timeout-ms 5000]
+ * java -jar target/spring-peer.jar load --bootstrap HOST:PORT --request-topic T --reply-topic R
+ *     --kind invoice|score --concurrency N --warmup-s W --duration-s D [--linger-ms L]
+ *     [--timeout-ms 10000]
  * java -jar target/spring-peer.jar responder --bootstrap HOST:PORT [--prefix TOPIC_PREFIX]
- *     [--group GROUP]
+ *     [--group GROUP] [--linger-ms L] [--auto-commit true|false]
  * </pre>
  *
  * <p>{@code client}: a {@code ReplyingKafkaTemplate} (see {@link ReplyingClient}).
+ * {@code load}: the same template driven closed-loop, measured (see {@link LoadClient}).
  * {@code responder}: {@code @KafkaListener} + {@code @SendTo} handlers (see {@link Responder}).
  * Results go to stdout as one JSON object per line; logs go to stderr.
  */
@@ -34,13 +38,14 @@ public final class SpringPeer {
         Args args = Args.parse(argv);
         switch (argv[0]) {
             case "client" -> System.exit(ReplyingClient.run(args));
+            case "load" -> System.exit(LoadClient.run(args));
             case "responder" -> Responder.run(args);
             default -> usage();
         }
     }
 
     private static void usage() {
-        System.err.println("usage: spring-peer client|responder --bootstrap HOST:PORT ... "
+        System.err.println("usage: spring-peer client|load|responder --bootstrap HOST:PORT ... "
                 + "(see peer.SpringPeer)");
         System.exit(2);
     }
