@@ -108,6 +108,25 @@ function kafkaClientOptions(brokers: string, clientId: string) {
 // ---------------------------------------------------------------------------------------------
 // client: ClientKafka.send()
 
+/**
+ * A ClientKafka for `topic`, connected, under a fresh `<name>-<run>` client id and group. Its
+ * reply topic is read from the beginning: a reply that lands before the consumer's first fetch
+ * has resolved "latest" would otherwise be skipped. Returns once the reply consumer has joined
+ * its group: send() needs its reply partition.
+ */
+async function connectedClient(brokers: string, topic: string, name: string): Promise<ClientKafka> {
+  const run = randomUUID().slice(0, 8);
+  const client = new ClientKafka({
+    client: kafkaClientOptions(brokers, `${name}-${run}`),
+    consumer: { groupId: `${name}-${run}` },
+    subscribe: { fromBeginning: true },
+    producer: { createPartitioner: Partitioners.DefaultPartitioner },
+  });
+  client.subscribeToResponseOf(topic);
+  await client.connect();
+  return client;
+}
+
 type Kind = 'invoice' | 'score';
 
 interface Call {
@@ -167,17 +186,7 @@ async function runClient(args: Args): Promise<number> {
   const count = integer(args, 'count', 50);
   const invalid = integer(args, 'invalid', 0);
   const timeoutMs = integer(args, 'timeout-ms', 30000);
-  const run = randomUUID().slice(0, 8);
-  const client = new ClientKafka({
-    client: kafkaClientOptions(brokers, `nest-peer-${run}`),
-    consumer: { groupId: `nest-peer-${run}` },
-    // The reply topic is read from its beginning: a reply that lands before the consumer's
-    // first fetch has resolved "latest" would otherwise be skipped.
-    subscribe: { fromBeginning: true },
-    producer: { createPartitioner: Partitioners.DefaultPartitioner },
-  });
-  client.subscribeToResponseOf(topic);
-  await client.connect();
+  const client = await connectedClient(brokers, topic, 'nest-peer');
 
   const pending = calls(kind, count, invalid).map(async (call) => {
     try {
@@ -242,17 +251,7 @@ async function runLoad(args: Args): Promise<number> {
   if (integer(args, 'linger-ms', 0) !== 0) {
     throw new Error('--linger-ms: KafkaJS has no linger, each send() is a produce request of its own (linger 0)');
   }
-  const run = randomUUID().slice(0, 8);
-  const client = new ClientKafka({
-    client: kafkaClientOptions(brokers, `nest-load-${run}`),
-    consumer: { groupId: `nest-load-${run}` },
-    // As in the client mode: no reply slips past the consumer before its first fetch.
-    subscribe: { fromBeginning: true },
-    producer: { createPartitioner: Partitioners.DefaultPartitioner },
-  });
-  client.subscribeToResponseOf(topic);
-  // Returns once the reply consumer has joined its group: send() needs its reply partition.
-  await client.connect();
+  const client = await connectedClient(brokers, topic, 'nest-load');
 
   const requests = calls(kind, LOAD_CUSTOMERS, 0);
   const from = performance.now() + warmupMs;
