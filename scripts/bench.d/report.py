@@ -3,7 +3,11 @@
 target, ratio, verdict. Targets are those of the performance issue; a miss is marked MISSED."""
 
 import json
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import side_by_side  # noqa: E402
 
 
 def main():
@@ -102,6 +106,9 @@ def main():
     else:
         add("Library path, sustained", why("lib_sustained"), ">= 10,000/s with p99 <= 100 ms", "", "MISSED")
 
+    # Spring Kafka, NestJS and ours on the same broker.
+    side_by_side.targets(rows, add, verdict)
+
     # Exactly-once against at-least-once, the same worker in the same run.
     for in_flight in (1, 256):
         alo, eos = get(f"delivery_alo_{in_flight}"), get(f"delivery_eos_{in_flight}")
@@ -130,6 +137,14 @@ def main():
             f"{http['throughput']:,.0f} round trips/s (slowest second {http['throughput_min_1s']:,}); {lat(http)}{problems(http)}",
             ">= 3,000/s with p99 <= 100 ms", ratio, verdict(ok))
         add("  where the CPU went", cpu(http))
+        same = get("lib_at_http")
+        if same:
+            share = http["throughput"] / same["throughput"] if same["throughput"] else 0
+            add(f"HTTP API against the library path, both {same['concurrency']} in flight",
+                f"HTTP {http['throughput']:,.0f}/s; library {same['throughput']:,.0f}/s (over {same['duration_s']:.0f} s)",
+                ">= half of the library path", f"{share:.2f}x", verdict(share >= 0.5))
+        else:
+            add("HTTP API against the library path", why("lib_at_http"), ">= half of the library path", "", "MISSED")
     else:
         add("HTTP API, sustained", why("http_sustained"), ">= 3,000/s with p99 <= 100 ms", "", "MISSED")
 
@@ -266,6 +281,11 @@ def main():
             shown = [shown[0], chunk, shown[2], shown[3], shown[4]]
             print("| " + " | ".join(c.ljust(w) for c, w in zip(shown, width)) + " |")
     print(line)
+    versus = side_by_side.table(rows)
+    if versus:
+        print()
+        print("Side by side on the same broker (invoice requests, closed loop; scripts/bench.d/versus)")
+        print("\n".join(versus))
     missed = [row[0].strip() for row in table if row[4].startswith("MISSED")]
     print(f"{len(missed)} target(s) MISSED: {'; '.join(missed)}" if missed else "every target met")
 

@@ -21,8 +21,9 @@ use crate::config::{KafkaSettings, TopicSettings};
 use crate::deadline::Deadline;
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::{Outgoing, set_default};
+use crate::producer::AdaptiveProducer;
 use crate::route::Routes;
-use rdkafka::producer::FutureProducer;
+use rdkafka::error::KafkaError;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,7 +44,7 @@ pub struct SentRequest {
 /// Produces correlated requests to the request topics of `R`.
 #[derive(Clone)]
 pub struct Requester<R: Routes> {
-    producer: FutureProducer,
+    producer: AdaptiveProducer,
     routes: R,
 }
 
@@ -65,14 +66,12 @@ impl<R: Routes> Requester<R> {
     ) -> Result<Self, RequestError> {
         let mut config = kafka.producer_config();
         set_default(&mut config, "enable.idempotence", "true");
-        // As for the worker's replies: a request leaves at once (see responder.rs).
-        set_default(&mut config, "linger.ms", "0");
         set_default(
             &mut config,
             "message.timeout.ms",
             &send_timeout.as_millis().to_string(),
         );
-        let producer = config.create().map_err(RequestError::Client)?;
+        let producer = AdaptiveProducer::new(&config).map_err(RequestError::Client)?;
         Ok(Requester { producer, routes })
     }
 
@@ -130,8 +129,11 @@ impl<R: Routes> Requester<R> {
     pub async fn send_outgoing(&self, outgoing: &Outgoing) -> Result<SentRequest, RequestError> {
         let delivery = self
             .producer
-            .send(outgoing.record(), Duration::ZERO)
+            .send_result(outgoing.record())
             .await
+            .map_err(|(error, _)| RequestError::Send(error))?
+            .await
+            .map_err(|_| RequestError::Send(KafkaError::Canceled))?
             .map_err(|(error, _)| RequestError::Send(error))?;
         Ok(SentRequest {
             topic: outgoing.topic.clone(),

@@ -23,7 +23,7 @@ const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
 pub(super) async fn enqueue(producer: &ReplyProducer, outgoing: &Outgoing) -> Queued {
     loop {
         let (generation, current) = producer.current();
-        match current.send_result(outgoing.record()) {
+        match current.send_result(outgoing.record()).await {
             Ok(delivery) => return (generation, Ok(delivery)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 tokio::time::sleep(Duration::from_millis(5)).await;

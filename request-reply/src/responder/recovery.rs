@@ -557,7 +557,11 @@ mod tests {
         let producer = RenewingProducer::new(config, replacements.clone()).unwrap();
         let (generation, current) = producer.current();
         let record = rdkafka::producer::FutureRecord::<(), [u8]>::to("replies").payload(b"x");
-        let failure = match current.send_result(record).map_err(|(error, _)| error) {
+        let failure = match current
+            .send_result(record)
+            .await
+            .map_err(|(error, _)| error)
+        {
             Ok(delivery) => delivery.await.unwrap().unwrap_err().0,
             Err(error) => error,
         };

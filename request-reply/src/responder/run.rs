@@ -160,10 +160,6 @@ pub async fn run_with_metrics<S: Service>(
 
     let mut producer_config = config.kafka.producer_config();
     set_default(&mut producer_config, "enable.idempotence", "true");
-    // A reply leaves at once: with any linger librdkafka waits for its next wake-up (about
-    // 1.2 ms per hop, measured), which quadruples a low-load round trip; batching still happens
-    // under load while earlier produce requests are in flight (scripts/bench, tuning profiles).
-    set_default(&mut producer_config, "linger.ms", "0");
     let (output, mut commits) = match config.delivery {
         Delivery::AtLeastOnce => {
             // How long a reply may wait for its acknowledgement before the producer counts as
@@ -193,6 +189,9 @@ pub async fn run_with_metrics<S: Service>(
                 "retry.backoff.ms",
                 TRANSACTION_RETRY_BACKOFF_MS,
             );
+            // A reply leaves at once (a transaction's replies are committed together anyway:
+            // lingering would only delay each transaction).
+            set_default(&mut producer_config, "linger.ms", "0");
             // Unique per replica: a zombie is fenced by the group's generation (KIP-447), so
             // the id need not survive a restart, and two live replicas never fence each other.
             producer_config.set("transactional.id", &replica);

@@ -7,17 +7,17 @@
 //! the next messages go out on a new producer, and what the old one still held is purged when it
 //! closes (those deliveries fail, and their senders decide whether to send again).
 
+use super::AdaptiveProducer;
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaResult;
-use rdkafka::producer::{FutureProducer, Producer};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// A producer, its generation, and what a replacement is made from.
 pub struct RenewingProducer {
     config: ClientConfig,
-    current: Mutex<(u64, FutureProducer)>,
+    current: Mutex<(u64, AdaptiveProducer)>,
     replacements: Counter,
 }
 
@@ -32,7 +32,7 @@ impl std::fmt::Debug for RenewingProducer {
 impl RenewingProducer {
     /// Creates the first producer from `config`; replacements are counted in `replacements`.
     pub fn new(config: ClientConfig, replacements: Counter) -> KafkaResult<Self> {
-        let producer = config.create()?;
+        let producer = AdaptiveProducer::new(&config)?;
         Ok(RenewingProducer {
             config,
             current: Mutex::new((0, producer)),
@@ -40,14 +40,14 @@ impl RenewingProducer {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, FutureProducer)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, AdaptiveProducer)> {
         self.current
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// The producer now, and its generation (which [`Self::replace`] names).
-    pub fn current(&self) -> (u64, FutureProducer) {
+    pub fn current(&self) -> (u64, AdaptiveProducer) {
         let current = self.lock();
         (current.0, current.1.clone())
     }
@@ -65,7 +65,7 @@ impl RenewingProducer {
         if current.0 != generation {
             return;
         }
-        match self.config.create::<FutureProducer>() {
+        match AdaptiveProducer::new(&self.config) {
             Ok(fresh) => {
                 let stuck = std::mem::replace(&mut current.1, fresh);
                 current.0 += 1;
