@@ -36,3 +36,44 @@ pub struct RequestState {
     /// Why the request failed or timed out.
     pub error: Option<String>,
 }
+
+/// How long a client asked `POST /api/invoices|scores` to wait for the reply before answering,
+/// from a `Prefer` header value (RFC 7240: `Prefer: wait=10`, seconds, maybe among other
+/// preferences); `None` when it asked for no wait or the value is not a number of seconds.
+pub fn preferred_wait(prefer: &str) -> Option<std::time::Duration> {
+    prefer.split([',', ';']).find_map(|preference| {
+        let (name, value) = preference.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("wait") {
+            return None;
+        }
+        let seconds: u64 = value.trim().trim_matches('"').parse().ok()?;
+        Some(std::time::Duration::from_secs(seconds))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preferred_wait;
+    use std::time::Duration;
+
+    #[test]
+    fn the_wait_preference_is_read_in_seconds_among_others() {
+        assert_eq!(preferred_wait("wait=10"), Some(Duration::from_secs(10)));
+        assert_eq!(
+            preferred_wait("respond-async, Wait = \"5\""),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            preferred_wait("handling=lenient; wait=0"),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn no_wait_or_a_bad_one_asks_for_none() {
+        assert_eq!(preferred_wait("respond-async"), None);
+        assert_eq!(preferred_wait("wait=soon"), None);
+        assert_eq!(preferred_wait("wait=-1"), None);
+        assert_eq!(preferred_wait("return=minimal"), None);
+    }
+}

@@ -1,7 +1,7 @@
 //! HTTP routes: the pages, the JSON API, live updates, health checks and static assets.
 
 use crate::AppState;
-use crate::api::{Accepted, RequestState};
+use crate::api::{Accepted, RequestState, Status, preferred_wait};
 use crate::body::{FormBody, JsonBody};
 use crate::error::{ApiError, AppError};
 use crate::forms::{FieldError, InvoiceForm, ScoreForm, parse_json_request};
@@ -28,8 +28,12 @@ use std::time::Duration;
 use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use tracing::Instrument;
 
-/// Longest `wait_ms` the API honours.
+/// Longest `wait_ms` (or `Prefer: wait`) the API honours.
 const MAX_WAIT: Duration = Duration::from_secs(60);
+/// RFC 7240's request header, and the response header that says a preference was honoured.
+const PREFER: header::HeaderName = header::HeaderName::from_static("prefer");
+const PREFERENCE_APPLIED: header::HeaderName =
+    header::HeaderName::from_static("preference-applied");
 
 /// Every route of the dashboard and its handler; [`crate::build_app`] puts the layers around
 /// them.
@@ -247,20 +251,63 @@ async fn read_for_page(
     }
 }
 
+/// Sends the request and answers 202 with where to read its state; or, when the client asked
+/// for a wait (`Prefer: wait=N`, RFC 7240), holds the answer until the reply arrives or N seconds
+/// pass and answers 200 with the request's state once it is settled: request/reply in one call.
 async fn accept<T: Serialize + CustomerKey>(
     state: &AppState,
+    headers: &HeaderMap,
     kind: RequestKind,
     request: &T,
 ) -> Result<Response, ApiError> {
+    let wait = headers
+        .get(PREFER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(preferred_wait)
+        .map(|wait| wait.min(MAX_WAIT));
     let id = submit(state, kind, request).await?;
-    let accepted = Accepted {
-        status_url: format!("/api/requests/{id}"),
-        correlation_id: id,
+    let status_url = format!("/api/requests/{id}");
+    let Some(wait) = wait else {
+        let accepted = Accepted {
+            status_url: status_url.clone(),
+            correlation_id: id,
+        };
+        return Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, status_url)],
+            axum::Json(accepted),
+        )
+            .into_response());
     };
+    let applied = format!("wait={}", wait.as_secs());
+    let record = state
+        .store()
+        .wait_for_reply(&id, wait)
+        .await
+        .ok_or_else(|| unknown_request(&id))?;
+    if record.status == Status::Pending {
+        let accepted = Accepted {
+            status_url: status_url.clone(),
+            correlation_id: id,
+        };
+        return Ok((
+            StatusCode::ACCEPTED,
+            [
+                (header::LOCATION, status_url),
+                (PREFERENCE_APPLIED, applied),
+            ],
+            axum::Json(accepted),
+        )
+            .into_response());
+    }
+    let settled = request_state(state, record, true).await?;
     Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, accepted.status_url.clone())],
-        axum::Json(accepted),
+        StatusCode::OK,
+        [
+            (header::LOCATION, status_url),
+            (PREFERENCE_APPLIED, applied),
+        ],
+        axum::Json(settled),
     )
         .into_response())
 }
@@ -272,7 +319,7 @@ async fn api_invoice(
 ) -> Result<Response, ApiError> {
     security::check_api_post(&headers)?;
     let request: InvoiceRequest = parse_json_request(&body).map_err(AppError::BadRequest)?;
-    accept(&state, RequestKind::Invoice, &request).await
+    accept(&state, &headers, RequestKind::Invoice, &request).await
 }
 
 async fn api_score(
@@ -282,7 +329,7 @@ async fn api_score(
 ) -> Result<Response, ApiError> {
     security::check_api_post(&headers)?;
     let request: ScoreRequest = parse_json_request(&body).map_err(AppError::BadRequest)?;
-    accept(&state, RequestKind::Score, &request).await
+    accept(&state, &headers, RequestKind::Score, &request).await
 }
 
 #[derive(Deserialize)]
@@ -327,15 +374,26 @@ async fn api_request(
         .wait_for_reply(&id, wait)
         .await
         .ok_or_else(|| unknown_request(&id))?;
-    let (request, reply) = if query.payloads == Some(false) {
-        (serde_json::Value::Null, None)
-    } else {
+    Ok(axum::Json(
+        request_state(&state, record, query.payloads != Some(false)).await?,
+    ))
+}
+
+/// What the API says of a request; with `payloads`, the request and reply messages too.
+async fn request_state(
+    state: &AppState,
+    record: RequestRecord,
+    payloads: bool,
+) -> Result<RequestState, AppError> {
+    let (request, reply) = if payloads {
         (
-            records::request_json(&state, &record).await?,
-            records::reply_json(&state, &record).await?,
+            records::request_json(state, &record).await?,
+            records::reply_json(state, &record).await?,
         )
+    } else {
+        (serde_json::Value::Null, None)
     };
-    Ok(axum::Json(RequestState::new(record, request, reply)))
+    Ok(RequestState::new(record, request, reply))
 }
 
 /// Server-sent events: `request` (a re-rendered table row), `uncorrelated` (a feed entry) and

@@ -67,6 +67,61 @@ async fn api_requests_complete_with_the_right_replies() {
     system.stop().await;
 }
 
+/// `Prefer: wait=N` (RFC 7240) makes the POST request/reply in one call: 200 with the settled
+/// request's state when the reply comes within N seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_that_prefers_to_wait_answers_with_the_reply() {
+    let system = System::start().await;
+    let response = system
+        .http
+        .post(system.dashboard.url("/api/scores"))
+        .header("prefer", "wait=30")
+        .json(&json!({"customer": "Initech"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(response.headers()["preference-applied"], "wait=30");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let state: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(state["status"], "completed", "{state}");
+    assert_eq!(
+        state["reply"]["ok"]["score"],
+        score_calculator::score_of("Initech")
+    );
+    assert_eq!(
+        location,
+        format!(
+            "/api/requests/{}",
+            state["correlation_id"].as_str().unwrap()
+        )
+    );
+    system.stop().await;
+}
+
+/// With no worker the wait runs out, and the answer is the usual 202 with where to look later.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_whose_wait_runs_out_answers_202() {
+    let system = System::start_with(false, Duration::from_secs(30)).await;
+    let response = system
+        .http
+        .post(system.dashboard.url("/api/scores"))
+        .header("prefer", "respond-async, wait=1")
+        .json(&json!({"customer": "Nobody home"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["preference-applied"], "wait=1");
+    let accepted: serde_json::Value = response.json().await.unwrap();
+    let id = accepted["correlation_id"].as_str().unwrap();
+    assert_eq!(
+        system.get_json(&format!("/api/requests/{id}")).await["status"],
+        "pending"
+    );
+    system.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn html_form_redirects_to_the_request_page_which_shows_the_reply() {
     let system = System::start().await;

@@ -124,9 +124,7 @@ pub async fn plan<S: Service>(
                 with_retries(&retry, || service.handle(request.clone(), origin)).await;
             let mut plan = match answer {
                 Ok(response) => {
-                    // Per request: debug, so that a busy worker's log is not its hot path
-                    // (counted in the metrics' handled total instead).
-                    tracing::debug!("answered request");
+                    tracing::info!("answered request");
                     answered(vec![json_reply(
                         &target,
                         inbound,
@@ -150,7 +148,7 @@ pub async fn plan<S: Service>(
                     return plan;
                 }
             };
-            tracing::debug!(
+            tracing::info!(
                 request = %loggable(&text, MAX_QUOTED_CHARS),
                 reply = %loggable(&answer, MAX_QUOTED_CHARS),
                 "answered plain-text request"

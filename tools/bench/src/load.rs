@@ -21,7 +21,8 @@ const MAX_LATENCY_US: u64 = 600_000_000;
 pub enum Via {
     /// `request_reply::requester::Client::call`: produce, await the correlated reply.
     Library,
-    /// `POST /api/invoices|scores` then `GET /api/requests/{id}?wait_ms=…` on the dashboard.
+    /// `POST /api/invoices|scores` with `Prefer: wait` on the dashboard: one call when the reply
+    /// comes in time, else `GET /api/requests/{id}?wait_ms=…` for the rest.
     Http,
 }
 

@@ -143,32 +143,41 @@ pub(crate) async fn http_call(
     body: &[u8],
     wait_ms: u128,
 ) -> anyhow::Result<CallOutcome> {
+    // One call when the reply comes within the wait (200 with the request's state), else the
+    // status URL, polled with the rest of the time-out.
     let response = http
         .post(post_url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("prefer", format!("wait={}", wait_ms.div_ceil(1000)))
         .body(body.to_vec())
         .send()
         .await?;
     let status = response.status();
-    if status != reqwest::StatusCode::ACCEPTED {
-        let text = response.text().await.unwrap_or_default();
-        bail!(
-            "POST answered {status}: {}",
-            text.chars().take(200).collect::<String>()
-        );
-    }
-    let accepted: Accepted = response.json().await?;
-    let response = http
-        .get(format!(
-            "{status_url}{}?wait_ms={wait_ms}",
-            accepted.correlation_id
-        ))
-        .send()
-        .await?;
-    let status = response.status();
-    if !status.is_success() {
-        bail!("GET answered {status}");
-    }
+    let response = match status {
+        reqwest::StatusCode::OK => response,
+        reqwest::StatusCode::ACCEPTED => {
+            let accepted: Accepted = response.json().await?;
+            let response = http
+                .get(format!(
+                    "{status_url}{}?wait_ms={wait_ms}",
+                    accepted.correlation_id
+                ))
+                .send()
+                .await?;
+            let status = response.status();
+            if !status.is_success() {
+                bail!("GET answered {status}");
+            }
+            response
+        }
+        _ => {
+            let text = response.text().await.unwrap_or_default();
+            bail!(
+                "POST answered {status}: {}",
+                text.chars().take(200).collect::<String>()
+            );
+        }
+    };
     let state: RequestState = response.json().await?;
     Ok(match state.status {
         Status::Completed => CallOutcome::Ok,
