@@ -240,7 +240,7 @@ def main():
         add("Worker start to first reply", why("startup_1"), "<= 2,000 ms", "", "MISSED")
 
     # Profiles.
-    for profile in ("throughput", "bulk"):
+    for profile in ("bulk",):
         low_p, high_p = get(f"profile_{profile}_low"), get(f"profile_{profile}_high")
         if low_p or high_p:
             text = []

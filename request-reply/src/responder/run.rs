@@ -189,9 +189,14 @@ pub async fn run_with_metrics<S: Service>(
                 "retry.backoff.ms",
                 TRANSACTION_RETRY_BACKOFF_MS,
             );
-            // A reply leaves at once (a transaction's replies are committed together anyway:
-            // lingering would only delay each transaction).
-            set_default(&mut producer_config, "linger.ms", "0");
+            // Replies batch within a transaction: committing flushes at once whatever is still
+            // lingering, so an idle worker's lone reply is not held back, while under load the
+            // replies of a transaction share produce requests (scripts/bench, exactly-once rows).
+            set_default(
+                &mut producer_config,
+                "linger.ms",
+                crate::producer::adaptive::BATCH_LINGER_MS,
+            );
             // Unique per replica: a zombie is fenced by the group's generation (KIP-447), so
             // the id need not survive a restart, and two live replicas never fence each other.
             producer_config.set("transactional.id", &replica);
