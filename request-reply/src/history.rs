@@ -389,8 +389,9 @@ impl RecordReader {
     /// The last `per_partition` messages of every partition of `topic`, each turned into a `T`
     /// by `keep` as it is read (so what is held is what the caller keeps, not the messages),
     /// waiting at most `timeout` in all. Blocks: call it from `spawn_blocking`. A topic that
-    /// does not exist is an error; one without messages is empty; one created a moment ago,
-    /// whose partitions have no leader yet, is looked up again within `timeout`.
+    /// does not exist is an error (after half a second: it may be one created a moment ago
+    /// that the broker does not know yet); one without messages is empty; one whose partitions
+    /// have no leader yet is looked up again within `timeout`.
     pub fn read_last<T>(
         &self,
         topic: &str,

@@ -41,13 +41,20 @@ pub(crate) fn partition_watermarks(
     }
 }
 
+/// How long an unknown topic is looked up again before it counts as missing: a topic created a
+/// moment ago is unknown to a broker until its metadata has reached it, which a busy CI machine
+/// saw take longer than the first look (UnknownTopicOrPartition right after CreateTopics).
+const NEW_TOPIC_GRACE: Duration = Duration::from_millis(500);
+
 /// [`try_partition_watermarks`], looked up again until `deadline` while a partition of `topic`
-/// has no leader yet (a topic created a moment ago); any other error is returned at once.
+/// has no leader yet, and for at most [`NEW_TOPIC_GRACE`] while the broker does not know the
+/// topic (both: a topic created a moment ago); any other error is returned at once.
 pub(crate) fn led_partition_watermarks(
     consumer: &impl Consumer,
     topic: &str,
     deadline: Instant,
 ) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+    let unknown_until = deadline.min(Instant::now() + NEW_TOPIC_GRACE);
     loop {
         match try_partition_watermarks(consumer, topic) {
             Err(KafkaError::MetadataFetch(
@@ -55,6 +62,15 @@ pub(crate) fn led_partition_watermarks(
             )) if Instant::now() < deadline => {
                 tracing::debug!(topic, "a partition has no leader yet; looking again");
                 std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition))
+                if Instant::now() < unknown_until =>
+            {
+                tracing::debug!(
+                    topic,
+                    "the broker does not know the topic yet; looking again"
+                );
+                std::thread::sleep(Duration::from_millis(50));
             }
             result => return result,
         }

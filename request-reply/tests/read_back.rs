@@ -89,8 +89,9 @@ async fn the_last_messages_of_each_partition_are_read_oldest_first() {
 
 /// A topic read the moment it is created (as the dashboard's dead-letter page may read a worker's
 /// new dead-letter topic) reads as empty, not as an error. Whether the read lands in the moment
-/// before the partitions have leaders depends on the broker's speed: a busy CI machine hit it
-/// (NotLeaderForPartition), a quiet one with a single broker does not.
+/// before the broker knows the topic, or before its partitions have leaders, depends on the
+/// broker's speed: a busy CI machine hit both (UnknownTopicOrPartition, NotLeaderForPartition),
+/// a quiet one with a single broker does not.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_topic_created_a_moment_ago_reads_as_empty() {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

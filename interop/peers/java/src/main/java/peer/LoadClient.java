@@ -36,7 +36,10 @@ import tools.jackson.databind.node.ObjectNode;
  *
  * <p>The template is set up as {@link ReplyingClient}'s (string serializers, a reply container
  * of a fresh consumer group on the reply topic, {@code content-type: application/json}); the
- * producer keeps the Kafka client's defaults except {@code linger.ms} with {@code --linger-ms}.
+ * producer keeps the Kafka client's defaults except {@code linger.ms} with {@code --linger-ms};
+ * {@code --auto-commit true} lets the reply consumer commit offsets in the background
+ * ({@code enable.auto.commit}) instead of the container committing each poll's batch
+ * synchronously, as the responder's option of that name.
  * Requests are the contract's valid ones for 1000 customers in turn, keyed by customer as an
  * application would key them, so they spread over the request topic's partitions.
  *
@@ -85,7 +88,7 @@ final class LoadClient {
             producerConfig.put(ProducerConfig.LINGER_MS_CONFIG, Integer.parseInt(linger));
         }
         DefaultKafkaProducerFactory<String, String> producers = new DefaultKafkaProducerFactory<>(producerConfig);
-        DefaultKafkaConsumerFactory<String, String> consumers = new DefaultKafkaConsumerFactory<>(Map.of(
+        Map<String, Object> consumerConfig = new HashMap<>(Map.of(
                 ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap,
                 ConsumerConfig.GROUP_ID_CONFIG, "spring-load-" + UUID.randomUUID(),
                 // As in ReplyingClient: no reply slips past the container before its first poll
@@ -93,6 +96,20 @@ final class LoadClient {
                 ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest",
                 ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class,
                 ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class));
+        String autoCommit = args.optional("auto-commit", null);
+        if (autoCommit != null) {
+            if (!autoCommit.equals("true") && !autoCommit.equals("false")) {
+                throw new IllegalArgumentException("--auto-commit must be true or false");
+            }
+            // As in Responder: set explicitly, Spring leaves it alone (unset, the container sets it
+            // false and commits each poll's batch synchronously). The reply container's thread
+            // then waits out every commit before its next poll, and Kafka 4's group coordinator
+            // holds each commit up to group.coordinator.append.linger.ms (5 ms by default), so
+            // each reply waits behind the previous one's commit: p50 ~6 ms at 1 in flight. When
+            // true the consumer commits in the background and the container commits nothing.
+            consumerConfig.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, Boolean.parseBoolean(autoCommit));
+        }
+        DefaultKafkaConsumerFactory<String, String> consumers = new DefaultKafkaConsumerFactory<>(consumerConfig);
         ReplyingKafkaTemplate<String, String, String> template = new ReplyingKafkaTemplate<>(producers,
                 new KafkaMessageListenerContainer<>(consumers, new ContainerProperties(replyTopic)));
         template.setDefaultReplyTimeout(timeout);

@@ -11,7 +11,7 @@ import java.util.Map;
  *     --kind invoice|score [--reply-partition P] [--count 50] [--invalid 0] [--timeout-ms 5000]
  * java -jar target/spring-peer.jar load --bootstrap HOST:PORT --request-topic T --reply-topic R
  *     --kind invoice|score --concurrency N --warmup-s W --duration-s D [--linger-ms L]
- *     [--timeout-ms 10000]
+ *     [--auto-commit true|false] [--timeout-ms 10000]
  * java -jar target/spring-peer.jar responder --bootstrap HOST:PORT [--prefix TOPIC_PREFIX]
  *     [--group GROUP] [--linger-ms L] [--auto-commit true|false]
  * </pre>
