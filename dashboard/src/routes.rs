@@ -268,16 +268,7 @@ async fn accept<T: Serialize + CustomerKey>(
     let id = submit(state, kind, request).await?;
     let status_url = format!("/api/requests/{id}");
     let Some(wait) = wait else {
-        let accepted = Accepted {
-            status_url: status_url.clone(),
-            correlation_id: id,
-        };
-        return Ok((
-            StatusCode::ACCEPTED,
-            [(header::LOCATION, status_url)],
-            axum::Json(accepted),
-        )
-            .into_response());
+        return Ok(still_pending(id, status_url, None));
     };
     let applied = format!("wait={}", wait.as_secs());
     let record = state
@@ -286,19 +277,7 @@ async fn accept<T: Serialize + CustomerKey>(
         .await
         .ok_or_else(|| unknown_request(&id))?;
     if record.status == Status::Pending {
-        let accepted = Accepted {
-            status_url: status_url.clone(),
-            correlation_id: id,
-        };
-        return Ok((
-            StatusCode::ACCEPTED,
-            [
-                (header::LOCATION, status_url),
-                (PREFERENCE_APPLIED, applied),
-            ],
-            axum::Json(accepted),
-        )
-            .into_response());
+        return Ok(still_pending(id, status_url, Some(applied)));
     }
     let settled = request_state(state, record, true).await?;
     Ok((
@@ -310,6 +289,24 @@ async fn accept<T: Serialize + CustomerKey>(
         axum::Json(settled),
     )
         .into_response())
+}
+
+/// 202: the request is on its way; its state is at `status_url`. `applied` says which wait was
+/// honoured, when one was asked for.
+fn still_pending(correlation_id: String, status_url: String, applied: Option<String>) -> Response {
+    let mut response = (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, status_url.clone())],
+        axum::Json(Accepted {
+            correlation_id,
+            status_url,
+        }),
+    )
+        .into_response();
+    if let Some(applied) = applied.and_then(|value| value.parse().ok()) {
+        response.headers_mut().insert(PREFERENCE_APPLIED, applied);
+    }
+    response
 }
 
 async fn api_invoice(

@@ -17,6 +17,7 @@ mod display;
 mod entries;
 mod key;
 mod status;
+mod waiters;
 
 use contract::legacy::LegacyReply;
 use contract::{ReplyContent, RequestKind, Topics};
@@ -34,6 +35,7 @@ use display::{SUMMARY_CHARS, bounded};
 use entries::{Entries, Entry, NO_PARTITION, Position};
 use key::Key;
 use status::{Answer, legacy_number};
+use waiters::Waiters;
 
 pub use crate::feed::UncorrelatedReply;
 pub use clock::from_unix_millis;
@@ -149,6 +151,7 @@ pub struct Store {
     /// The entries' monotonic clock.
     clock: Clock,
     changes: broadcast::Sender<Change>,
+    waiters: Waiters,
 }
 
 impl Store {
@@ -166,6 +169,7 @@ impl Store {
             limit,
             clock: Clock::start(),
             changes,
+            waiters: Waiters::default(),
         }
     }
 
@@ -176,6 +180,11 @@ impl Store {
     }
 
     fn announce(&self, change: Change) {
+        if let Change::Request(id) = &change
+            && !self.waiters.is_empty()
+        {
+            self.waiters.wake(&Key::parse(id));
+        }
         // No receivers is fine: nobody has a page open.
         let _ = self.changes.send(change);
     }
@@ -575,17 +584,17 @@ impl Store {
     /// Waits until the request is no longer pending or `wait` has passed; returns its latest state.
     pub async fn wait_for_reply(&self, id: &str, wait: Duration) -> Option<RequestRecord> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut changes = self.subscribe();
         loop {
+            let mut waiting = self.waiters.wait(Key::parse(id));
             let record = self.get(id)?;
             if record.status != Status::Pending {
                 return Some(record);
             }
-            match tokio::time::timeout_at(deadline, changes.recv()).await {
-                Err(_) => return Some(record),
-                Ok(Err(broadcast::error::RecvError::Closed)) => return Some(record),
-                // A change (or lagging behind several) means: look again.
-                Ok(_) => {}
+            if tokio::time::timeout_at(deadline, waiting.changed())
+                .await
+                .is_err()
+            {
+                return Some(record);
             }
         }
     }
