@@ -580,24 +580,6 @@ impl Store {
     pub fn uncorrelated(&self) -> Vec<Arc<UncorrelatedReply>> {
         self.lock().uncorrelated.snapshot()
     }
-
-    /// Waits until the request is no longer pending or `wait` has passed; returns its latest state.
-    pub async fn wait_for_reply(&self, id: &str, wait: Duration) -> Option<RequestRecord> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let mut waiting = self.waiters.wait(Key::parse(id));
-            let record = self.get(id)?;
-            if record.status != Status::Pending {
-                return Some(record);
-            }
-            if tokio::time::timeout_at(deadline, waiting.changed())
-                .await
-                .is_err()
-            {
-                return Some(record);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
