@@ -405,6 +405,10 @@ pub(crate) fn undecodable_dead_letter(dead_letter_topic: &str, skipped: &Stall) 
 /// group has none) of `committed_of`; nothing when a look-up fails or no broker answers for
 /// `request_topic` (asked even when nothing is assigned: a consumer without partitions may be
 /// one that lost its group, and the worker must know whether the brokers answer).
+///
+/// The committed offsets are read before the watermarks: the group commits while this runs, and
+/// an offset committed after the end was read would look past the end, which `judge` takes for
+/// records lost on the broker.
 fn look_up(
     probe: &BaseConsumer,
     request_topic: &str,
@@ -415,18 +419,8 @@ fn look_up(
         .fetch_metadata(Some(request_topic), LOOKUP_TIMEOUT)
         .map_err(|error| tracing::debug!(%error, "metadata look-up failed"))
         .ok()?;
-    let mut ends = HashMap::new();
-    let mut lows = HashMap::new();
-    for (topic, partition) in assigned {
-        let (low, high) = probe
-            .fetch_watermarks(topic, *partition, LOOKUP_TIMEOUT)
-            .map_err(|error| tracing::debug!(%error, topic, partition, "watermark look-up failed"))
-            .ok()?;
-        ends.insert((topic.clone(), *partition), high);
-        lows.insert((topic.clone(), *partition), low);
-    }
-    let mut starts = HashMap::new();
     let mut committed_offsets = HashMap::new();
+    let mut uncommitted = Vec::new();
     if !committed_of.is_empty() {
         let mut list = rdkafka::TopicPartitionList::new();
         for (topic, partition) in committed_of {
@@ -438,15 +432,28 @@ fn look_up(
             .ok()?;
         for element in committed.elements() {
             let key = (element.topic().to_owned(), element.partition());
-            let start = match element.offset() {
+            match element.offset() {
                 Offset::Offset(offset) => {
-                    committed_offsets.insert(key.clone(), offset);
-                    offset
+                    committed_offsets.insert(key, offset);
                 }
-                _ => lows.get(&key).copied().unwrap_or(0),
-            };
-            starts.insert(key, start);
+                _ => uncommitted.push(key),
+            }
         }
+    }
+    let mut ends = HashMap::new();
+    let mut lows = HashMap::new();
+    for (topic, partition) in assigned {
+        let (low, high) = probe
+            .fetch_watermarks(topic, *partition, LOOKUP_TIMEOUT)
+            .map_err(|error| tracing::debug!(%error, topic, partition, "watermark look-up failed"))
+            .ok()?;
+        ends.insert((topic.clone(), *partition), high);
+        lows.insert((topic.clone(), *partition), low);
+    }
+    let mut starts = committed_offsets.clone();
+    for key in uncommitted {
+        let low = lows.get(&key).copied().unwrap_or(0);
+        starts.insert(key, low);
     }
     Some(Lookup {
         ends,
