@@ -274,14 +274,24 @@ impl TransactionalReplies {
     }
 
     /// Waits (at most [`TRANSACTION_CALL_TIMEOUT`]) until the broker has acknowledged every
-    /// message of the open transaction. rust-rdkafka's `commit_transaction` flushes the
-    /// producer first and, while anything is unacknowledged, polls for up to 100 ms for an event
-    /// that the producer's own polling thread takes first: without this wait nearly every
-    /// commit would last those 100 ms.
+    /// message of the open transaction and librdkafka has let go of them. rust-rdkafka's
+    /// `commit_transaction` flushes the producer first and, while librdkafka still counts a
+    /// message, polls for up to 100 ms for an event that the producer's own polling thread takes
+    /// first: without this wait nearly every commit would last those 100 ms. A message is still
+    /// counted for a moment after its acknowledgement has completed its future (the polling
+    /// thread releases it after the callback), and a commit that fell into that moment waited
+    /// the 100 ms too, hence the second wait.
     async fn acknowledged(&mut self) {
         let deliveries = futures::future::join_all(self.deliveries.drain(..));
+        let producer = &self.producer;
+        let released = async {
+            deliveries.await;
+            while producer.in_flight_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
         // A failed or missing acknowledgement fails the commit itself.
-        let _ = tokio::time::timeout(TRANSACTION_CALL_TIMEOUT, deliveries).await;
+        let _ = tokio::time::timeout(TRANSACTION_CALL_TIMEOUT, released).await;
     }
 
     /// Runs a blocking transactional call off the async threads; if it has not returned
