@@ -11,7 +11,9 @@
 //! Order is kept: a message goes to one producer only while the other has nothing
 //! unacknowledged, so two messages to one partition are never in flight on different producers,
 //! and each producer keeps its own in order (idempotence). Moving to batching therefore waits
-//! until the immediate producer's last messages are acknowledged.
+//! until the immediate producer's last messages are acknowledged, for at most
+//! [`SWITCH_GRACE`]: one that cannot be delivered yet (its partition's leader is away) must not
+//! hold up every other partition's messages, so then messages go out at once for [`HOLD`].
 //!
 //! A `linger.ms` (or its alias `queue.buffering.max.ms`) in the user's `[producer]` section
 //! turns this off: one producer with exactly the user's settings.
@@ -21,7 +23,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the batching producer waits for company before sending. librdkafka wakes no sooner
 /// than a millisecond, so less would change nothing.
@@ -33,6 +35,16 @@ pub const BUSY_AT: usize = 4;
 
 /// How often a message waiting for the move to batching looks again.
 const DRAIN_POLL: Duration = Duration::from_millis(1);
+
+/// How long messages wait for the immediate producer to drain before the move to batching is
+/// given up. Its messages are acknowledged within milliseconds, unless one waits for a
+/// partition whose leader is away: that can take until `message.timeout.ms`, and meanwhile
+/// every message, to whatever partition, would wait behind it.
+pub const SWITCH_GRACE: Duration = Duration::from_millis(20);
+
+/// After a move to batching was given up: how long messages go out at once, with no attempt to
+/// move, so that a partition without a leader costs the others no more than one grace a second.
+pub const HOLD: Duration = Duration::from_secs(1);
 
 /// How many messages in a row must find the batching producer empty before messages go out at
 /// once again. More than one: under load the batching producer empties now and then between
@@ -46,11 +58,20 @@ pub enum Mode {
     #[default]
     Immediate,
     /// On the way to batching: waiting for the immediate producer to drain.
-    Switching,
+    Switching {
+        /// When the wait began.
+        since: Instant,
+    },
     /// Batching.
     Batching {
         /// Messages in a row that found the batching producer empty.
         idle_looks: u8,
+    },
+    /// Out at once, however busy: the immediate producer did not drain within
+    /// [`SWITCH_GRACE`].
+    Held {
+        /// When moving to batching may be tried again.
+        until: Instant,
     },
 }
 
@@ -65,18 +86,36 @@ pub enum Route {
     Wait,
 }
 
-/// Which producer a message takes in `mode`, given how many messages each producer has
+/// Which producer a message takes in `mode` at `now`, given how many messages each producer has
 /// unacknowledged; returns the route and the next mode.
 ///
 /// Messages go out at once until [`BUSY_AT`] of them wait together; then they wait for the
 /// immediate producer to drain and batch, until [`IDLE_LOOKS`] in a row find the batching
-/// producer empty. A message never goes to one producer while the other holds any.
-pub fn route(mode: Mode, immediate: usize, batching: usize, busy_at: usize) -> (Route, Mode) {
+/// producer empty. If the immediate producer does not drain within [`SWITCH_GRACE`], messages
+/// go out at once for [`HOLD`] instead. A message never goes to one producer while the other
+/// holds any.
+pub fn route(
+    mode: Mode,
+    immediate: usize,
+    batching: usize,
+    busy_at: usize,
+    now: Instant,
+) -> (Route, Mode) {
     match mode {
-        _ if batching > 0 => (Route::Batching, Mode::Batching { idle_looks: 0 }),
-        Mode::Immediate if immediate < busy_at => (Route::Immediate, Mode::Immediate),
-        Mode::Immediate | Mode::Switching if immediate > 0 => (Route::Wait, Mode::Switching),
-        Mode::Immediate | Mode::Switching => (Route::Batching, Mode::Batching { idle_looks: 0 }),
+        _ if batching > 0 && immediate == 0 => (Route::Batching, Mode::Batching { idle_looks: 0 }),
+        // Both hold some only while an event other than an acknowledgement (which the counts
+        // include) is being handed over: a moment.
+        _ if batching > 0 => (Route::Wait, mode),
+        Mode::Held { until } if now < until => (Route::Immediate, mode),
+        Mode::Immediate | Mode::Held { .. } if immediate < busy_at => {
+            (Route::Immediate, Mode::Immediate)
+        }
+        Mode::Immediate | Mode::Held { .. } => (Route::Wait, Mode::Switching { since: now }),
+        Mode::Switching { .. } if immediate == 0 => {
+            (Route::Batching, Mode::Batching { idle_looks: 0 })
+        }
+        Mode::Switching { since } if now < since + SWITCH_GRACE => (Route::Wait, mode),
+        Mode::Switching { .. } => (Route::Immediate, Mode::Held { until: now + HOLD }),
         Mode::Batching { idle_looks } if idle_looks + 1 >= IDLE_LOOKS && immediate == 0 => {
             (Route::Immediate, Mode::Immediate)
         }
@@ -86,7 +125,7 @@ pub fn route(mode: Mode, immediate: usize, batching: usize, busy_at: usize) -> (
                 idle_looks: idle_looks + 1,
             },
         ),
-        Mode::Batching { .. } => (Route::Wait, Mode::Switching),
+        Mode::Batching { .. } => (Route::Wait, Mode::Switching { since: now }),
     }
 }
 
@@ -98,6 +137,9 @@ pub struct AdaptiveProducer {
     /// None when the user set the linger: everything goes through `immediate` as configured.
     batching: Option<FutureProducer>,
     mode: Arc<Mutex<Mode>>,
+    /// `enable.idempotence` is on: every acknowledgement carries an offset, or is a duplicate's
+    /// (see [`super::acknowledgement`]).
+    idempotent: bool,
 }
 
 impl std::fmt::Debug for AdaptiveProducer {
@@ -112,6 +154,7 @@ impl AdaptiveProducer {
     /// Two producers made from `config`, one with `linger.ms` 0 and one with
     /// [`BATCH_LINGER_MS`]; or, when `config` sets the linger, one producer with it.
     pub fn new(config: &ClientConfig) -> KafkaResult<Self> {
+        let idempotent = super::acknowledgement::idempotent(config);
         let user_linger = ["linger.ms", "queue.buffering.max.ms"]
             .iter()
             .any(|key| config.get(key).is_some());
@@ -120,6 +163,7 @@ impl AdaptiveProducer {
                 immediate: config.create()?,
                 batching: None,
                 mode: Arc::default(),
+                idempotent,
             });
         }
         let mut immediate = config.clone();
@@ -130,6 +174,7 @@ impl AdaptiveProducer {
             immediate: immediate.create()?,
             batching: Some(batching.create()?),
             mode: Arc::default(),
+            idempotent,
         })
     }
 
@@ -157,6 +202,7 @@ impl AdaptiveProducer {
                     in_flight(&self.immediate),
                     in_flight(batching),
                     BUSY_AT,
+                    Instant::now(),
                 );
                 *mode = next;
                 match chosen {
@@ -167,6 +213,12 @@ impl AdaptiveProducer {
             }
             tokio::time::sleep(DRAIN_POLL).await;
         }
+    }
+
+    /// Whether `enable.idempotence` is on, so that an acknowledgement without an offset is a
+    /// duplicate's (see [`super::acknowledgement`]).
+    pub fn idempotent(&self) -> bool {
+        self.idempotent
     }
 
     /// Waits up to `timeout` for both producers to deliver what they hold (at shutdown).
@@ -191,71 +243,126 @@ mod tests {
 
     const BATCHING: Mode = Mode::Batching { idle_looks: 0 };
 
+    fn at(base: Instant, millis: u64) -> Instant {
+        base + Duration::from_millis(millis)
+    }
+
     #[test]
     fn an_idle_producer_sends_at_once() {
+        let now = Instant::now();
         assert_eq!(
-            route(Mode::Immediate, 0, 0, 4),
+            route(Mode::Immediate, 0, 0, 4, now),
             (Route::Immediate, Mode::Immediate)
         );
         assert_eq!(
-            route(Mode::Immediate, 3, 0, 4),
+            route(Mode::Immediate, 3, 0, 4, now),
             (Route::Immediate, Mode::Immediate)
         );
     }
 
     #[test]
     fn queueing_messages_wait_for_the_immediate_producer_then_batch() {
+        let start = Instant::now();
+        let switching = Mode::Switching { since: start };
         assert_eq!(
-            route(Mode::Immediate, 4, 0, 4),
-            (Route::Wait, Mode::Switching)
+            route(Mode::Immediate, 4, 0, 4, start),
+            (Route::Wait, switching)
         );
         // Still draining: even below the threshold, nothing more goes out at once.
         assert_eq!(
-            route(Mode::Switching, 1, 0, 4),
-            (Route::Wait, Mode::Switching)
+            route(switching, 1, 0, 4, at(start, 5)),
+            (Route::Wait, switching)
         );
         // Drained: the first batched message.
-        assert_eq!(route(Mode::Switching, 0, 0, 4), (Route::Batching, BATCHING));
+        assert_eq!(
+            route(switching, 0, 0, 4, at(start, 6)),
+            (Route::Batching, BATCHING)
+        );
+    }
+
+    /// A message the immediate producer cannot deliver yet (its partition's leader is away)
+    /// holds up the move to batching for a grace only, not every partition's messages until
+    /// it times out.
+    #[test]
+    fn a_move_to_batching_that_does_not_drain_in_time_is_given_up_for_a_while() {
+        let start = Instant::now();
+        let switching = Mode::Switching { since: start };
+        let grace = u64::try_from(SWITCH_GRACE.as_millis()).unwrap();
+        assert_eq!(
+            route(switching, 3, 0, 4, at(start, grace - 1)),
+            (Route::Wait, switching)
+        );
+        let held = Mode::Held {
+            until: at(start, grace) + HOLD,
+        };
+        assert_eq!(
+            route(switching, 3, 0, 4, at(start, grace)),
+            (Route::Immediate, held)
+        );
+        // However busy, out at once while held.
+        assert_eq!(
+            route(held, 50, 0, 4, at(start, grace + 10)),
+            (Route::Immediate, held)
+        );
+        // Then moving to batching is tried again.
+        let later = at(start, grace) + HOLD;
+        assert_eq!(
+            route(held, 50, 0, 4, later),
+            (Route::Wait, Mode::Switching { since: later })
+        );
+        assert_eq!(
+            route(held, 1, 0, 4, later),
+            (Route::Immediate, Mode::Immediate)
+        );
     }
 
     #[test]
     fn batching_goes_on_until_messages_in_a_row_find_the_batching_producer_empty() {
-        assert_eq!(route(BATCHING, 0, 500, 4), (Route::Batching, BATCHING));
+        let now = Instant::now();
+        assert_eq!(route(BATCHING, 0, 500, 4, now), (Route::Batching, BATCHING));
         let mut mode = BATCHING;
         for _ in 1..IDLE_LOOKS {
-            let (chosen, next) = route(mode, 0, 0, 4);
+            let (chosen, next) = route(mode, 0, 0, 4, now);
             assert_eq!(chosen, Route::Batching);
             mode = next;
         }
         // One busy look starts the count again.
-        assert_eq!(route(mode, 0, 1, 4), (Route::Batching, BATCHING));
-        assert_eq!(route(mode, 0, 0, 4), (Route::Immediate, Mode::Immediate));
+        assert_eq!(route(mode, 0, 1, 4, now), (Route::Batching, BATCHING));
+        assert_eq!(
+            route(mode, 0, 0, 4, now),
+            (Route::Immediate, Mode::Immediate)
+        );
     }
 
-    /// The order guarantee: whatever the mode and counts, a message never goes to a producer
-    /// while the other holds something unacknowledged.
+    /// The order guarantee: whatever the mode, counts and time, a message never goes to a
+    /// producer while the other holds something unacknowledged.
     #[test]
     fn no_message_goes_to_one_producer_while_the_other_holds_any() {
+        let start = Instant::now();
         let modes = [
             Mode::Immediate,
-            Mode::Switching,
+            Mode::Switching { since: start },
             BATCHING,
             Mode::Batching {
                 idle_looks: IDLE_LOOKS - 1,
             },
+            Mode::Held {
+                until: start + HOLD,
+            },
         ];
+        let times = [start, start + SWITCH_GRACE, start + HOLD + SWITCH_GRACE];
         for mode in modes {
-            for immediate in 0..8 {
-                // Both holding messages cannot happen (this rule prevents it).
-                let (chosen, _) = route(mode, immediate, 0, 4);
-                match chosen {
-                    Route::Batching => assert_eq!(immediate, 0, "{mode:?}"),
-                    Route::Immediate | Route::Wait => {}
+            for now in times {
+                for immediate in 0..8 {
+                    for batching in 0..8 {
+                        let (chosen, _) = route(mode, immediate, batching, 4, now);
+                        match chosen {
+                            Route::Batching => assert_eq!(immediate, 0, "{mode:?}"),
+                            Route::Immediate => assert_eq!(batching, 0, "{mode:?}"),
+                            Route::Wait => {}
+                        }
+                    }
                 }
-            }
-            for batching in 1..8 {
-                let (chosen, _) = route(mode, 0, batching, 4);
-                assert_eq!(chosen, Route::Batching, "{mode:?}");
             }
         }
     }
