@@ -17,6 +17,8 @@ use std::time::Duration;
 /// A producer, its generation, and what a replacement is made from.
 pub struct RenewingProducer {
     config: ClientConfig,
+    /// Whether its producers are idempotent (see [`super::acknowledgement`]).
+    idempotent: bool,
     current: Mutex<(u64, AdaptiveProducer)>,
     replacements: Counter,
 }
@@ -34,6 +36,7 @@ impl RenewingProducer {
     pub fn new(config: ClientConfig, replacements: Counter) -> KafkaResult<Self> {
         let producer = AdaptiveProducer::new(&config)?;
         Ok(RenewingProducer {
+            idempotent: super::acknowledgement::idempotent(&config),
             config,
             current: Mutex::new((0, producer)),
             replacements,
@@ -50,6 +53,12 @@ impl RenewingProducer {
     pub fn current(&self) -> (u64, AdaptiveProducer) {
         let current = self.lock();
         (current.0, current.1.clone())
+    }
+
+    /// Whether its producers are idempotent, so that an acknowledgement without an offset is a
+    /// duplicate's (see [`super::acknowledgement`]).
+    pub fn idempotent(&self) -> bool {
+        self.idempotent
     }
 
     /// How many times the producer was replaced.

@@ -22,6 +22,7 @@ use crate::deadline::Deadline;
 use crate::headers::{self, CorrelationId, TraceContext};
 use crate::kafka::{Outgoing, set_default};
 use crate::producer::AdaptiveProducer;
+use crate::producer::acknowledgement::send_again;
 use crate::route::Routes;
 use rdkafka::error::KafkaError;
 use serde::Serialize;
@@ -126,20 +127,35 @@ impl<R: Routes> Requester<R> {
     }
 
     /// Produces an arbitrary message (plain-text requests, tests) and waits for its acknowledgement.
+    /// An acknowledgement without an offset sends the message again (see
+    /// [`crate::producer::acknowledgement`]).
     pub async fn send_outgoing(&self, outgoing: &Outgoing) -> Result<SentRequest, RequestError> {
-        let delivery = self
-            .producer
-            .send_result(outgoing.record())
-            .await
-            .map_err(|(error, _)| RequestError::Send(error))?
-            .await
-            .map_err(|_| RequestError::Send(KafkaError::Canceled))?
-            .map_err(|(error, _)| RequestError::Send(error))?;
-        Ok(SentRequest {
-            topic: outgoing.topic.clone(),
-            partition: delivery.partition,
-            offset: delivery.offset,
-        })
+        let mut resent = 0;
+        loop {
+            let delivery = self
+                .producer
+                .send_result(outgoing.record())
+                .await
+                .map_err(|(error, _)| RequestError::Send(error))?
+                .await
+                .map_err(|_| RequestError::Send(KafkaError::Canceled))?
+                .map_err(|(error, _)| RequestError::Send(error))?;
+            if send_again(self.producer.idempotent(), delivery.offset, resent) {
+                resent += 1;
+                tracing::warn!(
+                    topic = %outgoing.topic,
+                    partition = delivery.partition,
+                    "request acknowledged without an offset (a duplicate, says the broker); \
+                     sending it again"
+                );
+                continue;
+            }
+            return Ok(SentRequest {
+                topic: outgoing.topic.clone(),
+                partition: delivery.partition,
+                offset: delivery.offset,
+            });
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::headers;
 use crate::kafka::Outgoing;
 use crate::metrics::WorkerMetrics;
 use crate::producer::RenewingProducer as ReplyProducer;
+use crate::producer::acknowledgement::send_again;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::types::RDKafkaErrorCode;
@@ -33,9 +34,10 @@ pub(super) async fn enqueue(producer: &ReplyProducer, outgoing: &Outgoing) -> Qu
     }
 }
 
-async fn delivered(queued: Result<DeliveryFuture, KafkaError>) -> Result<(), KafkaError> {
+/// The offset the message was written at, once acknowledged.
+async fn delivered(queued: Result<DeliveryFuture, KafkaError>) -> Result<i64, KafkaError> {
     match queued?.await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(delivery)) => Ok(delivery.offset),
         Ok(Err((error, _))) => Err(error),
         Err(_) => Err(KafkaError::Canceled),
     }
@@ -74,10 +76,21 @@ async fn deliver_one(
     routing: &Routing,
 ) -> Vec<Outgoing> {
     let mut backoff = Duration::from_millis(100);
+    let mut resent = 0;
     loop {
         let (generation, delivery) = queued;
         let error = match delivered(delivery).await {
-            Ok(()) => return Vec::new(),
+            Ok(offset) if send_again(producer.idempotent(), offset, resent) => {
+                resent += 1;
+                tracing::warn!(
+                    topic = %outgoing.topic,
+                    "reply acknowledged without an offset (a duplicate, says the broker); \
+                     sending it again"
+                );
+                queued = enqueue(producer, &outgoing).await;
+                continue;
+            }
+            Ok(_) => return Vec::new(),
             Err(error) => error,
         };
         match after_failure(&error) {
