@@ -24,6 +24,7 @@ mod delivery;
 mod group_watch;
 mod inbound;
 mod order;
+mod ownership;
 mod pipeline;
 mod plan;
 mod progress;

@@ -6,6 +6,7 @@ use super::commits::Commits;
 use super::group_watch::{BLIND_AFTER, GroupWatch};
 use super::inbound::Inbound;
 use super::order::KeyOrder;
+use super::ownership::{self, STRANDED_AFTER};
 use super::pipeline::{Finished, Output, Pipeline};
 use super::progress::Progress;
 use super::rebalance::WorkerContext;
@@ -15,6 +16,7 @@ use super::transaction::Rewind;
 use super::transactional::TransactionalReplies;
 use super::{Delivery, Service, WorkerConfig, WorkerError};
 use crate::admin::ensure_topics;
+use crate::groups::GroupObserver;
 use crate::kafka::{HeaderList, set_default};
 use crate::metrics::WorkerMetrics;
 use crate::producer::RenewingProducer as ReplyProducer;
@@ -157,6 +159,12 @@ pub async fn run_with_metrics<S: Service>(
         revoked: Mutex::default(),
     })?;
     let mut group_watch = GroupWatch::new(BLIND_AFTER, Instant::now());
+    let mut stranded = ownership::watch(
+        GroupObserver::new(&config.kafka).map_err(client_error("consumer"))?,
+        worker.group.clone(),
+        routing.request_topic.clone(),
+        crate::watchdog::CHECK_INTERVAL,
+    );
 
     let mut producer_config = config.kafka.producer_config();
     set_default(&mut producer_config, "enable.idempotence", "true");
@@ -301,6 +309,17 @@ pub async fn run_with_metrics<S: Service>(
                     }
                 }
             },
+            Some(partitions) = stranded.recv() => {
+                let why = format!(
+                    "the group has left partitions {partitions:?} of {} to no member for {} s",
+                    routing.request_topic,
+                    STRANDED_AFTER.as_secs()
+                );
+                commits.consumer_replaced(&consumer).await;
+                consumer = replace_consumer(consumer, subscribed, &why)?;
+                group_watch.replaced(Instant::now());
+                metrics.consumer_replacements.inc();
+            }
             received = consumer.recv(), if has_room => match received {
                 Err(error) => {
                     watch.error(&error);
@@ -363,15 +382,16 @@ pub async fn run_with_metrics<S: Service>(
     Ok(())
 }
 
-/// Makes a new consumer (with `subscribed`) in place of one that lost its group for good or
-/// failed, saying `why`. The old one is closed on a thread of its own: a client that knows no
-/// reachable broker can take long to close, and must not hold up the worker or its exit.
 /// Tells apart the replicas one process runs (tests run several), in their default `client.id`.
 fn next_replica() -> u32 {
     static STARTED: AtomicU32 = AtomicU32::new(0);
     STARTED.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Makes a new consumer (with `subscribed`) in place of one that lost its group for good,
+/// failed, or sits in a group that strands partitions, saying `why`. The old one is closed on a
+/// thread of its own: a client that knows no reachable broker can take long to close, and must
+/// not hold up the worker or its exit.
 fn replace_consumer(
     lost: StreamConsumer<WorkerContext>,
     subscribed: impl Fn(WorkerContext) -> Result<StreamConsumer<WorkerContext>, WorkerError>,
