@@ -21,6 +21,11 @@ use tokio::sync::mpsc;
 /// own chance first.
 pub(crate) const STRANDED_AFTER: Duration = Duration::from_secs(3);
 
+/// The longest wait between two replacements for partitions that stay stranded: each one
+/// doubles the wait, so a group this watch misjudges is rebalanced a few times, not every few
+/// seconds.
+const STRANDED_AFTER_AT_MOST: Duration = Duration::from_secs(60);
+
 /// Bound on each look at the group and its topic.
 const LOOK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -39,10 +44,12 @@ pub(crate) fn unowned(group: &GroupState, topic: &str, partitions: usize) -> Opt
     )
 }
 
-/// Since when the group has left partitions to nobody.
+/// Since when the group has left partitions to nobody, and how long that may last.
 #[derive(Debug, Clone)]
 pub(crate) struct OwnershipWatch {
     after: Duration,
+    /// `after`, doubled by every report since the group was last seen owning everything.
+    wait: Duration,
     stranded_since: Option<Instant>,
 }
 
@@ -50,24 +57,32 @@ impl OwnershipWatch {
     pub(crate) fn new(after: Duration) -> Self {
         OwnershipWatch {
             after,
+            wait: after,
             stranded_since: None,
         }
     }
 
     /// Records a look at `now` (`unowned`: see [`unowned`]; `None` also for a look that got no
-    /// answer) and says whether partitions have been stranded for [`STRANDED_AFTER`]. Once it
-    /// says so, the clock starts again.
+    /// answer) and says whether partitions have been stranded for the wait, [`STRANDED_AFTER`]
+    /// at first. Once it says so, the clock starts again with twice the wait (up to
+    /// [`STRANDED_AFTER_AT_MOST`]), until a look finds every partition owned.
     pub(crate) fn observe(&mut self, unowned: Option<&BTreeSet<i32>>, now: Instant) -> bool {
         match unowned {
             Some(partitions) if !partitions.is_empty() => {
                 let since = *self.stranded_since.get_or_insert(now);
-                if now.saturating_duration_since(since) >= self.after {
-                    self.stranded_since = None;
-                    return true;
+                if now.saturating_duration_since(since) < self.wait {
+                    return false;
                 }
+                self.stranded_since = None;
+                self.wait = (self.wait * 2).min(STRANDED_AFTER_AT_MOST);
+                true
+            }
+            Some(_) => {
+                self.stranded_since = None;
+                self.wait = self.after;
                 false
             }
-            _ => {
+            None => {
                 self.stranded_since = None;
                 false
             }
@@ -196,17 +211,40 @@ mod tests {
     }
 
     #[test]
-    fn partitions_stranded_long_enough_are_reported_once_then_timed_again() {
+    fn partitions_stranded_long_enough_are_reported_then_waited_for_twice_as_long() {
         let start = Instant::now();
         let mut watch = OwnershipWatch::new(STRANDED_AFTER);
         let stranded = set(&[3]);
         assert!(!watch.observe(Some(&stranded), start));
         assert!(!watch.observe(Some(&stranded), start + STRANDED_AFTER / 2));
         assert!(watch.observe(Some(&stranded), start + STRANDED_AFTER));
-        // The worker acted: the next report needs another whole wait.
-        let after = start + STRANDED_AFTER + Duration::from_millis(1);
-        assert!(!watch.observe(Some(&stranded), after));
-        assert!(watch.observe(Some(&stranded), after + STRANDED_AFTER));
+        // The worker acted and the partitions are still stranded: twice the wait.
+        let again = start + STRANDED_AFTER + Duration::from_millis(1);
+        assert!(!watch.observe(Some(&stranded), again));
+        assert!(!watch.observe(Some(&stranded), again + STRANDED_AFTER));
+        assert!(watch.observe(Some(&stranded), again + 2 * STRANDED_AFTER));
+    }
+
+    #[test]
+    fn the_wait_grows_to_a_bound_and_starts_over_once_everything_is_owned() {
+        let mut now = Instant::now();
+        let mut watch = OwnershipWatch::new(STRANDED_AFTER);
+        let stranded = set(&[0]);
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let since = now;
+            assert!(!watch.observe(Some(&stranded), since));
+            while !watch.observe(Some(&stranded), now) {
+                now += Duration::from_secs(1);
+            }
+            waits.push(now.duration_since(since).as_secs());
+            now += Duration::from_secs(1);
+        }
+        assert_eq!(waits, [3, 6, 12, 24, 48, 60, 60, 60]);
+        // Owned again: the next stranding gets the first wait.
+        assert!(!watch.observe(Some(&set(&[])), now));
+        assert!(!watch.observe(Some(&stranded), now));
+        assert!(watch.observe(Some(&stranded), now + STRANDED_AFTER));
     }
 
     #[test]
