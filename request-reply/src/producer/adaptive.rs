@@ -11,9 +11,10 @@
 //! Order is kept: a message goes to one producer only while the other has nothing
 //! unacknowledged, so two messages to one partition are never in flight on different producers,
 //! and each producer keeps its own in order (idempotence). Moving to batching therefore waits
-//! until the immediate producer's last messages are acknowledged, for at most
-//! [`SWITCH_GRACE`]: one that cannot be delivered yet (its partition's leader is away) must not
-//! hold up every other partition's messages, so then messages go out at once for [`HOLD`].
+//! until the immediate producer's last messages are acknowledged, as long as acknowledgements
+//! keep coming: should none come for [`SWITCH_GRACE`], the messages left cannot be delivered yet
+//! (their partition's leader is away), and they must not hold up every other partition's
+//! messages, so then messages go out at once for [`HOLD`].
 //!
 //! A `linger.ms` (or its alias `queue.buffering.max.ms`) in the user's `[producer]` section
 //! turns this off: one producer with exactly the user's settings.
@@ -36,10 +37,12 @@ pub const BUSY_AT: usize = 4;
 /// How often a message waiting for the move to batching looks again.
 const DRAIN_POLL: Duration = Duration::from_millis(1);
 
-/// How long messages wait for the immediate producer to drain before the move to batching is
-/// given up. Its messages are acknowledged within milliseconds, unless one waits for a
-/// partition whose leader is away: that can take until `message.timeout.ms`, and meanwhile
-/// every message, to whatever partition, would wait behind it.
+/// How long messages wait for the immediate producer's next acknowledgement before the move to
+/// batching is given up. Its messages are acknowledged within milliseconds, unless one waits
+/// for a partition whose leader is away: that can take until `message.timeout.ms`, and
+/// meanwhile every message, to whatever partition, would wait behind it. Measured from the last
+/// acknowledgement, not from the start of the wait: a busy machine drains a long queue slowly
+/// but steadily, and giving up then would send a second of messages one by one under load.
 pub const SWITCH_GRACE: Duration = Duration::from_millis(20);
 
 /// After a move to batching was given up: how long messages go out at once, with no attempt to
@@ -59,16 +62,18 @@ pub enum Mode {
     Immediate,
     /// On the way to batching: waiting for the immediate producer to drain.
     Switching {
-        /// When the wait began.
+        /// When the wait began or the immediate producer last had a message acknowledged.
         since: Instant,
+        /// Messages the immediate producer held unacknowledged then.
+        left: usize,
     },
     /// Batching.
     Batching {
         /// Messages in a row that found the batching producer empty.
         idle_looks: u8,
     },
-    /// Out at once, however busy: the immediate producer did not drain within
-    /// [`SWITCH_GRACE`].
+    /// Out at once, however busy: the immediate producer had nothing acknowledged for
+    /// [`SWITCH_GRACE`] while it drained.
     Held {
         /// When moving to batching may be tried again.
         until: Instant,
@@ -91,8 +96,8 @@ pub enum Route {
 ///
 /// Messages go out at once until [`BUSY_AT`] of them wait together; then they wait for the
 /// immediate producer to drain and batch, until [`IDLE_LOOKS`] in a row find the batching
-/// producer empty. If the immediate producer does not drain within [`SWITCH_GRACE`], messages
-/// go out at once for [`HOLD`] instead. A message never goes to one producer while the other
+/// producer empty. If the draining immediate producer has nothing acknowledged for
+/// [`SWITCH_GRACE`], messages go out at once for [`HOLD`] instead. A message never goes to one producer while the other
 /// holds any.
 pub fn route(
     mode: Mode,
@@ -110,11 +115,14 @@ pub fn route(
         Mode::Immediate | Mode::Held { .. } if immediate < busy_at => {
             (Route::Immediate, Mode::Immediate)
         }
-        Mode::Immediate | Mode::Held { .. } => (Route::Wait, Mode::Switching { since: now }),
+        Mode::Immediate | Mode::Held { .. } => (Route::Wait, switching(now, immediate)),
         Mode::Switching { .. } if immediate == 0 => {
             (Route::Batching, Mode::Batching { idle_looks: 0 })
         }
-        Mode::Switching { since } if now < since + SWITCH_GRACE => (Route::Wait, mode),
+        Mode::Switching { left, .. } if immediate < left => {
+            (Route::Wait, switching(now, immediate))
+        }
+        Mode::Switching { since, .. } if now < since + SWITCH_GRACE => (Route::Wait, mode),
         Mode::Switching { .. } => (Route::Immediate, Mode::Held { until: now + HOLD }),
         Mode::Batching { idle_looks } if idle_looks + 1 >= IDLE_LOOKS && immediate == 0 => {
             (Route::Immediate, Mode::Immediate)
@@ -125,8 +133,13 @@ pub fn route(
                 idle_looks: idle_looks + 1,
             },
         ),
-        Mode::Batching { .. } => (Route::Wait, Mode::Switching { since: now }),
+        Mode::Batching { .. } => (Route::Wait, switching(now, immediate)),
     }
+}
+
+/// Waiting, from `now`, for the immediate producer's `left` messages to be acknowledged.
+fn switching(now: Instant, left: usize) -> Mode {
+    Mode::Switching { since: now, left }
 }
 
 /// A producer that is fast when idle and efficient under load (see the module documentation).
@@ -263,7 +276,7 @@ mod tests {
     #[test]
     fn queueing_messages_wait_for_the_immediate_producer_then_batch() {
         let start = Instant::now();
-        let switching = Mode::Switching { since: start };
+        let switching = switching(start, 4);
         assert_eq!(
             route(Mode::Immediate, 4, 0, 4, start),
             (Route::Wait, switching)
@@ -271,7 +284,7 @@ mod tests {
         // Still draining: even below the threshold, nothing more goes out at once.
         assert_eq!(
             route(switching, 1, 0, 4, at(start, 5)),
-            (Route::Wait, switching)
+            (Route::Wait, super::switching(at(start, 5), 1))
         );
         // Drained: the first batched message.
         assert_eq!(
@@ -286,7 +299,7 @@ mod tests {
     #[test]
     fn a_move_to_batching_that_does_not_drain_in_time_is_given_up_for_a_while() {
         let start = Instant::now();
-        let switching = Mode::Switching { since: start };
+        let switching = switching(start, 3);
         let grace = u64::try_from(SWITCH_GRACE.as_millis()).unwrap();
         assert_eq!(
             route(switching, 3, 0, 4, at(start, grace - 1)),
@@ -308,12 +321,33 @@ mod tests {
         let later = at(start, grace) + HOLD;
         assert_eq!(
             route(held, 50, 0, 4, later),
-            (Route::Wait, Mode::Switching { since: later })
+            (Route::Wait, super::switching(later, 50))
         );
         assert_eq!(
             route(held, 1, 0, 4, later),
             (Route::Immediate, Mode::Immediate)
         );
+    }
+
+    /// A busy machine drains a long queue slowly: as long as acknowledgements keep coming, the
+    /// wait goes on past the grace, and the grace counts from the last one.
+    #[test]
+    fn a_draining_producer_is_waited_for_as_long_as_acknowledgements_come() {
+        let start = Instant::now();
+        let grace = u64::try_from(SWITCH_GRACE.as_millis()).unwrap();
+        let mut mode = switching(start, 100);
+        let mut now = start;
+        for left in (1..100).rev().step_by(10) {
+            now = at(now, grace - 1);
+            let (chosen, next) = route(mode, left, 0, 4, now);
+            assert_eq!((chosen, next), (Route::Wait, super::switching(now, left)));
+            mode = next;
+        }
+        assert!(now > at(start, 5 * grace), "waited past the grace: {now:?}");
+        // No acknowledgement for a grace since the last: given up.
+        let (chosen, next) = route(mode, 9, 0, 4, at(now, grace));
+        assert_eq!(chosen, Route::Immediate);
+        assert!(matches!(next, Mode::Held { .. }), "{next:?}");
     }
 
     #[test]
@@ -341,7 +375,7 @@ mod tests {
         let start = Instant::now();
         let modes = [
             Mode::Immediate,
-            Mode::Switching { since: start },
+            switching(start, 4),
             BATCHING,
             Mode::Batching {
                 idle_looks: IDLE_LOOKS - 1,
