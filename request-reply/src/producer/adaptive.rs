@@ -97,8 +97,8 @@ pub enum Route {
 /// Messages go out at once until [`BUSY_AT`] of them wait together; then they wait for the
 /// immediate producer to drain and batch, until [`IDLE_LOOKS`] in a row find the batching
 /// producer empty. If the draining immediate producer has nothing acknowledged for
-/// [`SWITCH_GRACE`], messages go out at once for [`HOLD`] instead. A message never goes to one producer while the other
-/// holds any.
+/// [`SWITCH_GRACE`], messages go out at once for [`HOLD`] instead. A message never goes to one
+/// producer while the other holds any.
 pub fn route(
     mode: Mode,
     immediate: usize,
@@ -276,19 +276,19 @@ mod tests {
     #[test]
     fn queueing_messages_wait_for_the_immediate_producer_then_batch() {
         let start = Instant::now();
-        let switching = switching(start, 4);
+        let waiting = switching(start, 4);
         assert_eq!(
             route(Mode::Immediate, 4, 0, 4, start),
-            (Route::Wait, switching)
+            (Route::Wait, waiting)
         );
         // Still draining: even below the threshold, nothing more goes out at once.
         assert_eq!(
-            route(switching, 1, 0, 4, at(start, 5)),
-            (Route::Wait, super::switching(at(start, 5), 1))
+            route(waiting, 1, 0, 4, at(start, 5)),
+            (Route::Wait, switching(at(start, 5), 1))
         );
         // Drained: the first batched message.
         assert_eq!(
-            route(switching, 0, 0, 4, at(start, 6)),
+            route(waiting, 0, 0, 4, at(start, 6)),
             (Route::Batching, BATCHING)
         );
     }
@@ -299,17 +299,17 @@ mod tests {
     #[test]
     fn a_move_to_batching_that_does_not_drain_in_time_is_given_up_for_a_while() {
         let start = Instant::now();
-        let switching = switching(start, 3);
+        let waiting = switching(start, 3);
         let grace = u64::try_from(SWITCH_GRACE.as_millis()).unwrap();
         assert_eq!(
-            route(switching, 3, 0, 4, at(start, grace - 1)),
-            (Route::Wait, switching)
+            route(waiting, 3, 0, 4, at(start, grace - 1)),
+            (Route::Wait, waiting)
         );
         let held = Mode::Held {
             until: at(start, grace) + HOLD,
         };
         assert_eq!(
-            route(switching, 3, 0, 4, at(start, grace)),
+            route(waiting, 3, 0, 4, at(start, grace)),
             (Route::Immediate, held)
         );
         // However busy, out at once while held.
@@ -321,7 +321,7 @@ mod tests {
         let later = at(start, grace) + HOLD;
         assert_eq!(
             route(held, 50, 0, 4, later),
-            (Route::Wait, super::switching(later, 50))
+            (Route::Wait, switching(later, 50))
         );
         assert_eq!(
             route(held, 1, 0, 4, later),
@@ -340,7 +340,7 @@ mod tests {
         for left in (1..100).rev().step_by(10) {
             now = at(now, grace - 1);
             let (chosen, next) = route(mode, left, 0, 4, now);
-            assert_eq!((chosen, next), (Route::Wait, super::switching(now, left)));
+            assert_eq!((chosen, next), (Route::Wait, switching(now, left)));
             mode = next;
         }
         assert!(now > at(start, 5 * grace), "waited past the grace: {now:?}");
